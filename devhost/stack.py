@@ -1,0 +1,125 @@
+"""``make run``: Azurite (Table Storage, in memory), the ARR emulator and the functions host, together.
+
+Prints the URLs, and stops all three on Ctrl-C or as soon as one of them dies. Ports: ``AZURITE_TABLE_PORT``
+(10002), ``ARR_EMULATOR_PORT`` (7072), ``FUNCTIONS_PORT`` (7071).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
+DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_connection_string(port: int) -> str:
+    """Azurite's well-known development account (a public, documented key, not a secret)."""
+    return (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_ACCOUNT_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"process for port {port} exited with code {process.returncode}"
+            raise RuntimeError(msg)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    msg = f"nothing listened on port {port} after {timeout:.0f} s"
+    raise RuntimeError(msg)
+
+
+def azurite_command(port: int) -> list[str]:
+    return [str(AZURITE), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent",
+            "--tableHost", "127.0.0.1", "--tablePort", str(port)]
+
+
+def ensure_local_settings() -> Path:
+    settings = ROOT / "local.settings.json"
+    if not settings.exists():
+        shutil.copy(ROOT / "local.settings.example.json", settings)
+        print(f"created {settings.name} from local.settings.example.json")
+    return settings
+
+
+def main() -> int:
+    started = time.monotonic()
+    ports = {"azurite": int(os.environ.get("AZURITE_TABLE_PORT", "10002")),
+             "emulator": int(os.environ.get("ARR_EMULATOR_PORT", "7072")),
+             "functions": int(os.environ.get("FUNCTIONS_PORT", "7071"))}
+    taken = [f"{name} port {port}" for name, port in ports.items() if port_taken(port)]
+    if taken:
+        print(f"cannot start: {', '.join(taken)} already in use. Stop what uses it, or set AZURITE_TABLE_PORT, "
+              "ARR_EMULATOR_PORT or FUNCTIONS_PORT.", file=sys.stderr)
+        return 2
+    settings = ensure_local_settings()
+    values = json.loads(settings.read_text()).get("Values", {})
+    emulator_url = f"http://127.0.0.1:{ports['emulator']}"
+    env = dict(os.environ)
+    env.setdefault("AzureWebJobsStorage", azurite_connection_string(ports["azurite"]))
+    env.setdefault("ARR_ENDPOINT", emulator_url)
+    env.setdefault("ARR_STS_ENDPOINT", emulator_url)
+    account_id = env.get("ARR_ACCOUNT_ID") or values.get("ARR_ACCOUNT_ID", "")
+    account_key = env.get("ARR_ACCOUNT_KEY") or values.get("ARR_ACCOUNT_KEY", "")
+    commands = {
+        "azurite": azurite_command(ports["azurite"]),
+        "emulator": [sys.executable, "-m", "arr_emulator", "--port", str(ports["emulator"]),
+                     "--account-id", account_id, "--account-key", account_key],
+        "functions": [sys.executable, "-m", "devhost", "--port", str(ports["functions"])],
+    }
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, command in commands.items():
+            processes[name] = subprocess.Popen(command, cwd=ROOT, env=env)
+            wait_for_port(ports[name], processes[name])
+        print(f"\nready in {time.monotonic() - started:.1f} s")
+        print(f"  functions     http://127.0.0.1:{ports['functions']}/api/health  (OpenAPI: /api/openapi.json)")
+        print(f"  ARR emulator  {emulator_url}  (state: {emulator_url}/_emulator/state)")
+        print(f"  Azurite       http://127.0.0.1:{ports['azurite']}/devstoreaccount1 (Table Storage, in memory)")
+        print("Ctrl-C stops all three.\n", flush=True)
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)
+        dead = [n for n, p in processes.items() if p.poll() is not None]
+        print(f"{', '.join(dead)} stopped; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Fixtures that start the real parts: Azurite, the ARR emulator and the local functions host, on free ports.
+
+Nothing is skipped when a part is missing: a missing Azurite fails the test run with the command to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devhost.stack import AZURITE, azurite_command, azurite_connection_string
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"
+ACCOUNT_KEY = "test-account-key-not-a-secret"
+FUNCTION_KEY = "test-function-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            pytest.fail(f"process on port {port} exited with {process.returncode}:\n{out[-3000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listened on port {port} within {timeout} s")
+
+
+def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_until_listening(port, process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@dataclass
+class Azurite:
+    port: int
+    connection_string: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Real Azurite Table Storage, in memory, for the whole test session."""
+    if not AZURITE.exists():
+        pytest.fail(f"{AZURITE} is missing: run `npm ci` (make test does)")
+    port = free_port()
+    process = start(azurite_command(port), port)
+    yield Azurite(port, azurite_connection_string(port), process)
+    stop(process)
+
+
+@dataclass
+class Emulator:
+    """A running ARR emulator and its control API."""
+
+    url: str
+    account_id: str
+    account_key: str
+    process: subprocess.Popen[bytes]
+
+    def control(self, method: str, path: str, json: Any = None) -> Any:
+        response = httpx.request(method, f"{self.url}/_emulator/{path}", json=json, timeout=30)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def reset(self, **config: Any) -> None:
+        self.control("POST", "reset")
+        self.control("POST", "config", {"startupSeconds": 10, "pageSize": 100, "capacity": None, "latencyMs": 0,
+                                        **config})
+
+    def advance(self, seconds: float) -> None:
+        self.control("POST", "clock/advance", {"seconds": seconds})
+
+    def fault(self, **fault: Any) -> None:
+        self.control("POST", "faults", fault)
+
+    def state(self) -> dict[str, Any]:
+        return self.control("GET", "state")
+
+    def client_settings(self) -> dict[str, str]:
+        return {"endpoint": self.url, "sts_endpoint": self.url, "account_id": self.account_id,
+                "account_domain": "eastus.mixedreality.azure.com"}
+
+
+@pytest.fixture(scope="session")
+def emulator_process() -> Iterator[Emulator]:
+    port = free_port()
+    process = start([sys.executable, "-m", "arr_emulator", "--port", str(port), "--account-id", ACCOUNT_ID,
+                     "--account-key", ACCOUNT_KEY], port)
+    yield Emulator(f"http://127.0.0.1:{port}", ACCOUNT_ID, ACCOUNT_KEY, process)
+    stop(process)
+
+
+@pytest.fixture
+def emulator(emulator_process: Emulator) -> Emulator:
+    """The session's emulator, reset to a clean account for each test."""
+    emulator_process.reset()
+    return emulator_process
+
+
+def function_app_env(emulator: Emulator, azurite: Azurite, table: str, **extra: str) -> dict[str, str]:
+    """The app settings that point the real function app at the emulator and Azurite."""
+    return {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "ARR_ENDPOINT": emulator.url,
+        "ARR_STS_ENDPOINT": emulator.url,
+        "ARR_ACCOUNT_ID": emulator.account_id,
+        "ARR_ACCOUNT_KEY": emulator.account_key,
+        "ARR_ACCOUNT_DOMAIN": "eastus.mixedreality.azure.com",
+        "ARR_HISTORY_TABLE": table,
+        **extra,
+    }
+
+
+@dataclass
+class Host:
+    url: str
+    process: subprocess.Popen[bytes]
+    key: str = FUNCTION_KEY
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"x-functions-key": self.key}, timeout=60, **kwargs)
+
+
+def start_host(env: dict[str, str], module: str = "function_app", *extra_args: str) -> Host:
+    port = free_port()
+    command = [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "/nonexistent",
+               "--module", module, "--function-key", FUNCTION_KEY, "--master-key", "test-master-key", *extra_args]
+    return Host(f"http://127.0.0.1:{port}", start(command, port, env))
