@@ -125,8 +125,8 @@ class EmulatorState:
         self.clock_offset += seconds
 
     def reset(self) -> None:
+        """Forget sessions, faults and counters; issued tokens stay valid, as they would at the real STS."""
         self.sessions.clear()
-        self.tokens.clear()
         self.faults.clear()
         self.requests = dict.fromkeys(OPERATIONS, 0)
         self.clock_offset = 0.0

@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--no-timers", action="store_true", help="run timer functions only on demand")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)
     load_local_settings(args.settings)
     sys.path.insert(0, os.getcwd())
     keys = args.function_key + [k for k in os.environ.get("DEVHOST_FUNCTION_KEYS", "").split(",") if k]

@@ -32,11 +32,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+LOG_DIR = Path(os.environ.get("TEST_SERVICE_LOGS", "/tmp/arr-sessions-test-logs"))
+
+
 def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = process.stdout.read().decode(errors="replace") if process.stdout else ""
+            log = Path(getattr(process, "log_path", ""))
+            out = log.read_text(errors="replace") if log.is_file() else ""
             pytest.fail(f"process on port {port} exited with {process.returncode}:\n{out[-3000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -47,8 +51,13 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: f
 
 
 def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    """Start a service; its output goes to a log file (a pipe nobody reads would block it once full)."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{Path(command[0]).name}-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                                   stdout=log, stderr=subprocess.STDOUT)
+    process.log_path = str(log_path)  # type: ignore[attr-defined]
     wait_until_listening(port, process)
     return process
 

@@ -1,0 +1,83 @@
+"""The long-lived objects of one function-app process, built on first use from the settings.
+
+Importing the app opens no connection: the ARR client, the token cache and the table client are created on the
+first invocation and reused by every later one. ``azure.identity`` is imported only when managed identity is
+configured (no ``ARR_ACCOUNT_KEY``, or a table endpoint instead of a connection string).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from .auth import AccountKeyCredential
+from .client import ArrClient
+from .history import HistoryStore
+from .sessions import SessionService
+from .settings import AppSettings, SettingsError
+
+
+def _managed_identity(settings: AppSettings) -> Any:
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential  # noqa: PLC0415 - cold start
+
+    if settings.managed_identity_client_id:
+        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+    return DefaultAzureCredential()
+
+
+def build_arr_client(settings: AppSettings) -> ArrClient:
+    if not settings.arr_configured:
+        msg = "setting ARR_ACCOUNT_ID, ARR_ACCOUNT_DOMAIN and ARR_ENDPOINT (or ARR_REGION) are required"
+        raise SettingsError(msg)
+    credential: Any = (AccountKeyCredential(settings.account_key) if settings.account_key
+                       else _managed_identity(settings))
+    return ArrClient(settings.arr_endpoint, settings.account_id, settings.account_domain, credential,
+                     sts_endpoint=settings.sts_endpoint)
+
+
+def build_history(settings: AppSettings) -> HistoryStore:
+    if settings.storage_connection and "=" in settings.storage_connection:
+        return HistoryStore.from_connection_string(settings.storage_connection, settings.history_table)
+    if settings.table_endpoint:
+        return HistoryStore.from_endpoint(settings.table_endpoint, settings.history_table,
+                                          _managed_identity(settings))
+    msg = "setting AzureWebJobsStorage (a connection string) or ARR_HISTORY_TABLE_ENDPOINT is required"
+    raise SettingsError(msg)
+
+
+@dataclass
+class AppContext:
+    settings: AppSettings
+    arr: ArrClient
+    history: HistoryStore
+    sessions: SessionService
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings) -> AppContext:
+        arr, history = build_arr_client(settings), build_history(settings)
+        return cls(settings, arr, history, SessionService(arr, history, settings))
+
+    async def aclose(self) -> None:
+        await self.arr.aclose()
+        await self.history.aclose()
+
+
+_context: AppContext | None = None
+_lock = asyncio.Lock()
+
+
+async def get_context() -> AppContext:
+    """The process's context, created once (raises SettingsError when a setting is missing or malformed)."""
+    global _context  # noqa: PLW0603 - one per process, by design
+    if _context is None:
+        async with _lock:
+            if _context is None:
+                _context = AppContext.from_settings(AppSettings.from_env())
+    return _context
+
+
+def set_context(context: AppContext | None) -> None:
+    """Replace the process's context (tests)."""
+    global _context  # noqa: PLW0603
+    _context = context

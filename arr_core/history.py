@@ -1,0 +1,398 @@
+"""Session history in Azure Table Storage: one record per session, an event per change, written safely.
+
+Table layout (one table, ``ARR_HISTORY_TABLE``):
+
+============  ==================================  ==================================  =============================
+entity        PartitionKey                        RowKey                              why
+============  ==================================  ==================================  =============================
+session       ``s-<yyyymm>`` of creation (UTC)    ``<createdAt ISO>~<session id>``     date ranges are key ranges
+event         same as its session                 ``<session RowKey>~e<seq:05d>``      same partition: one batch
+                                                                                      with the session update
+id index      ``id``                              session id                          find a session by id
+idempotency   ``idem``                            sha256 of the key                   conditional insert
+cleanup run   ``run-<yyyymm>``                    inverted ticks                      newest first
+nightly mark  ``nightly``                         local date                          once per night
+============  ==================================  ==================================  =============================
+
+Every change to a session is an ETag-conditional update of its record *and* the insert of its events in one
+entity-group transaction: two writers can never both record the same change, and a lost race is retried on fresh
+data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient
+
+log = logging.getLogger("arr_core.history")
+
+MAX_UPDATE_ATTEMPTS = 8
+ACTIVE_STATUSES = ("Requested", "Starting", "Ready")
+
+
+class HistoryUnavailable(Exception):
+    """Table Storage could not be reached or refused us; nothing was written."""
+
+
+class HistoryConflict(Exception):
+    """A conditional write kept losing to other writers."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def partition_for(created_at: datetime) -> str:
+    return f"s-{created_at.astimezone(timezone.utc):%Y%m}"
+
+
+def row_for(created_at: datetime, session_id: str) -> str:
+    return f"{created_at.astimezone(timezone.utc).isoformat(timespec='microseconds')}~{session_id}"
+
+
+def months_between(start: datetime, end: datetime) -> list[str]:
+    """The session partitions that can hold sessions created in [start, end)."""
+    months, cursor = [], start.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while cursor < end:
+        months.append(f"s-{cursor:%Y%m}")
+        cursor = (cursor + timedelta(days=32)).replace(day=1)
+    return months
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to a session."""
+
+    type: str
+    at: datetime
+    from_status: str | None = None
+    to_status: str | None = None
+    actor: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """What we know about a session beyond ARR's own view (which ARR forgets after 30 days)."""
+
+    session_id: str
+    created_at: datetime
+    status: str = "Requested"
+    size: str | None = None
+    lease_minutes: int | None = None
+    requested_by: str | None = None
+    reason: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    keep_alive: bool = False
+    arr_created_at: datetime | None = None
+    ready_at: datetime | None = None
+    ended_at: datetime | None = None
+    elapsed_minutes: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    stop_reason: str | None = None
+    stopped_by: str | None = None
+    idempotency_key: str | None = None
+    event_count: int = 0
+    updated_at: datetime | None = None
+    etag: str | None = None
+
+    @property
+    def partition(self) -> str:
+        return partition_for(self.created_at)
+
+    @property
+    def row(self) -> str:
+        return row_for(self.created_at, self.session_id)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def billed_minutes(self) -> int | None:
+        """Minutes from Ready to the end (or to the last observation), as ARR counts them."""
+        return self.elapsed_minutes if self.ready_at is not None or self.elapsed_minutes else None
+
+    def settings_match(self, size: str, lease_minutes: int) -> bool:
+        return self.size == size and self.lease_minutes == lease_minutes
+
+
+_RECORD_FIELDS = {
+    "session_id": "SessionId", "status": "Status", "size": "Size", "lease_minutes": "LeaseMinutes",
+    "requested_by": "RequestedBy", "reason": "Reason", "keep_alive": "KeepAlive", "created_at": "CreatedAt",
+    "arr_created_at": "ArrCreatedAt", "ready_at": "ReadyAt", "ended_at": "EndedAt",
+    "elapsed_minutes": "ElapsedMinutes", "error_code": "ErrorCode", "error_message": "ErrorMessage",
+    "stop_reason": "StopReason", "stopped_by": "StoppedBy", "idempotency_key": "IdempotencyKey",
+    "event_count": "EventCount", "updated_at": "UpdatedAt",
+}
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return datetime.fromtimestamp(value.timestamp(), timezone.utc)
+    return value
+
+
+def record_to_entity(record: SessionRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": record.partition, "RowKey": record.row, "Kind": "session",
+                              "Labels": json.dumps(record.labels, separators=(",", ":"), sort_keys=True),
+                              "Active": record.is_active, "BilledMinutes": record.billed_minutes}
+    for attr, name in _RECORD_FIELDS.items():
+        entity[name] = getattr(record, attr)
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def record_from_entity(entity: dict[str, Any]) -> SessionRecord:
+    values = {attr: _aware(entity.get(name)) for attr, name in _RECORD_FIELDS.items() if entity.get(name) is not None}
+    values["labels"] = json.loads(entity.get("Labels") or "{}")
+    etag = getattr(entity, "metadata", {}).get("etag") if hasattr(entity, "metadata") else None
+    return SessionRecord(**values, etag=etag)
+
+
+def event_to_entity(record: SessionRecord, seq: int, event: Event) -> dict[str, Any]:
+    entity = {
+        "PartitionKey": record.partition, "RowKey": f"{record.row}~e{seq:05d}", "Kind": "event",
+        "SessionId": record.session_id, "Seq": seq, "Type": event.type, "At": event.at,
+        "FromStatus": event.from_status, "ToStatus": event.to_status, "Actor": event.actor,
+        "Detail": json.dumps(event.detail, separators=(",", ":"), sort_keys=True, default=str),
+    }
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def idempotency_row(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """The first request for a key owns it; later ones get the owner's fingerprint and session."""
+
+    session_id: str
+    fingerprint: str
+    created_at: datetime
+    owned: bool
+
+
+Mutation = Callable[[SessionRecord], tuple[SessionRecord, list[Event]] | None]
+
+
+class HistoryStore:
+    """Reads and writes session history; every method raises :class:`HistoryUnavailable` if storage fails."""
+
+    def __init__(self, table: TableClient, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._table = table
+        self._clock = clock
+        self._pointers: dict[str, tuple[str, str]] = {}  # id index entries never change: cache them
+        self._ready = False
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, table_name: str) -> HistoryStore:
+        return cls(TableClient.from_connection_string(connection_string, table_name=table_name))
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, table_name: str, credential: Any) -> HistoryStore:
+        return cls(TableClient(endpoint=endpoint, table_name=table_name, credential=credential))
+
+    async def aclose(self) -> None:
+        await self._table.close()
+
+    async def ensure_table(self) -> None:
+        if self._ready:
+            return
+        try:
+            await self._table.create_table()
+        except ResourceExistsError:
+            pass
+        except HttpResponseError as exc:
+            raise HistoryUnavailable(_describe(exc)) from None
+        except Exception as exc:  # azure-core transport errors (connection refused, DNS)
+            raise HistoryUnavailable(type(exc).__name__) from None
+        self._ready = True
+
+    async def ping(self) -> None:
+        """Prove that the table answers (a point read of an entity that need not exist)."""
+        await self._call(self._table_get, "id", "~health~")
+
+    # -- sessions -------------------------------------------------------------------------------------------
+
+    async def claim(self, record: SessionRecord, event: Event) -> SessionRecord | None:
+        """Record the intent to start ``record`` before ARR is called.
+
+        Returns None when the id was free (the record and its first event are written), or the existing record
+        when the id is already in history.
+        """
+        index = {"PartitionKey": "id", "RowKey": record.session_id, "RecordPartition": record.partition,
+                 "RecordRow": record.row}
+        try:
+            await self._call(self._table.create_entity, index)
+        except ResourceExistsError:
+            existing = await self.get(record.session_id)
+            if existing is not None:
+                return existing
+            # The index was written by a writer that died before its record: take the id over.
+            await self._call(self._table.upsert_entity, index, mode=UpdateMode.REPLACE)
+        self._pointers[record.session_id] = (record.partition, record.row)
+        first = replace(record, event_count=1, updated_at=event.at)
+        await self._call(self._table.submit_transaction, [
+            ("upsert", record_to_entity(first), {"mode": UpdateMode.REPLACE}),
+            ("create", event_to_entity(first, 1, event)),
+        ])
+        return None
+
+    async def adopt(self, record: SessionRecord, event: Event) -> bool:
+        """Write a record for a session history did not know (reconciliation); False if one appeared meanwhile."""
+        existing = await self.claim(record, event)
+        return existing is None
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        pointer = self._pointers.get(session_id)
+        if pointer is None:
+            index = await self._call(self._table_get, "id", session_id)
+            if index is None:
+                return None
+            pointer = (index["RecordPartition"], index["RecordRow"])
+            self._pointers[session_id] = pointer
+        entity = await self._call(self._table_get, *pointer)
+        return record_from_entity(entity) if entity is not None else None
+
+    async def update(self, session_id: str, mutate: Mutation) -> SessionRecord | None:
+        """Apply ``mutate`` to the current record and write it with its events, conditionally; retried on races.
+
+        ``mutate`` returns None when there is nothing to change. Returns the record as written (or as found).
+        """
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            current = await self.get(session_id)
+            if current is None:
+                return None
+            change = mutate(current)
+            if change is None:
+                return current
+            new, events = change
+            now = self._clock()
+            new = replace(new, event_count=current.event_count + len(events), updated_at=now)
+            operations: list[Any] = [("update", record_to_entity(new), {
+                "mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": MatchConditions.IfNotModified})]
+            operations += [("create", event_to_entity(new, current.event_count + i + 1, e))
+                           for i, e in enumerate(events)]
+            try:
+                await self._call(self._table.submit_transaction, operations)
+            except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
+                status = getattr(exc, "status_code", None)
+                if status in (409, 412) or isinstance(exc, (ResourceModifiedError, ResourceExistsError)):
+                    continue  # another writer got there first: re-read and decide again
+                raise
+            return replace(new, etag=None)
+        msg = f"gave up updating {session_id} after {MAX_UPDATE_ATTEMPTS} conflicting writes"
+        raise HistoryConflict(msg)
+
+    async def events(self, session_id: str) -> list[dict[str, Any]]:
+        record = await self.get(session_id)
+        if record is None:
+            return []
+        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
+        params = {"pk": record.partition, "lo": f"{record.row}~e", "hi": f"{record.row}~f"}
+        return [dict(e) async for e in self._table.query_entities(query, parameters=params)]
+
+    async def sessions_created(self, start: datetime, end: datetime, *, only_active: bool = False,
+                               ) -> AsyncIterator[SessionRecord]:
+        """Records of sessions created in [start, end), oldest first: a key-range query per month partition."""
+        for partition in months_between(start, end):
+            query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Kind eq 'session'"
+            if only_active:
+                query += " and Active eq true"
+            params = {"pk": partition, "lo": row_for(start, ""), "hi": row_for(end, "")}
+            try:
+                async for entity in self._table.query_entities(query, parameters=params, results_per_page=1000):
+                    yield record_from_entity(entity)
+            except HttpResponseError as exc:
+                raise HistoryUnavailable(_describe(exc)) from None
+
+    # -- idempotency ----------------------------------------------------------------------------------------
+
+    async def claim_idempotency(self, key: str, fingerprint: str, session_id: str,
+                                ttl: timedelta = timedelta(hours=24)) -> IdempotencyClaim:
+        """Conditionally insert the key; whoever inserts first owns it. Expired keys are taken over."""
+        now = self._clock()
+        entity = {"PartitionKey": "idem", "RowKey": idempotency_row(key), "Fingerprint": fingerprint,
+                  "SessionId": session_id, "CreatedAt": now}
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            try:
+                await self._call(self._table.create_entity, entity)
+                return IdempotencyClaim(session_id, fingerprint, now, owned=True)
+            except ResourceExistsError:
+                existing = await self._call(self._table_get, "idem", entity["RowKey"])
+                if existing is None:
+                    continue
+                created = _aware(existing["CreatedAt"])
+                if now - created < ttl:
+                    return IdempotencyClaim(existing["SessionId"], existing["Fingerprint"], created, owned=False)
+                try:
+                    await self._call(self._table.update_entity, entity, mode=UpdateMode.REPLACE,
+                                     etag=existing.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+                    return IdempotencyClaim(session_id, fingerprint, now, owned=True)
+                except ResourceModifiedError:
+                    continue
+        msg = "idempotency key contention did not settle"
+        raise HistoryConflict(msg)
+
+    # -- run records ----------------------------------------------------------------------------------------
+
+    async def claim_marker(self, partition: str, row: str, **properties: Any) -> bool:
+        """Insert a marker entity once; False if it already exists (someone else did the job)."""
+        try:
+            await self._call(self._table.create_entity, {"PartitionKey": partition, "RowKey": row, **properties})
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def write(self, entity: dict[str, Any]) -> None:
+        await self._call(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+
+    async def query(self, query: str, **parameters: Any) -> list[dict[str, Any]]:
+        try:
+            return [dict(e) async for e in self._table.query_entities(query, parameters=parameters)]
+        except HttpResponseError as exc:
+            raise HistoryUnavailable(_describe(exc)) from None
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    async def _table_get(self, partition: str, row: str) -> Any:
+        try:
+            return await self._table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+
+    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        await self.ensure_table()
+        try:
+            return await method(*args, **kwargs)
+        except (ResourceExistsError, ResourceModifiedError, TableTransactionError):
+            raise
+        except HttpResponseError as exc:
+            if exc.status_code == 404 and "TableNotFound" in str(getattr(exc, "error_code", "")):
+                self._ready = False
+            raise HistoryUnavailable(_describe(exc)) from None
+        except Exception as exc:
+            if isinstance(exc, (ValueError, TypeError, KeyError)):
+                raise
+            raise HistoryUnavailable(type(exc).__name__) from None
+
+
+def _describe(exc: HttpResponseError) -> str:
+    return f"Table Storage answered {exc.status_code} {getattr(exc, 'error_code', '') or ''}".strip()

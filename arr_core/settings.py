@@ -1,0 +1,109 @@
+"""The app's settings, read once from the environment (app settings in Azure, ``local.settings.json`` locally)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .models import SessionSize
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+ENV_NAMES = {
+    "account_id": "ARR_ACCOUNT_ID",
+    "account_domain": "ARR_ACCOUNT_DOMAIN",
+    "endpoint": "ARR_ENDPOINT",
+    "region": "ARR_REGION",
+    "sts_endpoint": "ARR_STS_ENDPOINT",
+    "account_key": "ARR_ACCOUNT_KEY",
+    "managed_identity_client_id": "ARR_MANAGED_IDENTITY_CLIENT_ID",
+    "storage_connection": "AzureWebJobsStorage",
+    "table_endpoint": "ARR_HISTORY_TABLE_ENDPOINT",
+    "history_table": "ARR_HISTORY_TABLE",
+    "default_size": "ARR_DEFAULT_SIZE",
+    "default_lease_minutes": "ARR_DEFAULT_LEASE_MINUTES",
+    "max_lease_minutes": "ARR_MAX_LEASE_MINUTES",
+    "poll_seconds": "ARR_POLL_SECONDS",
+    "cleanup_schedule": "ARR_CLEANUP_SCHEDULE",
+    "nightly_shutdown_at": "ARR_NIGHTLY_SHUTDOWN_AT",
+    "time_zone": "ARR_TIME_ZONE",
+    "max_session_minutes": "ARR_MAX_SESSION_MINUTES",
+    "stuck_starting_minutes": "ARR_STUCK_STARTING_MINUTES",
+    "stop_concurrency": "ARR_STOP_CONCURRENCY",
+    "rate_standard_per_hour": "ARR_RATE_STANDARD_PER_HOUR",
+    "rate_premium_per_hour": "ARR_RATE_PREMIUM_PER_HOUR",
+    "currency": "ARR_CURRENCY",
+}
+
+
+class AppSettings(BaseModel):
+    """Every setting, with the default a user gets when it is not set. The README's settings table mirrors it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    account_id: str = ""
+    account_domain: str = ""
+    endpoint: str = ""
+    region: str = ""
+    sts_endpoint: str | None = None
+    account_key: str | None = Field(default=None, repr=False)
+    managed_identity_client_id: str | None = None
+    storage_connection: str | None = Field(default=None, repr=False)
+    table_endpoint: str | None = None
+    history_table: str = "arrsessions"
+    default_size: SessionSize = SessionSize.STANDARD
+    default_lease_minutes: int = Field(default=60, ge=0, le=1440)
+    max_lease_minutes: int = Field(default=480, ge=0, le=1440)
+    poll_seconds: int = Field(default=10, ge=1, le=300)
+    cleanup_schedule: str = "0 */5 * * * *"
+    nightly_shutdown_at: str | None = None
+    time_zone: str = "UTC"
+    max_session_minutes: int | None = Field(default=None, ge=1)
+    stuck_starting_minutes: int = Field(default=30, ge=1)
+    stop_concurrency: int = Field(default=16, ge=1, le=200)
+    rate_standard_per_hour: float | None = Field(default=None, ge=0)
+    rate_premium_per_hour: float | None = Field(default=None, ge=0)
+    currency: str = "USD"
+
+    @field_validator("sts_endpoint", "account_key", "managed_identity_client_id", "storage_connection",
+                     "table_endpoint", "nightly_shutdown_at", "max_session_minutes", "rate_standard_per_hour",
+                     "rate_premium_per_hour", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def arr_endpoint(self) -> str:
+        """ARR's base URL: ``ARR_ENDPOINT``, or built from ``ARR_REGION``."""
+        if self.endpoint:
+            return self.endpoint.rstrip("/")
+        if self.region:
+            return f"https://remoterendering.{self.region}.mixedreality.azure.com"
+        return ""
+
+    @property
+    def arr_configured(self) -> bool:
+        return bool(self.account_id and self.account_domain and self.arr_endpoint)
+
+    @property
+    def uses_managed_identity(self) -> bool:
+        return not self.account_key
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
+        """Read the settings; a malformed one raises :class:`SettingsError` naming the variable."""
+        env = os.environ if env is None else env
+        values = {field: env[name] for field, name in ENV_NAMES.items() if name in env}
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = ENV_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
+            msg = f"setting {name} is invalid: {first['msg']}"
+            raise SettingsError(msg) from None

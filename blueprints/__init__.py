@@ -1,0 +1,1 @@
+"""The function app's HTTP and timer functions, thin adapters over :mod:`arr_core`."""

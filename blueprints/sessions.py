@@ -1,0 +1,164 @@
+"""HTTP functions for sessions: start, read, wait until ready, extend, stop, list; plus health and OpenAPI.
+
+Each function parses its input, calls :class:`arr_core.sessions.SessionService`, and shapes the answer for Logic
+Apps and Power Automate (202 + Location + Retry-After while a session starts).
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from arr_core.context import get_context
+from arr_core.lifecycle import build_view
+from arr_core.openapi import openapi_document
+from arr_core.sessions import Rejected, SessionState
+from arr_core.views import (
+    IDEMPOTENCY_KEY,
+    ExtendSessionRequest,
+    FieldError,
+    SessionList,
+    StartSessionRequest,
+    StopSessionRequest,
+)
+
+from .http import BadInput, absolute_url, handled, json_response, links_for, read_json_object, query_fields, validate
+
+bp = func.Blueprint()
+
+START_QUERY = {"size": "str", "leaseMinutes": "int", "sessionId": "str", "requestedBy": "str", "reason": "str",
+               "labels": "object", "keepAlive": "bool"}
+TERMINAL = ("Stopped", "Expired", "Error")
+
+
+def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
+    return json_response(build_view(state.session_id, state.arr, state.record, links_for(req)))
+
+
+def _pending(req: func.HttpRequest, state: SessionState, poll_seconds: int) -> func.HttpResponse:
+    """202 with Location (the ready monitor) and Retry-After: Logic Apps' asynchronous pattern."""
+    view = build_view(state.session_id, state.arr, state.record, links_for(req))
+    return json_response(view, 202, headers={"Location": view.links.ready, "Retry-After": str(poll_seconds)})
+
+
+def _session_id(req: func.HttpRequest) -> str:
+    from arr_core.validation import SESSION_ID_PATTERN
+
+    session_id = req.route_params.get("id", "")
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise BadInput("the session id must be 1-256 letters, digits, '-' or '_'",
+                       [FieldError(field="id", message="invalid session id")])
+    return session_id
+
+
+def _start_request(req: func.HttpRequest) -> StartSessionRequest:
+    body = {} if req.params.get("payload") == "ignore" else read_json_object(req)
+    from_body = validate(StartSessionRequest, body)
+    from_query = validate(StartSessionRequest, query_fields(req, START_QUERY), strict=False)
+    return from_body.model_copy(update=from_query.model_dump(exclude_unset=True))
+
+
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    key = req.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadInput("Idempotency-Key must be 1-255 printable ASCII characters without spaces",
+                       [FieldError(field="Idempotency-Key", message="invalid header value")])
+    return key
+
+
+@bp.function_name("StartSession")
+@bp.route(route="sessions", methods=["POST"])
+@handled
+async def start_session(req: func.HttpRequest) -> func.HttpResponse:
+    request = _start_request(req)
+    key = _idempotency_key(req)
+    context = await get_context()
+    result = await context.sessions.start(request, key)
+    return _pending(req, result.state, context.settings.poll_seconds)
+
+
+@bp.function_name("GetSession")
+@bp.route(route="sessions/{id}", methods=["GET"])
+@handled
+async def get_session(req: func.HttpRequest) -> func.HttpResponse:
+    context = await get_context()
+    return _view(req, await context.sessions.read(_session_id(req)))
+
+
+@bp.function_name("WaitUntilReady")
+@bp.route(route="sessions/{id}/ready", methods=["GET"])
+@handled
+async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
+    context = await get_context()
+    state = await context.sessions.read(_session_id(req))
+    if state.status in TERMINAL:
+        error = state.arr.error if state.arr is not None else None
+        detail = f"session {state.session_id} is {state.status} and will never be Ready"
+        rejected = Rejected(409, "Session ended before it was Ready", detail, session_status=state.status)
+        if error is not None:
+            from arr_core.errors import ArrError
+
+            rejected.arr_error = ArrError(error.message, code=error.code)
+        elif state.record is not None and state.record.error_code:
+            from arr_core.errors import ArrError
+
+            rejected.arr_error = ArrError(state.record.error_message or "", code=state.record.error_code)
+        raise rejected
+    if state.status == "Ready":
+        return _view(req, state)
+    return _pending(req, state, context.settings.poll_seconds)
+
+
+@bp.function_name("ExtendSession")
+@bp.route(route="sessions/{id}", methods=["PATCH"])
+@handled
+async def extend_session(req: func.HttpRequest) -> func.HttpResponse:
+    session_id = _session_id(req)
+    request = validate(ExtendSessionRequest, read_json_object(req))
+    context = await get_context()
+    return _view(req, await context.sessions.extend(session_id, request))
+
+
+@bp.function_name("StopSession")
+@bp.route(route="sessions/{id}/stop", methods=["POST"])
+@handled
+async def stop_session(req: func.HttpRequest) -> func.HttpResponse:
+    session_id = _session_id(req)
+    request = validate(StopSessionRequest, read_json_object(req))
+    context = await get_context()
+    return _view(req, await context.sessions.stop(session_id, request.reason))
+
+
+@bp.function_name("ListSessions")
+@bp.route(route="sessions", methods=["GET"])
+@handled
+async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
+    statuses = None
+    if req.params.get("status"):
+        statuses = {s.strip().capitalize() for s in req.params["status"].split(",") if s.strip()}
+        unknown = statuses - {"Starting", "Ready"}
+        if unknown:
+            raise BadInput("status may list Starting and Ready (ARR lists only active sessions)",
+                           [FieldError(field="status", message=f"unknown or inactive status {sorted(unknown)}")])
+    context = await get_context()
+    states = await context.sessions.list_active(statuses)
+    links = links_for(req)
+    return json_response(SessionList(sessions=[build_view(s.session_id, s.arr, s.record, links) for s in states]))
+
+
+@bp.function_name("Health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handled
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    context = await get_context()
+    report = await context.sessions.health()
+    return json_response(report, 200 if report.status == "ok" else 503)
+
+
+@bp.function_name("OpenApi")
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@handled
+async def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    host_url = absolute_url(req, "")
+    return json_response(openapi_document(host_url))

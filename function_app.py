@@ -1,0 +1,20 @@
+"""arr-sessions: Azure Remote Rendering sessions for automation.
+
+    POST  /api/sessions               StartSession     202 + Location + Retry-After while the session starts
+    GET   /api/sessions               ListSessions
+    GET   /api/sessions/{id}          GetSession
+    GET   /api/sessions/{id}/ready    WaitUntilReady   the monitor Logic Apps poll
+    PATCH /api/sessions/{id}          ExtendSession
+    POST  /api/sessions/{id}/stop     StopSession
+    GET   /api/health                 Health           anonymous
+    GET   /api/openapi.json           OpenApi          anonymous; OpenAPI 2.0 for custom connectors
+
+Everything else lives in ``arr_core`` (ARR, history, policy) and ``blueprints`` (HTTP shapes).
+"""
+
+import azure.functions as func
+
+from blueprints.sessions import bp as sessions
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(sessions)

@@ -1,0 +1,301 @@
+"""The HTTP API end to end, as Logic Apps and webhooks use it: local host + ARR emulator + Azurite, real sockets."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+from azure.data.tables import TableClient
+
+from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
+
+
+@pytest.fixture(scope="module")
+def table_name() -> str:
+    return f"http{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def app_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
+    env = function_app_env(emulator_process, azurite, table_name, ARR_MAX_LEASE_MINUTES="240",
+                           ARR_POLL_SECONDS="3")
+    host = start_host(env, "function_app", "--no-timers")
+    yield host
+    stop(host.process)
+
+
+@pytest.fixture
+def http(app_host: Host, emulator: Emulator) -> Iterator[httpx.Client]:
+    with app_host.client() as client:
+        yield client
+
+
+@pytest.fixture
+def table(azurite: Azurite, table_name: str) -> Iterator[TableClient]:
+    with TableClient.from_connection_string(azurite.connection_string, table_name=table_name) as client:
+        yield client
+
+
+def session_record(table: TableClient, session_id: str) -> dict[str, Any]:
+    index = table.get_entity("id", session_id)
+    return dict(table.get_entity(index["RecordPartition"], index["RecordRow"]))
+
+
+def session_events(table: TableClient, session_id: str) -> list[dict[str, Any]]:
+    index = table.get_entity("id", session_id)
+    row = index["RecordRow"]
+    return [dict(e) for e in table.query_entities(
+        "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+        parameters={"pk": index["RecordPartition"], "lo": f"{row}~e", "hi": f"{row}~f"})]
+
+
+def follow_like_a_logic_app(http: httpx.Client, response: httpx.Response, emulator: Emulator,
+                            max_polls: int = 20) -> tuple[httpx.Response, int]:
+    """Poll Location while 202, honouring Retry-After by advancing the emulator's clock instead of sleeping."""
+    polls = 0
+    while response.status_code == 202:
+        assert polls < max_polls
+        location = response.headers["Location"]
+        retry_after = int(response.headers["Retry-After"])
+        emulator.advance(retry_after)
+        response = http.get(location)
+        polls += 1
+    return response, polls
+
+
+def test_logic_app_flow_start_poll_extend_stop(http: httpx.Client, emulator: Emulator, table: TableClient,
+                                               app_host: Host) -> None:
+    """Start (202 + absolute Location with code) -> poll to 200 -> extend -> stop -> read; history is written."""
+    started_at = datetime.now(timezone.utc)
+    r = http.post("/api/sessions", params={"code": app_host.key},
+                  json={"size": "Standard", "leaseMinutes": 30, "requestedBy": "flow@contoso",
+                        "reason": "design review", "labels": {"team": "viz"}, "keepAlive": False})
+    assert r.status_code == 202, r.text
+    assert r.headers["Location"].startswith(app_host.url + "/api/sessions/")
+    assert r.headers["Location"].endswith(f"/ready?code={app_host.key}")
+    assert r.headers["Retry-After"] == "3"
+    view = r.json()
+    session_id = view["id"]
+    assert view["status"] == "Starting" and view["remainingMinutes"] is None and view["hostname"] is None
+    assert view["requestedBy"] == "flow@contoso" and view["labels"] == {"team": "viz"}
+    assert set(view["links"]) == {"self", "ready", "stop"}
+
+    ready, polls = follow_like_a_logic_app(http, r, emulator)
+    assert ready.status_code == 200 and polls >= 1
+    body = ready.json()
+    assert body["status"] == "Ready" and body["hostname"] and body["handshakePort"] and body["remainingMinutes"] == 30
+
+    emulator.advance(120)
+    extended = http.patch(f"/api/sessions/{session_id}", json={"extendByMinutes": 15})
+    assert extended.status_code == 200, extended.text
+    assert extended.json()["leaseMinutes"] == 45 and extended.json()["elapsedMinutes"] == 2
+    assert http.patch(f"/api/sessions/{session_id}", json={"leaseMinutes": 60}).json()["leaseMinutes"] == 60
+
+    stopped = http.post(f"/api/sessions/{session_id}/stop", json={"reason": "review done"})
+    assert stopped.status_code == 200 and stopped.json()["status"] == "Stopped"
+    again = http.post(f"/api/sessions/{session_id}/stop", json={})
+    assert again.status_code == 200 and again.json()["status"] == "Stopped"
+    read = http.get(f"/api/sessions/{session_id}").json()
+    assert read["status"] == "Stopped" and read["endedAt"] is not None and read["billedMinutes"] == 2
+
+    record = session_record(table, session_id)
+    assert record["Status"] == "Stopped" and record["RequestedBy"] == "flow@contoso"
+    assert record["LeaseMinutes"] == 60 and record["StopReason"] == "review done"
+    assert record["CreatedAt"] >= started_at and record["ReadyAt"] >= record["CreatedAt"]
+    assert record["EndedAt"] >= record["ReadyAt"]
+    types = [e["Type"] for e in sorted(session_events(table, session_id), key=lambda e: e["Seq"])]
+    assert types[0] == "requested" and "extended" in types and types.count("stopped") == 1
+    assert [e["ToStatus"] for e in session_events(table, session_id) if e["Type"] == "status"] == \
+        ["Starting", "Ready", "Stopped"]
+
+
+def test_session_ended_before_ready_fails_the_poll(http: httpx.Client, emulator: Emulator) -> None:
+    """A session that ends while Starting makes the monitor answer 409 with its status."""
+    r = http.post("/api/sessions", json={"leaseMinutes": 10})
+    session_id = r.json()["id"]
+    assert http.post(f"/api/sessions/{session_id}/stop").status_code == 200
+    ready = http.get(f"/api/sessions/{session_id}/ready")
+    assert ready.status_code == 409
+    assert ready.headers["content-type"].startswith("application/problem+json")
+    assert ready.json()["sessionStatus"] == "Stopped"
+
+
+def test_capacity_error_reaches_the_monitor_with_arrs_error(http: httpx.Client, emulator: Emulator) -> None:
+    """A session ARR fails (no capacity) ends the poll with 409 and ARR's error."""
+    emulator.reset(capacity=0)
+    r = http.post("/api/sessions", json={"leaseMinutes": 10})
+    emulator.advance(10)
+    ready = http.get(r.headers["Location"])
+    assert ready.status_code == 409
+    assert ready.json()["sessionStatus"] == "Error" and ready.json()["arrError"]["code"] == "NoCapacity"
+
+
+def test_50_concurrent_duplicates_start_exactly_one_session(http: httpx.Client, emulator: Emulator) -> None:
+    """50 racing starts with one Idempotency-Key: one ARR session, and every answer names it."""
+    key = f"webhook-{uuid.uuid4()}"
+
+    def start(_: int) -> httpx.Response:
+        return http.post("/api/sessions", json={"leaseMinutes": 20}, headers={"Idempotency-Key": key})
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(start, range(50)))
+    assert all(r.status_code == 202 for r in responses), {r.status_code for r in responses}
+    ids = {r.json()["id"] for r in responses}
+    assert len(ids) == 1
+    sessions = emulator.state()["sessions"]
+    assert len(sessions) == 1 and sessions[0]["id"] in ids
+    assert emulator.state()["requests"]["create"] == 1
+    different = http.post("/api/sessions", json={"leaseMinutes": 25}, headers={"Idempotency-Key": key})
+    assert different.status_code == 409
+
+
+def test_repeated_session_id(http: httpx.Client, emulator: Emulator) -> None:
+    """The same sessionId with the same settings is the same session; with other settings a 409."""
+    session_id = f"mine-{uuid.uuid4().hex[:8]}"
+    first = http.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 15, "size": "premium"})
+    second = http.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 15, "size": "Premium"})
+    assert first.status_code == second.status_code == 202
+    assert second.json()["id"] == session_id and second.json()["size"] == "Premium"
+    conflict = http.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 16, "size": "Premium"})
+    assert conflict.status_code == 409 and conflict.json()["errors"][0]["field"] == "sessionId"
+    assert len(emulator.state()["sessions"]) == 1
+
+
+def test_query_parameters_win_and_payload_can_be_ignored(http: httpx.Client, emulator: Emulator) -> None:
+    """Webhook senders that cannot shape their body use the query; ?payload=ignore skips the body."""
+    r = http.post("/api/sessions", params={"leaseMinutes": "12", "size": "Premium", "requestedBy": "hook",
+                                           "payload": "ignore"},
+                  content=b"<xml>not json at all</xml>", headers={"Content-Type": "application/xml"})
+    assert r.status_code == 202, r.text
+    assert r.json()["leaseMinutes"] == 12 and r.json()["size"] == "Premium" and r.json()["requestedBy"] == "hook"
+    r = http.post("/api/sessions", params={"leaseMinutes": "14"}, json={"leaseMinutes": 40, "reason": "q wins"})
+    assert r.json()["leaseMinutes"] == 14 and r.json()["reason"] == "q wins"
+
+
+@pytest.mark.parametrize(("kwargs", "status", "field"), [
+    ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "body"),
+    ({"content": b"[1,2]", "headers": {"Content-Type": "application/json"}}, 400, "body"),
+    ({"json": {"leaseMinutes": "30"}}, 400, "leaseMinutes"),
+    ({"json": {"leaseMinutes": 30.5}}, 400, "leaseMinutes"),
+    ({"json": {"leaseMinutes": 1441}}, 400, "leaseMinutes"),
+    ({"json": {"leaseMinutes": 241}}, 400, "leaseMinutes"),
+    ({"json": {"leaseMinutes": -1}}, 400, "leaseMinutes"),
+    ({"json": {"size": "Tiny"}}, 400, "size"),
+    ({"json": {"sessionId": "../x"}}, 400, "sessionId"),
+    ({"json": {"sessionId": "x" * 257}}, 400, "sessionId"),
+    ({"json": {"sessionId": "séance"}}, 400, "sessionId"),
+    ({"json": {"colour": "red"}}, 400, "colour"),
+    ({"json": {"keepAlive": "yes"}}, 400, "keepAlive"),
+    ({"json": {"labels": {"a": 1}}}, 400, "labels.a"),
+    ({"json": {}, "headers": {"Idempotency-Key": ""}}, 400, "Idempotency-Key"),
+    ({"json": {}, "headers": {"Idempotency-Key": "has space"}}, 400, "Idempotency-Key"),
+    ({"json": {}, "headers": {"Idempotency-Key": "k" * 256}}, 400, "Idempotency-Key"),
+    ({"content": b"leaseMinutes=5", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}, 415, None),
+    ({"content": b"{" + b" " * 70_000 + b"}", "headers": {"Content-Type": "application/json"}}, 413, None),
+])
+def test_bad_input_is_a_problem_naming_the_field(http: httpx.Client, emulator: Emulator, table: TableClient,
+                                                 kwargs: dict[str, Any], status: int, field: str | None) -> None:
+    """Bad input: the right 4xx, problem+json naming the field, nothing sent to ARR or written to history."""
+    before = len(list(table.query_entities("Kind eq 'session'")))
+    r = http.post("/api/sessions", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    problem = r.json()
+    assert problem["status"] == status and problem["title"]
+    if field is not None:
+        assert field in [e["field"] for e in problem["errors"]], problem
+    assert emulator.state()["requests"]["create"] == 0 and emulator.state()["requests"]["token"] == 0
+    assert len(list(table.query_entities("Kind eq 'session'"))) == before
+
+
+@pytest.mark.parametrize(("body", "field"), [({}, "body"), ({"leaseMinutes": 20, "extendByMinutes": 5}, "body"),
+                                            ({"leaseMinutes": 5}, "leaseMinutes"),
+                                            ({"extendByMinutes": 500}, "extendByMinutes"),
+                                            ({"leaseMinutes": "x"}, "leaseMinutes")])
+def test_extend_refuses_bad_leases(http: httpx.Client, emulator: Emulator, body: dict[str, Any], field: str) -> None:
+    """Extend needs exactly one field, a larger lease, and one within the configured maximum."""
+    session_id = http.post("/api/sessions", json={"leaseMinutes": 10}).json()["id"]
+    r = http.patch(f"/api/sessions/{session_id}", json=body)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    if field != "body":
+        assert field in [e["field"] for e in r.json()["errors"]]
+    assert emulator.state()["requests"]["update"] == 0
+
+
+def test_unknown_session_is_404(http: httpx.Client, emulator: Emulator) -> None:
+    """Neither ARR nor history knows it: 404 problem, for get, ready, stop and extend."""
+    assert http.get("/api/sessions/nope-nope").status_code == 404
+    assert http.get("/api/sessions/nope-nope/ready").status_code == 404
+    assert http.post("/api/sessions/nope-nope/stop").status_code == 404
+    assert http.patch("/api/sessions/nope-nope", json={"leaseMinutes": 20}).status_code == 404
+
+
+def test_list_sessions_merges_history(http: httpx.Client, emulator: Emulator) -> None:
+    """ListSessions shows ARR's active sessions with history's fields; ?status narrows it."""
+    a = http.post("/api/sessions", json={"leaseMinutes": 10, "requestedBy": "alice"}).json()["id"]
+    http.post("/api/sessions", json={"leaseMinutes": 10, "requestedBy": "bob"})
+    emulator.advance(10)
+    http.get(f"/api/sessions/{a}")
+    c = http.post("/api/sessions", json={"leaseMinutes": 10}).json()["id"]
+    listed = http.get("/api/sessions").json()["sessions"]
+    assert len(listed) == 3
+    assert {s["requestedBy"] for s in listed} == {"alice", "bob", None}
+    starting = http.get("/api/sessions", params={"status": "Starting"}).json()["sessions"]
+    assert [s["id"] for s in starting] == [c]
+    assert http.get("/api/sessions", params={"status": "Stopped"}).status_code == 400
+
+
+def test_arr_failures_map_to_the_contract(http: httpx.Client, emulator: Emulator) -> None:
+    """429 storm -> 503 + Retry-After; 5xx burst -> 502 with ARR's error and MS-CV; slow ARR still answers."""
+    session_id = http.post("/api/sessions", json={"leaseMinutes": 10}).json()["id"]
+    emulator.fault(operations=["get"], status=429, retryAfter=1, count=-1)
+    throttled = http.get(f"/api/sessions/{session_id}")
+    assert throttled.status_code == 503 and throttled.headers["Retry-After"] == "1"
+    emulator.control("DELETE", "faults")
+    emulator.fault(operations=["get"], status=500, count=-1)
+    failed = http.get(f"/api/sessions/{session_id}")
+    assert failed.status_code == 502
+    assert failed.json()["arrError"]["code"] == "InternalServerError" and failed.json()["correlationId"]
+    emulator.control("DELETE", "faults")
+    emulator.fault(operations=["get"], status=503, count=2)
+    assert http.get(f"/api/sessions/{session_id}").status_code == 200  # retried inside the client
+    emulator.fault(operations=["get"], latencyMs=800)
+    assert http.get(f"/api/sessions/{session_id}").status_code == 200
+
+
+def test_health_and_openapi(http: httpx.Client, app_host: Host, emulator: Emulator) -> None:
+    """Health and the OpenAPI document are anonymous; the document is valid OpenAPI 2.0 for this host."""
+    from openapi_spec_validator import validate
+
+    health = httpx.get(f"{app_host.url}/api/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok", "arr": {"status": "ok", "detail": None},
+                                                           "history": {"status": "ok", "detail": None}}
+    doc = httpx.get(f"{app_host.url}/api/openapi.json").json()
+    validate(doc)
+    assert doc["host"] == app_host.url.removeprefix("http://")
+    operations = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
+    assert operations == {"StartSession", "GetSession", "WaitUntilReady", "ExtendSession", "StopSession",
+                          "ListSessions", "ListHistory", "GetUsage", "RunCleanup", "Health", "OpenApi"}
+    for path in doc["paths"].values():
+        for op in path.values():
+            assert op["summary"] and op["description"] and op["summary"] != op["description"]
+            assert all("x-ms-summary" in p for p in op["parameters"] if p["in"] != "body")
+    assert httpx.get(f"{app_host.url}/api/sessions").status_code == 401  # a key is required elsewhere
+
+
+def test_secrets_never_in_responses(http: httpx.Client, emulator: Emulator, app_host: Host) -> None:
+    """Neither the account key nor an STS token appears in any answer, even ARR's credential failures."""
+    responses = [http.post("/api/sessions", json={"leaseMinutes": 10}), http.get("/api/sessions"),
+                 httpx.get(f"{app_host.url}/api/health"), http.get("/api/sessions/x/ready")]
+    tokens = [t for t in emulator.state().get("tokens", [])]
+    for response in responses:
+        assert emulator.account_key not in response.text
+        for token in tokens:
+            assert token not in response.text
