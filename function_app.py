@@ -6,6 +6,10 @@
     GET   /api/sessions/{id}/ready    WaitUntilReady   the monitor Logic Apps poll
     PATCH /api/sessions/{id}          ExtendSession
     POST  /api/sessions/{id}/stop     StopSession
+    POST  /api/cleanup                RunCleanup       ?dryRun=true, ?mode=lease|nightly
+    GET   /api/history                ListHistory      from Table Storage, paged
+    GET   /api/usage                  GetUsage         billed minutes and estimated cost
+    timer lease_cleanup                                %ARR_CLEANUP_SCHEDULE% (default every 5 minutes)
     GET   /api/health                 Health           anonymous
     GET   /api/openapi.json           OpenApi          anonymous; OpenAPI 2.0 for custom connectors
 
@@ -14,7 +18,9 @@ Everything else lives in ``arr_core`` (ARR, history, policy) and ``blueprints`` 
 
 import azure.functions as func
 
+from blueprints.maintenance import bp as maintenance
 from blueprints.sessions import bp as sessions
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(sessions)
+app.register_functions(maintenance)

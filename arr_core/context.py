@@ -14,6 +14,7 @@ from typing import Any
 from .auth import AccountKeyCredential
 from .client import ArrClient
 from .history import HistoryStore
+from .maintenance import Maintenance
 from .sessions import SessionService
 from .settings import AppSettings, SettingsError
 
@@ -52,11 +53,13 @@ class AppContext:
     arr: ArrClient
     history: HistoryStore
     sessions: SessionService
+    maintenance: Maintenance
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> AppContext:
         arr, history = build_arr_client(settings), build_history(settings)
-        return cls(settings, arr, history, SessionService(arr, history, settings))
+        sessions = SessionService(arr, history, settings)
+        return cls(settings, arr, history, sessions, Maintenance(sessions))
 
     async def aclose(self) -> None:
         await self.arr.aclose()

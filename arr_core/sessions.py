@@ -6,7 +6,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from .client import ArrClient
@@ -161,8 +161,6 @@ class SessionService:
         def extended(record: SessionRecord) -> tuple[SessionRecord, list[Event]] | None:
             change = observe(record, updated, now, actor=actor)
             base, events = change if change else (record, [])
-            from dataclasses import replace
-
             return replace(base, lease_minutes=new), [*events, Event(
                 "extended", now, actor=actor, detail={"fromMinutes": old, "toMinutes": new})]
 
@@ -171,8 +169,12 @@ class SessionService:
 
     # -- stop -----------------------------------------------------------------------------------------------
 
-    async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None) -> SessionState:
-        """Stop the session; one that has already ended is simply returned."""
+    async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None,
+                   known: RenderingSession | None = None) -> SessionState:
+        """Stop the session; one that has already ended is simply returned.
+
+        ``known`` is ARR's view from just before (the cleanup's list): then the stop costs one ARR call, not two.
+        """
         try:
             await self.arr.stop_session(session_id)
         except NotFoundError:
@@ -181,7 +183,10 @@ class SessionService:
                 raise Rejected(404, "Session not found", f"neither ARR nor history knows session {session_id}") \
                     from None
             return SessionState(session_id, None, record)
-        arr_session = await self.arr.get_session(session_id)
+        if known is not None and not known.status.is_terminal:
+            arr_session = known.model_copy(update={"status": SessionStatus.STOPPED})
+        else:
+            arr_session = await self.arr.get_session(session_id)
         now = self._clock()
         record = await self._update_or_adopt(session_id, arr_session, lambda r: observe(
             r, arr_session, now, actor=actor, stop_reason=reason or "stopped on request"))

@@ -267,6 +267,18 @@ async def control_advance(request: Request) -> Response:
     return JSONResponse(_state(request).snapshot() | {"sessions": None})
 
 
+async def control_backdate(request: Request) -> Response:
+    """Move a session's creation into the past, so that callers with a real clock see it as old."""
+    body = await _body(request) or {}
+    state = _state(request)
+    matches = [s for (_, sid), s in state.sessions.items() if sid == request.path_params["sid"]]
+    if not matches:
+        return JSONResponse({"error": "no such session"}, status_code=404)
+    for session in matches:
+        session.created_at -= float(body.get("seconds", 0))
+    return JSONResponse(matches[0].to_json(state.now()))
+
+
 CONFIGURABLE = {"startupSeconds": "startup_seconds", "pageSize": "page_size", "capacity": "capacity",
                 "latencyMs": "latency_ms", "acceptAadTokens": "accept_aad_tokens", "region": "region"}
 
@@ -315,6 +327,7 @@ def create_app(state: EmulatorState) -> ASGIApp:
         Route("/_emulator/clock/advance", control_advance, methods=["POST"]),
         Route("/_emulator/config", control_config, methods=["GET", "POST"]),
         Route("/_emulator/faults", control_faults, methods=["POST", "DELETE"]),
+        Route("/_emulator/sessions/{sid}/backdate", control_backdate, methods=["POST"]),
     ])
     app.state.emulator = state
     return app

@@ -147,6 +147,7 @@ def function_app_env(emulator: Emulator, azurite: Azurite, table: str, **extra: 
         "ARR_ACCOUNT_KEY": emulator.account_key,
         "ARR_ACCOUNT_DOMAIN": "eastus.mixedreality.azure.com",
         "ARR_HISTORY_TABLE": table,
+        "ARR_CLEANUP_SCHEDULE": "0 */5 * * * *",
         **extra,
     }
 
