@@ -39,10 +39,12 @@ def to_swagger2(schema: Any) -> Any:
         options = [s for s in any_of if s.get("type") != "null"]
         nullable = len(options) < len(any_of)
         merged = {**to_swagger2(options[0]), **{k: v for k, v in schema.items() if k not in _DROP}}
-        if nullable and "$ref" not in merged:
+        if "$ref" in merged:  # a $ref takes no siblings in 2.0: wrap it to say it may be null
+            ref = {"$ref": merged.pop("$ref")}
+            return {"allOf": [ref], "x-nullable": True, **{k: v for k, v in merged.items() if k == "description"}} \
+                if nullable else ref
+        if nullable:
             merged["x-nullable"] = True
-        if "$ref" in merged:
-            return {"$ref": merged["$ref"]}
         return to_swagger2(merged)
     if "patternProperties" in schema:  # 2.0 has no key patterns: keep the value schema
         schema.setdefault("additionalProperties", next(iter(schema.pop("patternProperties").values())))
@@ -83,6 +85,7 @@ def _param(name: str, where: str, description: str, summary: str, *, required: b
             "x-ms-summary": summary, **extra}
 
 
+_STATUSES = "Requested|Starting|Ready|Stopped|Expired|Error"
 SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session id", required=True,
                           pattern="^[A-Za-z0-9_-]{1,256}$", maxLength=256)
 
@@ -106,14 +109,15 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         _param("size", "query", "Server size (wins over the body).", "Size", enum=["Standard", "Premium"]),
         _param("leaseMinutes", "query", "Lease in minutes (wins over the body).", "Lease (minutes)",
                type_="integer", minimum=0, maximum=1440),
-        _param("sessionId", "query", "Your own session id (wins over the body).", "Session id"),
-        _param("requestedBy", "query", "Who asked (wins over the body).", "Requested by"),
-        _param("reason", "query", "Why (wins over the body).", "Reason"),
+        _param("sessionId", "query", "Your own session id (wins over the body).", "Session id",
+               pattern="^[A-Za-z0-9_-]{1,256}$"),
+        _param("requestedBy", "query", "Who asked (wins over the body).", "Requested by", maxLength=256),
+        _param("reason", "query", "Why (wins over the body).", "Reason", maxLength=256),
         _param("keepAlive", "query", "Exempt from the nightly shutdown.", "Keep alive", type_="boolean"),
         _param("payload", "query", "'ignore' to skip the body entirely (for webhooks).", "Payload",
                enum=["ignore"], **{"x-ms-visibility": "advanced"}),
         _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
-               "Idempotency key", maxLength=255),
+               "Idempotency key", minLength=1, maxLength=255, pattern="^[!-~]{1,255}$"),
     ]
     paths: dict[str, Any] = {
         "/sessions": {
@@ -130,7 +134,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "get": {
                 "operationId": "ListSessions", "summary": "List active sessions",
                 "description": "Lists the account's Starting and Ready sessions, merged with their history.",
-                "parameters": [_param("status", "query", "Comma list of Starting, Ready.", "Status")],
+                "parameters": [_param("status", "query", "Comma list of Starting, Ready.", "Status",
+                                      pattern="^(Starting|Ready)(,(Starting|Ready))*$")],
                 "responses": {"200": {"description": "The active sessions.", "schema": d.ref(SessionList)},
                               **errors(400, 502, 503, 504)},
             },
@@ -183,7 +188,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     _param("to", "query", "End (ISO 8601); default now.", "To", format="date-time"),
                     _param("requestedBy", "query", "Only sessions requested by this caller.", "Requested by"),
                     _param("size", "query", "Only this size.", "Size", enum=["Standard", "Premium"]),
-                    _param("status", "query", "Only these statuses (comma list).", "Status"),
+                    _param("status", "query", "Only these statuses (comma list).", "Status",
+                           pattern=f"^({_STATUSES})(,({_STATUSES}))*$"),
                     _param("top", "query", "Page size, 1-1000.", "Page size", type_="integer", minimum=1,
                            maximum=1000),
                     _param("continuationToken", "query", "From a previous page's nextLink.", "Continuation",

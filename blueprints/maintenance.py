@@ -19,22 +19,28 @@ log = logging.getLogger("arr_sessions.cleanup")
 STATUSES = {"Requested", "Starting", "Ready", "Stopped", "Expired", "Error"}
 
 
-def _time_param(req: func.HttpRequest, name: str, default: datetime) -> datetime:
+EARLIEST = datetime(2019, 1, 1, tzinfo=timezone.utc)  # before ARR's first API version
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
+def _time_param(req: func.HttpRequest, name: str) -> datetime | None:
     raw = req.params.get(name)
     if not raw:
-        return default
+        return None
     try:
         value = datetime.fromisoformat(raw.replace(" ", "+"))
-    except ValueError:
-        raise BadInput(f"{name} must be an ISO 8601 date or time", [FieldError(field=name, message="not ISO 8601")]) \
-            from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if not EARLIEST <= value <= LATEST:
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise BadInput(f"{name} must be an ISO 8601 date or time from 2019 to 2200",
+                       [FieldError(field=name, message="not an ISO 8601 time in range")]) from None
+    return value
 
 
 def _range(req: func.HttpRequest, default_days: int) -> tuple[datetime, datetime]:
-    now = datetime.now(timezone.utc)
-    end = _time_param(req, "to", now)
-    start = _time_param(req, "from", end - timedelta(days=default_days))
+    end = _time_param(req, "to") or datetime.now(timezone.utc)
+    start = _time_param(req, "from") or end - timedelta(days=default_days)
     if start >= end:
         raise BadInput("from must be before to", [FieldError(field="from", message="not before to")])
     if end - start > timedelta(days=400):
