@@ -1,48 +1,55 @@
 """arr_core: everything arr-sessions knows about Azure Remote Rendering, with no Azure Functions in it.
 
 The client (:class:`ArrClient`) talks to the ARR Session Management REST API; the rest of the package keeps the
-session history and decides what to stop.
+session history and decides what to stop. Names are imported on first use, so that a function app that imports
+``arr_core`` at start-up does not pay for httpx and pydantic models until it needs them.
 """
 
 from __future__ import annotations
 
-from .auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry
-from .client import API_VERSION, ArrClient
-from .errors import (
-    ArrError,
-    AuthenticationError,
-    ConflictError,
-    InvalidRequestError,
-    NotFoundError,
-    ServiceError,
-    ServiceTimeoutError,
-    ThrottledError,
-    TransportError,
-)
-from .models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus
-from .retries import RetryPolicy, parse_retry_after
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "API_VERSION",
-    "AccountKeyCredential",
-    "ArrClient",
-    "ArrError",
-    "ArrErrorDetail",
-    "AuthenticationError",
-    "ConflictError",
-    "InvalidRequestError",
-    "NotFoundError",
-    "RenderingSession",
-    "RetryPolicy",
-    "ServiceError",
-    "ServiceTimeoutError",
-    "SessionSize",
-    "SessionStatus",
-    "StaticAccessToken",
-    "StsTokenCache",
-    "ThrottledError",
-    "TokenCredential",
-    "TransportError",
-    "jwt_expiry",
-    "parse_retry_after",
-]
+_EXPORTS = {
+    "AccountKeyCredential": "auth", "StaticAccessToken": "auth", "StsTokenCache": "auth",
+    "TokenCredential": "auth", "jwt_expiry": "auth",
+    "API_VERSION": "client", "ArrClient": "client",
+    "ArrError": "errors", "AuthenticationError": "errors", "ConflictError": "errors",
+    "InvalidRequestError": "errors", "NotFoundError": "errors", "ServiceError": "errors",
+    "ServiceTimeoutError": "errors", "ThrottledError": "errors", "TransportError": "errors",
+    "ArrErrorDetail": "models", "RenderingSession": "models", "SessionSize": "models", "SessionStatus": "models",
+    "RetryPolicy": "retries", "parse_retry_after": "retries",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        msg = f"module 'arr_core' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry
+    from .client import API_VERSION, ArrClient
+    from .errors import (
+        ArrError,
+        AuthenticationError,
+        ConflictError,
+        InvalidRequestError,
+        NotFoundError,
+        ServiceError,
+        ServiceTimeoutError,
+        ThrottledError,
+        TransportError,
+    )
+    from .models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus
+    from .retries import RetryPolicy, parse_retry_after

@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-from .history import SessionRecord
+from .records import SessionRecord
 from .models import RenderingSession, SessionStatus
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .auth import AccountKeyCredential
-from .client import ArrClient
-from .history import HistoryStore
-from .maintenance import Maintenance
-from .sessions import SessionService
 from .settings import AppSettings, SettingsError
+
+if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, azure-core, the table SDK)
+    from .client import ArrClient
+    from .history import HistoryStore
+    from .maintenance import Maintenance
+    from .sessions import SessionService
 
 
 def _managed_identity(settings: AppSettings) -> Any:
@@ -28,6 +29,9 @@ def _managed_identity(settings: AppSettings) -> Any:
 
 
 def build_arr_client(settings: AppSettings) -> ArrClient:
+    from .auth import AccountKeyCredential  # noqa: PLC0415
+    from .client import ArrClient  # noqa: PLC0415
+
     if not settings.arr_configured:
         msg = "setting ARR_ACCOUNT_ID, ARR_ACCOUNT_DOMAIN and ARR_ENDPOINT (or ARR_REGION) are required"
         raise SettingsError(msg)
@@ -38,6 +42,8 @@ def build_arr_client(settings: AppSettings) -> ArrClient:
 
 
 def build_history(settings: AppSettings) -> HistoryStore:
+    from .history import HistoryStore  # noqa: PLC0415
+
     if settings.storage_connection and "=" in settings.storage_connection:
         return HistoryStore.from_connection_string(settings.storage_connection, settings.history_table)
     if settings.table_endpoint:
@@ -57,6 +63,9 @@ class AppContext:
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> AppContext:
+        from .maintenance import Maintenance  # noqa: PLC0415
+        from .sessions import SessionService  # noqa: PLC0415
+
         arr, history = build_arr_client(settings), build_history(settings)
         sessions = SessionService(arr, history, settings)
         return cls(settings, arr, history, sessions, Maintenance(sessions))

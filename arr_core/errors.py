@@ -112,6 +112,33 @@ class ServiceTimeoutError(TransportError):
     default_code = "Timeout"
 
 
+class HistoryError(Exception):
+    """Session history (Table Storage) failed; not ARR's doing."""
+
+
+class HistoryUnavailable(HistoryError):
+    """Table Storage could not be reached or refused us; nothing was written."""
+
+
+class HistoryConflict(HistoryError):
+    """A conditional write kept losing to other writers."""
+
+
+class Rejected(Exception):
+    """This app refuses the request as asked (policy, idempotency, conflicts); carries the HTTP status and the
+    field at fault. Not an ARR error, though it may carry one."""
+
+    def __init__(self, status: int, title: str, detail: str, *, field: str | None = None,
+                 session_status: str | None = None, arr_error: ArrError | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.field = field
+        self.session_status = session_status
+        self.arr_error = arr_error
+
+
 _BY_STATUS: dict[int, type[ArrError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,

@@ -21,12 +21,10 @@ data.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -39,159 +37,28 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from .errors import HistoryConflict, HistoryUnavailable
+from .records import (
+    Event,
+    IdempotencyClaim,
+    Mutation,
+    SessionRecord,
+    event_to_entity,
+    idempotency_row,
+    months_between,
+    record_from_entity,
+    _aware,
+    record_to_entity,
+    row_for,
+    utcnow,
+)
+
 log = logging.getLogger("arr_core.history")
 
 MAX_UPDATE_ATTEMPTS = 8
-ACTIVE_STATUSES = ("Requested", "Starting", "Ready")
-
-
-class HistoryUnavailable(Exception):
-    """Table Storage could not be reached or refused us; nothing was written."""
-
-
-class HistoryConflict(Exception):
-    """A conditional write kept losing to other writers."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def partition_for(created_at: datetime) -> str:
-    return f"s-{created_at.astimezone(timezone.utc):%Y%m}"
-
-
-def row_for(created_at: datetime, session_id: str) -> str:
-    return f"{created_at.astimezone(timezone.utc).isoformat(timespec='microseconds')}~{session_id}"
-
-
-def months_between(start: datetime, end: datetime) -> list[str]:
-    """The session partitions that can hold sessions created in [start, end)."""
-    months, cursor = [], start.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    while cursor < end:
-        months.append(f"s-{cursor:%Y%m}")
-        cursor = (cursor + timedelta(days=32)).replace(day=1)
-    return months
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened to a session."""
-
-    type: str
-    at: datetime
-    from_status: str | None = None
-    to_status: str | None = None
-    actor: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    """What we know about a session beyond ARR's own view (which ARR forgets after 30 days)."""
-
-    session_id: str
-    created_at: datetime
-    status: str = "Requested"
-    size: str | None = None
-    lease_minutes: int | None = None
-    requested_by: str | None = None
-    reason: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    keep_alive: bool = False
-    arr_created_at: datetime | None = None
-    ready_at: datetime | None = None
-    ended_at: datetime | None = None
-    elapsed_minutes: int | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    stop_reason: str | None = None
-    stopped_by: str | None = None
-    idempotency_key: str | None = None
-    event_count: int = 0
-    updated_at: datetime | None = None
-    etag: str | None = None
-
-    @property
-    def partition(self) -> str:
-        return partition_for(self.created_at)
-
-    @property
-    def row(self) -> str:
-        return row_for(self.created_at, self.session_id)
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    @property
-    def billed_minutes(self) -> int | None:
-        """Minutes from Ready to the end (or to the last observation), as ARR counts them."""
-        return self.elapsed_minutes if self.ready_at is not None or self.elapsed_minutes else None
-
-    def settings_match(self, size: str, lease_minutes: int) -> bool:
-        return self.size == size and self.lease_minutes == lease_minutes
-
-
-_RECORD_FIELDS = {
-    "session_id": "SessionId", "status": "Status", "size": "Size", "lease_minutes": "LeaseMinutes",
-    "requested_by": "RequestedBy", "reason": "Reason", "keep_alive": "KeepAlive", "created_at": "CreatedAt",
-    "arr_created_at": "ArrCreatedAt", "ready_at": "ReadyAt", "ended_at": "EndedAt",
-    "elapsed_minutes": "ElapsedMinutes", "error_code": "ErrorCode", "error_message": "ErrorMessage",
-    "stop_reason": "StopReason", "stopped_by": "StoppedBy", "idempotency_key": "IdempotencyKey",
-    "event_count": "EventCount", "updated_at": "UpdatedAt",
-}
-
-
-def _aware(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return datetime.fromtimestamp(value.timestamp(), timezone.utc)
-    return value
-
-
-def record_to_entity(record: SessionRecord) -> dict[str, Any]:
-    entity: dict[str, Any] = {"PartitionKey": record.partition, "RowKey": record.row, "Kind": "session",
-                              "Labels": json.dumps(record.labels, separators=(",", ":"), sort_keys=True),
-                              "Active": record.is_active, "BilledMinutes": record.billed_minutes}
-    for attr, name in _RECORD_FIELDS.items():
-        entity[name] = getattr(record, attr)
-    return {k: v for k, v in entity.items() if v is not None}
-
-
-def record_from_entity(entity: dict[str, Any]) -> SessionRecord:
-    values = {attr: _aware(entity.get(name)) for attr, name in _RECORD_FIELDS.items() if entity.get(name) is not None}
-    values["labels"] = json.loads(entity.get("Labels") or "{}")
-    etag = getattr(entity, "metadata", {}).get("etag") if hasattr(entity, "metadata") else None
-    return SessionRecord(**values, etag=etag)
-
-
-def event_to_entity(record: SessionRecord, seq: int, event: Event) -> dict[str, Any]:
-    entity = {
-        "PartitionKey": record.partition, "RowKey": f"{record.row}~e{seq:05d}", "Kind": "event",
-        "SessionId": record.session_id, "Seq": seq, "Type": event.type, "At": event.at,
-        "FromStatus": event.from_status, "ToStatus": event.to_status, "Actor": event.actor,
-        "Detail": json.dumps(event.detail, separators=(",", ":"), sort_keys=True, default=str),
-    }
-    return {k: v for k, v in entity.items() if v is not None}
-
-
-def idempotency_row(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    """The first request for a key owns it; later ones get the owner's fingerprint and session."""
-
-    session_id: str
-    fingerprint: str
-    created_at: datetime
-    owned: bool
-
-
-Mutation = Callable[[SessionRecord], tuple[SessionRecord, list[Event]] | None]
-
-
+# azure-core retries on its own; keep an outage's answer (503 to the caller) within seconds, not minutes.
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
+                                  "connection_timeout": 5, "read_timeout": 20}
 class HistoryStore:
     """Reads and writes session history; every method raises :class:`HistoryUnavailable` if storage fails."""
 
@@ -203,11 +70,11 @@ class HistoryStore:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table_name: str) -> HistoryStore:
-        return cls(TableClient.from_connection_string(connection_string, table_name=table_name))
+        return cls(TableClient.from_connection_string(connection_string, table_name=table_name, **CLIENT_OPTIONS))
 
     @classmethod
     def from_endpoint(cls, endpoint: str, table_name: str, credential: Any) -> HistoryStore:
-        return cls(TableClient(endpoint=endpoint, table_name=table_name, credential=credential))
+        return cls(TableClient(endpoint=endpoint, table_name=table_name, credential=credential, **CLIENT_OPTIONS))
 
     async def aclose(self) -> None:
         await self._table.close()

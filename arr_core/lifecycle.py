@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .history import Event, SessionRecord
+from .records import Event, SessionRecord
 from .models import RenderingSession, SessionStatus
 from .views import ErrorInfo, SessionLinks, SessionView
 

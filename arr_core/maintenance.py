@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import json
 import logging
 import uuid
 from collections import defaultdict
@@ -14,9 +11,10 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from .continuation import decode_token, encode_token
 from .cleanup import Action, CleanupPolicy, Decision, decide, nightly_due
 from .errors import ArrError, NotFoundError
-from .history import Event, HistoryStore, SessionRecord, months_between, record_from_entity, row_for, utcnow
+from .records import Event, SessionRecord, months_between, record_from_entity, row_for, utcnow
 from .lifecycle import observe
 from .models import RenderingSession, SessionStatus
 from .sessions import ACTIVE_WINDOW, SessionService
@@ -38,7 +36,7 @@ class Maintenance:
 
     def __init__(self, sessions: SessionService, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.sessions = sessions
-        self.history: HistoryStore = sessions.history
+        self.history = sessions.history
         self.settings = sessions.settings
         self.policy = policy_from(self.settings)
         self._clock = clock
@@ -226,39 +224,4 @@ def _usage_row(key: str, records: list[SessionRecord], rates: dict[str, float | 
                     estimated_cost=None if cost is None else round(cost, 4))
 
 
-class InvalidToken(ValueError):
-    """A continuation token that this app did not issue for this query."""
-
-
-def _digest(payload: str) -> str:
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def encode_token(partition: str, row: str, filters: dict[str, Any]) -> str:
-    payload = json.dumps({"p": partition, "r": row, "f": _digest(json.dumps(filters, sort_keys=True))},
-                         separators=(",", ":"))
-    raw = json.dumps({"v": 1, "d": payload, "s": _digest(payload)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_token(token: str, filters: dict[str, Any]) -> tuple[str, str]:
-    """The (partition, row) to continue after; :class:`InvalidToken` when it was altered or is for another query."""
-    try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        payload = raw["d"]
-        if raw.get("v") != 1 or raw["s"] != _digest(payload):
-            raise InvalidToken("the continuation token was altered")
-        data = json.loads(payload)
-        if data["f"] != _digest(json.dumps(filters, sort_keys=True)):
-            raise InvalidToken("the continuation token belongs to another query")
-        partition, row = str(data["p"]), str(data["r"])
-    except InvalidToken:
-        raise
-    except (ValueError, KeyError, TypeError):
-        raise InvalidToken("the continuation token is not one this app issued") from None
-    if not partition.startswith("s-"):
-        raise InvalidToken("the continuation token is not one this app issued")
-    return partition, row
-
-
-__all__ = ["InvalidToken", "Maintenance", "SessionStatus", "decode_token", "encode_token"]
+__all__ = ["Maintenance"]

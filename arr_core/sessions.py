@@ -9,38 +9,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from typing import TYPE_CHECKING
+
 from .client import ArrClient
 from .errors import (
     ArrError,
     AuthenticationError,
     ConflictError,
+    HistoryUnavailable,
     InvalidRequestError,
     NotFoundError,
+    Rejected,
 )
-from .history import Event, HistoryStore, HistoryUnavailable, SessionRecord, utcnow
+from .records import Event, SessionRecord, utcnow
 from .lifecycle import failed_start, fingerprint, observe
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
 from .validation import MAX_LEASE_MINUTES
 from .views import ComponentHealth, ExtendSessionRequest, Health, StartSessionRequest
 
+if TYPE_CHECKING:
+    from .history import HistoryStore
+
 log = logging.getLogger("arr_core.sessions")
 HEALTH_PROBE_ID = "arr-sessions-health-probe"
 ACTIVE_WINDOW = timedelta(days=3)  # a session lives at most 24 h from Ready: 3 days of history covers any
-
-
-class Rejected(Exception):
-    """The request cannot be done as asked; carries the HTTP status and the field at fault."""
-
-    def __init__(self, status: int, title: str, detail: str, *, field: str | None = None,
-                 session_status: str | None = None, arr_error: ArrError | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.field = field
-        self.session_status = session_status
-        self.arr_error = arr_error
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from arr_core import ArrError, ServiceTimeoutError, ThrottledError, TransportError
-from arr_core.history import HistoryConflict, HistoryUnavailable
-from arr_core.sessions import Rejected
+from arr_core.errors import ArrError, ServiceTimeoutError, ThrottledError, TransportError
+from arr_core.errors import HistoryError, Rejected
 from arr_core.settings import SettingsError
 from arr_core.views import FieldError, Problem, SessionLinks
 
@@ -196,7 +195,7 @@ def handled(handler: Handler) -> Handler:
             return problem(exc.status, exc.title, exc.detail, **extra)
         except ArrError as exc:
             return arr_problem(exc)
-        except (HistoryUnavailable, HistoryConflict) as exc:
+        except HistoryError as exc:
             log.error("session history unavailable: %s", exc)
             return problem(503, "Session history unavailable", "Table Storage did not answer; try again later",
                            headers={"Retry-After": "30"})

@@ -9,7 +9,7 @@ import azure.functions as func
 
 from arr_core.context import get_context
 from arr_core.lifecycle import build_view
-from arr_core.maintenance import InvalidToken
+from arr_core.continuation import InvalidToken
 from arr_core.views import FieldError, HistoryPage
 
 from .http import BadInput, absolute_url, handled, int_param, json_response, links_for

@@ -6,12 +6,15 @@ Apps and Power Automate (202 + Location + Retry-After while a session starts).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from arr_core.context import get_context
 from arr_core.lifecycle import build_view
 from arr_core.openapi import openapi_document
-from arr_core.sessions import Rejected, SessionState
+from arr_core.errors import ArrError, Rejected
+from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
     ExtendSessionRequest,
@@ -20,6 +23,9 @@ from arr_core.views import (
     StartSessionRequest,
     StopSessionRequest,
 )
+
+if TYPE_CHECKING:
+    from arr_core.sessions import SessionState
 
 from .http import BadInput, absolute_url, handled, json_response, links_for, read_json_object, query_fields, validate
 
@@ -41,8 +47,6 @@ def _pending(req: func.HttpRequest, state: SessionState, poll_seconds: int) -> f
 
 
 def _session_id(req: func.HttpRequest) -> str:
-    from arr_core.validation import SESSION_ID_PATTERN
-
     session_id = req.route_params.get("id", "")
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise BadInput("the session id must be 1-256 letters, digits, '-' or '_'",
@@ -97,12 +101,8 @@ async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
         detail = f"session {state.session_id} is {state.status} and will never be Ready"
         rejected = Rejected(409, "Session ended before it was Ready", detail, session_status=state.status)
         if error is not None:
-            from arr_core.errors import ArrError
-
             rejected.arr_error = ArrError(error.message, code=error.code)
         elif state.record is not None and state.record.error_code:
-            from arr_core.errors import ArrError
-
             rejected.arr_error = ArrError(state.record.error_message or "", code=state.record.error_code)
         raise rejected
     if state.status == "Ready":

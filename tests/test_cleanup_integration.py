@@ -16,7 +16,8 @@ import pytest
 from azure.data.tables import TableClient
 
 from arr_core import AccountKeyCredential, ArrClient, RetryPolicy
-from arr_core.history import Event, HistoryStore, SessionRecord
+from arr_core.history import HistoryStore
+from arr_core.records import Event, SessionRecord
 from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
 
 

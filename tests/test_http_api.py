@@ -299,3 +299,29 @@ def test_secrets_never_in_responses(http: httpx.Client, emulator: Emulator, app_
         assert emulator.account_key not in response.text
         for token in tokens:
             assert token not in response.text
+
+
+def test_table_storage_down(emulator: Emulator) -> None:
+    """Azurite down: start answers 503 problem and starts nothing at ARR; health says which part is down."""
+    from conftest import free_port, start
+    from devhost.stack import azurite_command, azurite_connection_string
+
+    port = free_port()
+    own_azurite = start(azurite_command(port), port)
+    fake = Azurite(port, azurite_connection_string(port), own_azurite)
+    host = start_host(function_app_env(emulator, fake, "down"), "function_app", "--no-timers")
+    try:
+        with host.client() as http:
+            assert http.post("/api/sessions", json={"leaseMinutes": 10}).status_code == 202
+            stop(own_azurite)
+            started = time.monotonic()
+            r = http.post("/api/sessions", json={"leaseMinutes": 10})
+            assert time.monotonic() - started < 30
+            assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
+            assert r.headers["Retry-After"] == "30"
+            assert len(emulator.state()["sessions"]) == 1  # nothing started without a trace
+            health = httpx.get(f"{host.url}/api/health")
+            assert health.status_code == 503
+            assert health.json()["history"]["status"] == "unavailable" and health.json()["arr"]["status"] == "ok"
+    finally:
+        stop(host.process)
