@@ -138,13 +138,16 @@ class HistoryStore:
         entity = await self._call(self._table_get, *pointer)
         return record_from_entity(entity) if entity is not None else None
 
-    async def update(self, session_id: str, mutate: Mutation) -> SessionRecord | None:
+    async def update(self, session_id: str, mutate: Mutation,
+                     current: SessionRecord | None = None) -> SessionRecord | None:
         """Apply ``mutate`` to the current record and write it with its events, conditionally; retried on races.
 
         ``mutate`` returns None when there is nothing to change. Returns the record as written (or as found).
+        ``current`` (a record just read, with its ETag) saves the first read; a lost race re-reads.
         """
         for _ in range(MAX_UPDATE_ATTEMPTS):
-            current = await self.get(session_id)
+            if current is None or current.etag is None:
+                current = await self.get(session_id)
             if current is None:
                 return None
             change = mutate(current)
@@ -162,6 +165,7 @@ class HistoryStore:
             except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
                 status = getattr(exc, "status_code", None)
                 if status in (409, 412) or isinstance(exc, (ResourceModifiedError, ResourceExistsError)):
+                    current = None
                     continue  # another writer got there first: re-read and decide again
                 raise
             return replace(new, etag=None)

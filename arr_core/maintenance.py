@@ -75,7 +75,7 @@ class Maintenance:
 
         async def stop(d: Decision) -> None:
             async with limit:
-                await self.sessions.stop(d.session_id, d.reason, actor="cleanup", known=d.arr)
+                await self.sessions.stop(d.session_id, d.reason, actor="cleanup", known=d.arr, record=d.record)
                 report.stopped.append(CleanupAction(id=d.session_id, reason=d.reason))
 
         await asyncio.gather(*(self._guard(report, d, stop(d)) for d in decisions if d.action is Action.STOP))

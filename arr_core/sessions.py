@@ -163,10 +163,11 @@ class SessionService:
     # -- stop -----------------------------------------------------------------------------------------------
 
     async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None,
-                   known: RenderingSession | None = None) -> SessionState:
+                   known: RenderingSession | None = None, record: SessionRecord | None = None) -> SessionState:
         """Stop the session; one that has already ended is simply returned.
 
-        ``known`` is ARR's view from just before (the cleanup's list): then the stop costs one ARR call, not two.
+        ``known`` is ARR's view from just before (the cleanup's list): then the stop costs one ARR call, not two;
+        ``record`` (read with its ETag just before) saves a table read.
         """
         try:
             await self.arr.stop_session(session_id)
@@ -181,9 +182,9 @@ class SessionService:
         else:
             arr_session = await self.arr.get_session(session_id)
         now = self._clock()
-        record = await self._update_or_adopt(session_id, arr_session, lambda r: observe(
-            r, arr_session, now, actor=actor, stop_reason=reason or "stopped on request"))
-        return SessionState(session_id, arr_session, record)
+        written = await self._update_or_adopt(session_id, arr_session, lambda r: observe(
+            r, arr_session, now, actor=actor, stop_reason=reason or "stopped on request"), record)
+        return SessionState(session_id, arr_session, written)
 
     # -- list -----------------------------------------------------------------------------------------------
 
@@ -227,8 +228,8 @@ class SessionService:
 
     async def _update_or_adopt(self, session_id: str, arr_session: RenderingSession,
                                mutate: Callable[[SessionRecord], tuple[SessionRecord, list[Event]] | None],
-                               ) -> SessionRecord | None:
-        record = await self.history.update(session_id, mutate)
+                               known: SessionRecord | None = None) -> SessionRecord | None:
+        record = await self.history.update(session_id, mutate, known)
         if record is not None:
             return record
         # ARR knows a session history does not (started elsewhere, or before this app): adopt it.

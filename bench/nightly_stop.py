@@ -1,0 +1,129 @@
+"""Nightly stop of 1000 sessions against the ARR emulator with 20 ms of injected latency per call.
+
+Measured in one run, on one machine:
+- ours: ``Maintenance.run_cleanup(mode="nightly")`` (bounded concurrency, history kept in Azurite);
+- the lower bound ``ceil(N / C) x RTT`` for C concurrent stops of RTT each;
+- the same job as a user would write it with the official SDK: list, then a loop over ``stop_rendering_session``.
+Prints the times and their ratios. Not a test: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from arr_core import AccountKeyCredential, ArrClient, RetryPolicy  # noqa: E402
+from arr_core.context import AppContext  # noqa: E402
+from arr_core.settings import AppSettings  # noqa: E402
+from arr_core.views import StartSessionRequest  # noqa: E402
+from devhost.stack import azurite_command, azurite_connection_string, wait_for_port  # noqa: E402
+
+N = int(os.environ.get("BENCH_SESSIONS", "1000"))
+LATENCY_MS = 20.0
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+ACCOUNT_ID = "00000000-0000-0000-0000-0000000000b1"
+ACCOUNT_KEY = "bench-key"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def control(url: str, path: str, body: dict | None = None) -> None:
+    httpx.post(f"{url}/_emulator/{path}", json=body or {}, timeout=30).raise_for_status()
+
+
+async def create_directly(url: str, count: int) -> None:
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200), timeout=60)
+    async with ArrClient(url, ACCOUNT_ID, "bench", AccountKeyCredential(ACCOUNT_KEY), sts_endpoint=url,
+                         http_client=http) as client:
+        for start in range(0, count, 200):
+            await asyncio.gather(*(client.create_session(f"sdk-{i}", lease_minutes=600)
+                                   for i in range(start, min(count, start + 200))))
+    await http.aclose()
+
+
+async def ours(url: str, azurite_port: int) -> tuple[float, int]:
+    settings = AppSettings(account_id=ACCOUNT_ID, account_domain="bench", endpoint=url, sts_endpoint=url,
+                           account_key=ACCOUNT_KEY, storage_connection=azurite_connection_string(azurite_port),
+                           history_table=f"bench{uuid.uuid4().hex[:8]}", stop_concurrency=CONCURRENCY)
+    context = AppContext.from_settings(settings)
+    context.arr.retry = RetryPolicy()
+    limit = asyncio.Semaphore(50)
+
+    async def start(i: int) -> None:
+        async with limit:
+            await context.sessions.start(StartSessionRequest(session_id=f"ours-{i}", lease_minutes=240))
+
+    await asyncio.gather(*(start(i) for i in range(N)))
+    control(url, "config", {"latencyMs": LATENCY_MS})
+    started = time.perf_counter()
+    report = await context.maintenance.run_cleanup(mode="nightly")
+    elapsed = time.perf_counter() - started
+    await context.aclose()
+    return elapsed, len(report.stopped)
+
+
+def sdk_loop(url: str) -> tuple[float, int]:
+    from azure.core.credentials import AccessToken
+    from azure.mixedreality.remoterendering import RemoteRenderingClient
+
+    token = httpx.get(f"{url}/Accounts/{ACCOUNT_ID}/token", params={"api-version": "2019-02-28-preview"},
+                      headers={"Authorization": f"Bearer {ACCOUNT_ID}:{ACCOUNT_KEY}"}).json()["AccessToken"]
+    client = RemoteRenderingClient(endpoint=url, account_id=ACCOUNT_ID, account_domain="bench",
+                                   credential=AccessToken(token, int(time.time()) + 3600))
+    started = time.perf_counter()
+    stopped = 0
+    for session in list(client.list_rendering_sessions(enforce_https=False)):  # what a user writes
+        client.stop_rendering_session(session.id, enforce_https=False)
+        stopped += 1
+    return time.perf_counter() - started, stopped
+
+
+def main() -> None:
+    azurite_port, emulator_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{emulator_port}"
+    processes = [
+        subprocess.Popen(azurite_command(azurite_port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT),
+        subprocess.Popen([sys.executable, "-m", "arr_emulator", "--port", str(emulator_port), "--account-id",
+                          ACCOUNT_ID, "--account-key", ACCOUNT_KEY, "--startup-seconds", "0", "--page-size", "100"],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT),
+    ]
+    try:
+        wait_for_port(azurite_port, processes[0])
+        wait_for_port(emulator_port, processes[1])
+        our_time, our_count = asyncio.run(ours(url, azurite_port))
+        control(url, "reset")
+        control(url, "config", {"latencyMs": 0})
+        asyncio.run(create_directly(url, N))
+        control(url, "config", {"latencyMs": LATENCY_MS})
+        sdk_time, sdk_count = sdk_loop(url)
+    finally:
+        for process in processes:
+            process.terminate()
+    bound = math.ceil(N / CONCURRENCY) * LATENCY_MS / 1000
+    print(f"sessions {N}, injected latency {LATENCY_MS:.0f} ms per ARR call, stop concurrency {CONCURRENCY}")
+    print(f"ours (run_cleanup nightly, with history)   {our_time:7.2f} s  stopped {our_count}")
+    print(f"lower bound ceil(N/C) x RTT                {bound:7.2f} s")
+    print(f"SDK loop over stop_rendering_session        {sdk_time:7.2f} s  stopped {sdk_count}")
+    print(f"ratio ours / lower bound  = {our_time / bound:.2f}")
+    print(f"ratio SDK loop / ours     = {sdk_time / our_time:.2f}")
+
+
+if __name__ == "__main__":
+    main()
