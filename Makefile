@@ -25,7 +25,9 @@ test: install
 	$(PY) -m pytest
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PY) bench/import_time.py
+	$(PY) bench/start_requests.py
 	$(PY) bench/nightly_stop.py
 
 clean:

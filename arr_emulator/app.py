@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .state import SUPPORTED_API_VERSIONS, EmulatorState, Fault
+from .state import SUPPORTED_API_VERSIONS, EmulatedSession, EmulatorState, Fault
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 NO_CACHE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
@@ -187,23 +187,26 @@ async def create_session(request: Request) -> Response:
     return _json(request, status, session.to_json(state.now()))
 
 
-async def get_session(request: Request) -> Response:
-    if (response := await _guard(request, "get")) is not None:
+async def _existing(request: Request, operation: str) -> EmulatedSession | Response:
+    """The addressed session, or the response that ends the request (fault, api-version, auth, 404)."""
+    if (response := await _guard(request, operation)) is not None:
         return response
-    state = _state(request)
-    session = state.get(request.path_params["account_id"], request.path_params["sid"])
-    if session is None:
-        return _empty(request, 404)
-    return _json(request, 200, session.to_json(state.now()))
+    session = _state(request).get(request.path_params["account_id"], request.path_params["sid"])
+    return _empty(request, 404) if session is None else session
+
+
+async def get_session(request: Request) -> Response:
+    session = await _existing(request, "get")
+    if isinstance(session, Response):
+        return session
+    return _json(request, 200, session.to_json(_state(request).now()))
 
 
 async def update_session(request: Request) -> Response:
-    if (response := await _guard(request, "update")) is not None:
-        return response
+    session = await _existing(request, "update")
+    if isinstance(session, Response):
+        return session
     state = _state(request)
-    session = state.get(request.path_params["account_id"], request.path_params["sid"])
-    if session is None:
-        return _empty(request, 404)
     body = await _body(request)
     lease = body.get("maxLeaseTimeMinutes") if body else None
     if isinstance(lease, bool) or not isinstance(lease, int):
@@ -220,13 +223,10 @@ async def update_session(request: Request) -> Response:
 
 
 async def stop_session(request: Request) -> Response:
-    if (response := await _guard(request, "stop")) is not None:
-        return response
-    state = _state(request)
-    session = state.get(request.path_params["account_id"], request.path_params["sid"])
-    if session is None:
-        return _empty(request, 404)
-    state.stop(session)  # Choice: stopping an ended session is a no-op 204.
+    session = await _existing(request, "stop")
+    if isinstance(session, Response):
+        return session
+    _state(request).stop(session)  # Choice: stopping an ended session is a no-op 204.
     return _empty(request, 204)
 
 

@@ -27,21 +27,13 @@ from arr_core import AccountKeyCredential, ArrClient, RetryPolicy  # noqa: E402
 from arr_core.context import AppContext  # noqa: E402
 from arr_core.settings import AppSettings  # noqa: E402
 from arr_core.views import StartSessionRequest  # noqa: E402
-from devhost.stack import azurite_command, azurite_connection_string, wait_for_port  # noqa: E402
+from devhost.stack import azurite_command, azurite_connection_string, free_port, wait_for_port  # noqa: E402
 
 N = int(os.environ.get("BENCH_SESSIONS", "1000"))
 LATENCY_MS = 20.0
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000b1"
 ACCOUNT_KEY = "bench-key"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def control(url: str, path: str, body: dict | None = None) -> None:

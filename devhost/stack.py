@@ -27,6 +27,13 @@ def azurite_connection_string(port: int) -> str:
             f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def port_taken(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

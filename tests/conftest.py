@@ -18,18 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from devhost.stack import AZURITE, azurite_command, azurite_connection_string
+from devhost.stack import AZURITE, azurite_command, azurite_connection_string, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"
 ACCOUNT_KEY = "test-account-key-not-a-secret"
 FUNCTION_KEY = "test-function-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 LOG_DIR = Path(os.environ.get("TEST_SERVICE_LOGS", "/tmp/arr-sessions-test-logs"))
