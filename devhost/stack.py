@@ -72,7 +72,14 @@ def ensure_local_settings() -> Path:
     return settings
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Ctrl-C, or a TERM from a supervisor, stops all three (a background job inherits SIGINT as ignored).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     ports = {"azurite": int(os.environ.get("AZURITE_TABLE_PORT", "10002")),
              "emulator": int(os.environ.get("ARR_EMULATOR_PORT", "7072")),
