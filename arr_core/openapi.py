@@ -117,7 +117,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         _param("payload", "query", "'ignore' to skip the body entirely (for webhooks).", "Payload",
                enum=["ignore"], **{"x-ms-visibility": "advanced"}),
         _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
-               "Idempotency key", minLength=1, maxLength=255, pattern="^[!-~]{1,255}$"),
+               "Idempotency key", minLength=1, maxLength=255, pattern="^[!-~]([ -~]{0,253}[!-~])?$"),
     ]
     paths: dict[str, Any] = {
         "/sessions": {

@@ -21,7 +21,7 @@ LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 LabelValue = Annotated[str, StringConstraints(max_length=256)]
 StatusName = Literal["Starting", "Ready", "Stopped", "Expired", "Error"]
 SizeName = Literal["Standard", "Premium"]
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")  # printable ASCII, trimmed
 
 
 class ApiModel(BaseModel):

@@ -66,7 +66,7 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     if key is None:
         return None
     if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise BadInput("Idempotency-Key must be 1-255 printable ASCII characters without spaces",
+        raise BadInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a space",
                        [FieldError(field="Idempotency-Key", message="invalid header value")])
     return key
 
