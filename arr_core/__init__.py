@@ -37,10 +37,10 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:
-    from .auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry
-    from .client import API_VERSION, ArrClient
-    from .errors import (
+if TYPE_CHECKING:  # the names above, for type checkers and IDEs
+    from .auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry  # noqa: F401
+    from .client import API_VERSION, ArrClient  # noqa: F401
+    from .errors import (  # noqa: F401
         ArrError,
         AuthenticationError,
         ConflictError,
@@ -51,5 +51,5 @@ if TYPE_CHECKING:
         ThrottledError,
         TransportError,
     )
-    from .models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus
-    from .retries import RetryPolicy, parse_retry_after
+    from .models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus  # noqa: F401
+    from .retries import RetryPolicy, parse_retry_after  # noqa: F401

@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +16,7 @@ from .cleanup import Action, CleanupPolicy, Decision, decide, nightly_due
 from .errors import ArrError, NotFoundError
 from .records import Event, SessionRecord, months_between, record_from_entity, row_for, utcnow
 from .lifecycle import observe
-from .models import RenderingSession, SessionStatus
+from .models import RenderingSession
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
 from .views import CleanupAction, CleanupReport, UsageReport, UsageRow

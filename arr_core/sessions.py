@@ -108,7 +108,8 @@ class SessionService:
             arr_session = await self.arr.create_session(session_id, size=size, lease_minutes=lease)
         except (InvalidRequestError, ConflictError) as exc:
             if existing is None:
-                await self.history.update(session_id, lambda r: failed_start(r, exc.code, exc.message, self._clock()))
+                code, message, at = exc.code, exc.message, self._clock()
+                await self.history.update(session_id, lambda r: failed_start(r, code, message, at))
             raise
         # Anything else (throttled, 5xx, timeout) leaves the record "Requested" for the cleanup to reconcile:
         # ARR may or may not have created the session.

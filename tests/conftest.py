@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,3 +162,25 @@ def start_host(env: dict[str, str], module: str = "function_app", *extra_args: s
     command = [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "/nonexistent",
                "--module", module, "--function-key", FUNCTION_KEY, "--master-key", "test-master-key", *extra_args]
     return Host(f"http://127.0.0.1:{port}", start(command, port, env))
+
+
+@pytest.fixture(scope="module")
+def table_name() -> str:
+    """A history table of the module's own, so that modules do not see each other's sessions."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def app_settings() -> dict[str, str]:
+    """Extra app settings for the module's function app; a module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def app_host(emulator_process: Emulator, azurite: Azurite, table_name: str,
+             app_settings: dict[str, str]) -> Iterator[Host]:
+    """The real function app on the local host, pointed at the emulator and Azurite (timers on demand only)."""
+    host = start_host(function_app_env(emulator_process, azurite, table_name, **app_settings),
+                      "function_app", "--no-timers")
+    yield host
+    stop(host.process)

@@ -275,7 +275,7 @@ async def replay(path: Path) -> ReplayResult:
             elif isinstance(result, list):
                 recorded = [s for e in used if not e.is_sts for s in (e.body or {}).get("sessions", [])]
                 assert len(result) == len(recorded), f"entry {final.index}: {len(result)} sessions"
-                for got, want in zip(result, recorded):
+                for got, want in zip(result, recorded, strict=True):
                     fields += assert_session_matches(got, want, f"entry {final.index}")
             else:
                 assert result is None and final.status == 204

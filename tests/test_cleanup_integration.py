@@ -6,7 +6,6 @@ import asyncio
 import base64
 import concurrent.futures
 import json
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -18,22 +17,13 @@ from azure.data.tables import TableClient
 from arr_core import AccountKeyCredential, ArrClient, RetryPolicy
 from arr_core.history import HistoryStore
 from arr_core.records import Event, SessionRecord
-from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
+from conftest import Azurite, Emulator, Host
 
 
 @pytest.fixture(scope="module")
-def table_name() -> str:
-    return f"cln{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="module")
-def app_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
-    env = function_app_env(emulator_process, azurite, table_name, ARR_STOP_CONCURRENCY="32",
-                           ARR_RATE_STANDARD_PER_HOUR="3.0", ARR_STUCK_STARTING_MINUTES="20",
-                           ARR_CLEANUP_SCHEDULE="0 0 0 1 1 *")
-    host = start_host(env, "function_app", "--no-timers")
-    yield host
-    stop(host.process)
+def app_settings() -> dict[str, str]:
+    return {"ARR_STOP_CONCURRENCY": "32", "ARR_RATE_STANDARD_PER_HOUR": "3.0", "ARR_STUCK_STARTING_MINUTES": "20",
+            "ARR_CLEANUP_SCHEDULE": "0 0 0 1 1 *"}
 
 
 @pytest.fixture

@@ -17,17 +17,8 @@ from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
 
 
 @pytest.fixture(scope="module")
-def table_name() -> str:
-    return f"http{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture(scope="module")
-def app_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
-    env = function_app_env(emulator_process, azurite, table_name, ARR_MAX_LEASE_MINUTES="240",
-                           ARR_POLL_SECONDS="3")
-    host = start_host(env, "function_app", "--no-timers")
-    yield host
-    stop(host.process)
+def app_settings() -> dict[str, str]:
+    return {"ARR_MAX_LEASE_MINUTES": "240", "ARR_POLL_SECONDS": "3"}
 
 
 @pytest.fixture
@@ -327,3 +318,25 @@ def test_table_storage_down(emulator: Emulator) -> None:
             assert health.json()["history"]["status"] == "unavailable" and health.json()["arr"]["status"] == "ok"
     finally:
         stop(host.process)
+
+
+def test_arr_refusing_a_start_is_recorded(http: httpx.Client, emulator: Emulator, table: TableClient) -> None:
+    """ARR's 409 (the id is taken at ARR by a session this app never saw): 409 with ARR's error, and history
+    closes the intent record as Error with ARR's code rather than leaving it to look active."""
+    import asyncio
+
+    from arr_core import AccountKeyCredential, ArrClient
+
+    async def take_id() -> None:
+        s = emulator.client_settings()
+        async with ArrClient(s["endpoint"], s["account_id"], s["account_domain"],
+                             AccountKeyCredential(emulator.account_key), sts_endpoint=s["sts_endpoint"]) as client:
+            await client.create_session("taken-at-arr", lease_minutes=10)
+
+    asyncio.run(take_id())
+    r = http.post("/api/sessions", json={"sessionId": "taken-at-arr", "leaseMinutes": 20})
+    assert r.status_code == 409 and r.json()["arrError"]["code"] == "Conflict" and r.json()["correlationId"]
+    record = session_record(table, "taken-at-arr")
+    assert record["Status"] == "Error" and record["ErrorCode"] == "Conflict" and record["Active"] is False
+    assert [e["Type"] for e in sorted(session_events(table, "taken-at-arr"), key=lambda e: e["Seq"])] == \
+        ["requested", "start-failed"]

@@ -7,25 +7,24 @@ fields (``from`` before ``to``, a lease larger than the current one), which a sc
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import schemathesis
 from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, given, settings
 
-from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
+from conftest import Emulator, Host
 
 CASES_PER_OPERATION = 60
 @pytest.fixture(scope="module")
-def fuzz_host(emulator_process: Emulator, azurite: Azurite) -> Iterator[Host]:
+def app_settings() -> dict[str, str]:
+    return {"ARR_NIGHTLY_SHUTDOWN_AT": "22:00", "ARR_TIME_ZONE": "Europe/Amsterdam", "ARR_RATE_STANDARD_PER_HOUR": "3"}
+
+
+@pytest.fixture(scope="module")
+def fuzz_host(emulator_process: Emulator, app_host: Host) -> Host:
     emulator_process.reset(startupSeconds=0)
-    env = function_app_env(emulator_process, azurite, f"fz{uuid.uuid4().hex[:10]}", ARR_NIGHTLY_SHUTDOWN_AT="22:00",
-                           ARR_TIME_ZONE="Europe/Amsterdam", ARR_RATE_STANDARD_PER_HOUR="3")
-    host = start_host(env, "function_app", "--no-timers")
-    yield host
-    stop(host.process)
+    return app_host
 
 
 @pytest.fixture(scope="module")
