@@ -91,8 +91,7 @@ def failed_start(record: SessionRecord, code: str, message: str, now: datetime) 
 def view_status(arr: RenderingSession | None, record: SessionRecord | None) -> str:
     if arr is not None:
         return arr.status.value
-    assert record is not None
-    return "Starting" if record.status == "Requested" else record.status
+    return "Starting" if record is None or record.status == "Requested" else record.status
 
 
 def build_view(session_id: str, arr: RenderingSession | None, record: SessionRecord | None,

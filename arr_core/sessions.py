@@ -85,19 +85,24 @@ class SessionService:
         now = self._clock()
         session_id = request.session_id or _session_id_for(idempotency_key, now)
         parameters = request.model_dump() | {"size": size, "lease_minutes": lease}
-        if idempotency_key is not None:
-            claim = await self.history.claim_idempotency(idempotency_key, fingerprint(parameters), session_id)
-            if not claim.owned:
-                if claim.fingerprint != fingerprint(parameters):
-                    raise Rejected(409, "Idempotency-Key reused", "this Idempotency-Key was used in the last 24 h "
-                                   "with different parameters", field="Idempotency-Key")
-                return StartResult(await self.read(claim.session_id, missing_ok=True), started=False)
         record = SessionRecord(
             session_id=session_id, created_at=now, size=size, lease_minutes=lease,
             requested_by=request.requested_by, reason=request.reason, labels=request.labels or {},
             keep_alive=bool(request.keep_alive),
             idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest()[:16] if idempotency_key else None,
         )
+        if idempotency_key is not None:
+            claim = await self.history.claim_idempotency(idempotency_key, fingerprint(parameters), session_id)
+            if not claim.owned:
+                if claim.fingerprint != fingerprint(parameters):
+                    raise Rejected(409, "Idempotency-Key reused", "this Idempotency-Key was used in the last 24 h "
+                                   "with different parameters", field="Idempotency-Key")
+                state = await self.read(claim.session_id, missing_ok=True)
+                if state.arr is None and state.record is None:
+                    # The first request is still writing its intent: answer with what it is starting.
+                    state = SessionState(claim.session_id, None, replace(record, session_id=claim.session_id,
+                                                                         created_at=claim.created_at))
+                return StartResult(state, started=False)
         existing = await self.history.claim(record, Event(
             "requested", now, to_status="Requested", actor=request.requested_by,
             detail={"size": size, "leaseMinutes": lease, "reason": request.reason}))
