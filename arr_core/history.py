@@ -22,6 +22,7 @@ data.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -56,6 +57,7 @@ from .records import (
 log = logging.getLogger("arr_core.history")
 
 MAX_UPDATE_ATTEMPTS = 8
+MAX_REMEMBERED_WRITES = 4096
 # azure-core retries on its own; keep an outage's answer (503 to the caller) within seconds, not minutes.
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
                                   "connection_timeout": 5, "read_timeout": 20}
@@ -66,6 +68,9 @@ class HistoryStore:
         self._table = table
         self._clock = clock
         self._pointers: dict[str, tuple[str, str]] = {}  # id index entries never change: cache them
+        # The record this process last wrote, with its new ETag: the next update starts from it instead of a
+        # read. If anyone changed it since, the conditional write fails (412) and the update re-reads.
+        self._written: OrderedDict[str, SessionRecord] = OrderedDict()
         self._ready = False
 
     @classmethod
@@ -116,10 +121,11 @@ class HistoryStore:
             await self._call(self._table.upsert_entity, index, mode=UpdateMode.REPLACE)
         self._pointers[record.session_id] = (record.partition, record.row)
         first = replace(record, event_count=1, updated_at=event.at)
-        await self._call(self._table.submit_transaction, [
+        result = await self._call(self._table.submit_transaction, [
             ("upsert", record_to_entity(first), {"mode": UpdateMode.REPLACE}),
             ("create", event_to_entity(first, 1, event)),
         ])
+        self._remember(first, result)
         return None
 
     async def adopt(self, record: SessionRecord, event: Event) -> bool:
@@ -145,6 +151,7 @@ class HistoryStore:
         ``mutate`` returns None when there is nothing to change. Returns the record as written (or as found).
         ``current`` (a record just read, with its ETag) saves the first read; a lost race re-reads.
         """
+        current = current or self._written.get(session_id)
         for _ in range(MAX_UPDATE_ATTEMPTS):
             if current is None or current.etag is None:
                 current = await self.get(session_id)
@@ -161,16 +168,26 @@ class HistoryStore:
             operations += [("create", event_to_entity(new, current.event_count + i + 1, e))
                            for i, e in enumerate(events)]
             try:
-                await self._call(self._table.submit_transaction, operations)
+                result = await self._call(self._table.submit_transaction, operations)
             except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
                 status = getattr(exc, "status_code", None)
                 if status in (409, 412) or isinstance(exc, (ResourceModifiedError, ResourceExistsError)):
                     current = None
+                    self._written.pop(session_id, None)
                     continue  # another writer got there first: re-read and decide again
                 raise
-            return replace(new, etag=None)
+            return self._remember(new, result)
         msg = f"gave up updating {session_id} after {MAX_UPDATE_ATTEMPTS} conflicting writes"
         raise HistoryConflict(msg)
+
+    def _remember(self, record: SessionRecord, result: Any) -> SessionRecord:
+        etag = result[0].get("etag") if result else None
+        written = replace(record, etag=etag)
+        self._written[record.session_id] = written
+        self._written.move_to_end(record.session_id)
+        while len(self._written) > MAX_REMEMBERED_WRITES:
+            self._written.popitem(last=False)
+        return written
 
     async def events(self, session_id: str) -> list[dict[str, Any]]:
         record = await self.get(session_id)

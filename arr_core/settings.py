@@ -56,7 +56,7 @@ class AppSettings(BaseModel):
     managed_identity_client_id: str | None = None
     storage_connection: str | None = Field(default=None, repr=False)
     table_endpoint: str | None = None
-    history_table: str = "arrsessions"
+    history_table: str = Field(default="arrsessions", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     default_size: SessionSize = SessionSize.STANDARD
     default_lease_minutes: int = Field(default=60, ge=0, le=1440)
     max_lease_minutes: int = Field(default=480, ge=0, le=1440)
