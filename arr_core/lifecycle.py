@@ -48,8 +48,9 @@ def observe(record: SessionRecord, arr: RenderingSession, now: datetime, *, acto
     if new.ready_at is None and status is SessionStatus.READY:
         new = replace(new, ready_at=now - timedelta(minutes=elapsed or 0))
     if status.is_terminal:
-        if new.ready_at is None and elapsed:
-            new = replace(new, ready_at=_estimated_ready(record, arr, now))
+        if new.ready_at is None and elapsed and status is SessionStatus.STOPPED:
+            # First seen after the stop: it was Ready for `elapsed` minutes until about now.
+            new = replace(new, ready_at=now - timedelta(minutes=elapsed))
         if new.ended_at is None:
             new = replace(new, ended_at=_end_time(new, arr, now))
         if elapsed is not None and elapsed != record.elapsed_minutes:
@@ -65,12 +66,6 @@ def observe(record: SessionRecord, arr: RenderingSession, now: datetime, *, acto
     if new == record:
         return None
     return new, events
-
-
-def _estimated_ready(record: SessionRecord, arr: RenderingSession, now: datetime) -> datetime | None:
-    if arr.status is SessionStatus.EXPIRED and arr.lease_minutes is not None:
-        return None  # its end is ready + lease, but the start is unknown; leave it unknown
-    return now - timedelta(minutes=arr.elapsed_minutes or 0) if arr.status is SessionStatus.STOPPED else None
 
 
 def _end_time(record: SessionRecord, arr: RenderingSession, now: datetime) -> datetime:

@@ -69,11 +69,16 @@ class SessionService:
 
     # -- start ----------------------------------------------------------------------------------------------
 
+    @property
+    def lease_limit(self) -> int:
+        """The largest lease allowed: the configured maximum, never above ARR's 1440."""
+        return min(self.settings.max_lease_minutes, MAX_LEASE_MINUTES)
+
     def resolve_start(self, request: StartSessionRequest) -> tuple[str, int]:
         """Defaults from settings, then policy: a lease above the configured maximum is refused."""
         size = request.size or self.settings.default_size.value
         lease = request.lease_minutes if request.lease_minutes is not None else self.settings.default_lease_minutes
-        limit = min(self.settings.max_lease_minutes, MAX_LEASE_MINUTES)
+        limit = self.lease_limit
         if lease > limit:
             raise Rejected(400, "Lease too long", f"leaseMinutes {lease} is above the configured maximum of "
                            f"{limit} minutes (ARR_MAX_LEASE_MINUTES)", field="leaseMinutes")
@@ -147,7 +152,7 @@ class SessionService:
         field = "leaseMinutes" if request.lease_minutes is not None else "extendByMinutes"
         old = current.lease_minutes or 0
         new = request.lease_minutes if request.lease_minutes is not None else old + (request.extend_by_minutes or 0)
-        limit = min(self.settings.max_lease_minutes, MAX_LEASE_MINUTES)
+        limit = self.lease_limit
         if new > limit:
             raise Rejected(400, "Lease too long", f"the new lease of {new} minutes is above the maximum of {limit} "
                            "minutes", field=field)

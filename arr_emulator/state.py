@@ -7,6 +7,8 @@ clock forward so that tests never sleep.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import secrets
 import time
@@ -134,9 +136,6 @@ class EmulatorState:
     # -- tokens ---------------------------------------------------------------------------------------------
 
     def issue_token(self, account_id: str) -> str:
-        import base64
-        import json
-
         exp = int(self.now()) + TOKEN_LIFETIME
         header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').decode().rstrip("=")
         claims = {"aud": f"https://manage.sa.{self.region}.mixedreality.azure.com/", "accountId": account_id,
