@@ -14,11 +14,14 @@ from arr_core.context import get_context
 from arr_core.lifecycle import build_view
 from arr_core.openapi import openapi_document
 from arr_core.errors import ArrError, Rejected
+from arr_core.settings import SettingsError
 from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
+    ComponentHealth,
     ExtendSessionRequest,
     FieldError,
+    Health,
     SessionList,
     StartSessionRequest,
     StopSessionRequest,
@@ -151,7 +154,11 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handled
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    context = await get_context()
+    try:
+        context = await get_context()
+    except SettingsError as exc:
+        misconfigured = ComponentHealth(status="misconfigured", detail=str(exc))
+        return json_response(Health(status="degraded", arr=misconfigured, history=misconfigured), 503)
     report = await context.sessions.health()
     return json_response(report, 200 if report.status == "ok" else 503)
 

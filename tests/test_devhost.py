@@ -78,13 +78,10 @@ def test_function_keys(sample_host: Host) -> None:
 
 
 def test_async_functions_run_concurrently_and_sync_ones_in_threads(sample_host: Host) -> None:
-    """Ten 0.5 s async calls overlap on one event loop; a sync function runs in a worker thread with context."""
+    """Ten async calls are in flight at once on one event loop; a sync function runs in a thread with context."""
     with sample_host.client() as http, concurrent.futures.ThreadPoolExecutor(10) as pool:
-        started = time.perf_counter()
-        results = list(pool.map(lambda _: http.get("/api/slow").text, range(10)))
-        elapsed = time.perf_counter() - started
-        assert results == ["done"] * 10
-        assert elapsed < 5.0  # serially it would take 5 s or more
+        peaks = [int(text) for text in pool.map(lambda _: http.get("/api/slow").text, range(10))]
+        assert max(peaks) >= 2  # a serial host would never see two invocations in flight
         sync = http.get("/api/sync").json()
         assert sync["function"] == "sync_route" and sync["thread"] != "MainThread"
         assert http.get("/api/items/1/parts").json()["thread"] == "MainThread"

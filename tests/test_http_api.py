@@ -340,3 +340,19 @@ def test_arr_refusing_a_start_is_recorded(http: httpx.Client, emulator: Emulator
     assert record["Status"] == "Error" and record["ErrorCode"] == "Conflict" and record["Active"] is False
     assert [e["Type"] for e in sorted(session_events(table, "taken-at-arr"), key=lambda e: e["Seq"])] == \
         ["requested", "start-failed"]
+
+
+def test_health_reports_misconfiguration(emulator: Emulator, azurite: Azurite) -> None:
+    """Missing ARR settings: health answers 503 in its own shape, naming the settings, with no secret."""
+    env = function_app_env(emulator, azurite, "misconf")
+    env["ARR_ACCOUNT_ID"] = ""
+    host = start_host(env, "function_app", "--no-timers")
+    try:
+        r = httpx.get(f"{host.url}/api/health")
+        assert r.status_code == 503 and r.json()["arr"]["status"] == "misconfigured"
+        assert "ARR_ACCOUNT_ID" in r.json()["arr"]["detail"] and emulator.account_key not in r.text
+        with host.client() as http:
+            start = http.post("/api/sessions", json={})
+        assert start.status_code == 503 and "ARR_ACCOUNT_ID" in start.json()["detail"]
+    finally:
+        stop(host.process)

@@ -25,10 +25,16 @@ async def item(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), mimetype="application/json")
 
 
+IN_FLIGHT = {"now": 0, "peak": 0}
+
+
 @app.route(route="slow", methods=["GET"])
 async def slow(req: func.HttpRequest) -> func.HttpResponse:
+    IN_FLIGHT["now"] += 1
+    IN_FLIGHT["peak"] = max(IN_FLIGHT["peak"], IN_FLIGHT["now"])
     await asyncio.sleep(0.5)
-    return func.HttpResponse("done")
+    IN_FLIGHT["now"] -= 1
+    return func.HttpResponse(str(IN_FLIGHT["peak"]))
 
 
 @app.route(route="sync", methods=["GET"])
