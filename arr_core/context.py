@@ -35,8 +35,8 @@ def build_arr_client(settings: AppSettings) -> ArrClient:
     if not settings.arr_configured:
         msg = "setting ARR_ACCOUNT_ID, ARR_ACCOUNT_DOMAIN and ARR_ENDPOINT (or ARR_REGION) are required"
         raise SettingsError(msg)
-    credential: Any = (AccountKeyCredential(settings.account_key) if settings.account_key
-                       else _managed_identity(settings))
+    credential: Any = (_managed_identity(settings) if settings.uses_managed_identity
+                       else AccountKeyCredential(settings.account_key or ""))
     return ArrClient(settings.arr_endpoint, settings.account_id, settings.account_domain, credential,
                      sts_endpoint=settings.sts_endpoint)
 
@@ -88,8 +88,3 @@ async def get_context() -> AppContext:
                 _context = AppContext.from_settings(AppSettings.from_env())
     return _context
 
-
-def set_context(context: AppContext | None) -> None:
-    """Replace the process's context (tests)."""
-    global _context  # noqa: PLW0603
-    _context = context

@@ -87,11 +87,6 @@ class SessionRecord:
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
-    @property
-    def billed_minutes(self) -> int | None:
-        """Minutes from Ready to the end (or to the last observation), as ARR counts them."""
-        return self.elapsed_minutes if self.ready_at is not None or self.elapsed_minutes else None
-
     def settings_match(self, size: str, lease_minutes: int) -> bool:
         return self.size == size and self.lease_minutes == lease_minutes
 
@@ -115,7 +110,7 @@ def _aware(value: Any) -> Any:
 def record_to_entity(record: SessionRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": record.partition, "RowKey": record.row, "Kind": "session",
                               "Labels": json.dumps(record.labels, separators=(",", ":"), sort_keys=True),
-                              "Active": record.is_active, "BilledMinutes": record.billed_minutes}
+                              "Active": record.is_active}
     for attr, name in _RECORD_FIELDS.items():
         entity[name] = getattr(record, attr)
     return {k: v for k, v in entity.items() if v is not None}

@@ -22,7 +22,7 @@ from .errors import (
     Rejected,
 )
 from .records import Event, SessionRecord, utcnow
-from .lifecycle import failed_start, fingerprint, observe
+from .lifecycle import failed_start, fingerprint, observe, view_status
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
 from .validation import MAX_LEASE_MINUTES
@@ -46,9 +46,7 @@ class SessionState:
 
     @property
     def status(self) -> str:
-        if self.arr is not None:
-            return self.arr.status.value
-        return "Starting" if self.record is None or self.record.status == "Requested" else self.record.status
+        return view_status(self.arr, self.record)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ ENV_NAMES = {
     "default_lease_minutes": "ARR_DEFAULT_LEASE_MINUTES",
     "max_lease_minutes": "ARR_MAX_LEASE_MINUTES",
     "poll_seconds": "ARR_POLL_SECONDS",
-    "cleanup_schedule": "ARR_CLEANUP_SCHEDULE",
     "nightly_shutdown_at": "ARR_NIGHTLY_SHUTDOWN_AT",
     "time_zone": "ARR_TIME_ZONE",
     "max_session_minutes": "ARR_MAX_SESSION_MINUTES",
@@ -61,7 +60,6 @@ class AppSettings(BaseModel):
     default_lease_minutes: int = Field(default=60, ge=0, le=1440)
     max_lease_minutes: int = Field(default=480, ge=0, le=1440)
     poll_seconds: int = Field(default=10, ge=1, le=300)
-    cleanup_schedule: str = "0 */5 * * * *"
     nightly_shutdown_at: str | None = None
     time_zone: str = "UTC"
     max_session_minutes: int | None = Field(default=None, ge=1)

@@ -41,11 +41,3 @@ def check_size(size: object, *, argument: str = "size") -> SessionSize:
         msg = f"{argument} must be 'Standard' or 'Premium', not {size!r}"
         raise InvalidRequestError(msg, argument=argument, code="InvalidArgument") from None
 
-
-def check_lease_extension(current: int | None, new: int, *, argument: str = "lease_minutes") -> int:
-    """On update ARR wants a total strictly larger than the current lease and at most 1440."""
-    check_lease_minutes(new, argument=argument)
-    if current is not None and new <= current:
-        msg = f"{argument} must be larger than the current lease of {current} minutes, not {new}"
-        raise InvalidRequestError(msg, argument=argument, code="InvalidArgument")
-    return new

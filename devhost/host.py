@@ -10,12 +10,13 @@ sync ones in threads, timer functions on their NCRONTAB schedules and on demand 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import re
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -234,17 +235,12 @@ class FunctionsHost:
             late = (datetime.now(timezone.utc) - due).total_seconds() > 5
             await self.run_timer(timer.name, past_due=late)
 
-    def _lifespan(self, _app: Starlette) -> Any:
-        host = self
-
-        class _Lifespan:
-            async def __aenter__(self) -> None:
-                if host.run_timers:
-                    for timer in host.timers.values():
-                        host._tasks.append(asyncio.create_task(host._schedule_loop(timer)))
-
-            async def __aexit__(self, *exc: object) -> None:
-                for task in list(host._tasks):
-                    task.cancel()
-
-        return _Lifespan()
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        if self.run_timers:
+            self._tasks += [asyncio.create_task(self._schedule_loop(t)) for t in self.timers.values()]
+        try:
+            yield
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
