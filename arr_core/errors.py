@@ -157,3 +157,7 @@ def error_class_for_status(status_code: int) -> type[ArrError]:
     if 400 <= status_code < 500:
         return InvalidRequestError
     return ServiceError
+
+
+class DeadlineExceeded(Exception):
+    """The request's time budget ran out before the work was done (the caller gets a 504 it may retry)."""

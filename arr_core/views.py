@@ -127,6 +127,8 @@ class SessionView(ApiModel):
 
 class SessionList(ApiModel):
     sessions: list[SessionView]
+    history: Literal["ok", "unavailable"] = Field(
+        default="ok", description="unavailable: Table Storage did not answer, so history fields are null.")
 
 
 class HistoryPage(ApiModel):
