@@ -29,7 +29,7 @@ import httpx
 from .errors import ServiceError
 from .responses import correlation_id, error_from_response, json_body
 from .retries import RetryPolicy
-from .transport import send_logged
+from .transport import DEFAULT_TIMEOUT, send_logged
 
 STS_API_VERSION = "2019-02-28-preview"
 log = logging.getLogger("arr_core.auth")
@@ -110,7 +110,8 @@ class StsTokenCache:
 
     ``refresh_margin`` seconds before ``exp`` the token is replaced. A token whose ``exp`` is already past when it
     is issued (clock skew, or no JWT at all) is kept for ``fallback_lifetime`` seconds: ARR's 401 is the judge, and
-    a 401 forces one refresh.
+    a 401 forces one refresh. The exchange is retried by ``retry`` within the request's time budget, and each try
+    is bounded by ``timeout`` cut to what is left of that budget, like every ARR call.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class StsTokenCache:
         sts_endpoint: str,
         http: httpx.AsyncClient,
         retry: RetryPolicy,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
         refresh_margin: float = 300.0,
         fallback_lifetime: float = 900.0,
@@ -130,6 +132,7 @@ class StsTokenCache:
         self._sts_endpoint = sts_endpoint.rstrip("/")
         self._http = http
         self._retry = retry
+        self._timeout = timeout
         self._clock = clock
         self._refresh_margin = refresh_margin
         self._fallback_lifetime = fallback_lifetime
@@ -170,7 +173,7 @@ class StsTokenCache:
     async def _obtain(self) -> _CachedToken:
         if isinstance(self._credential, StaticAccessToken):
             return _CachedToken(self._credential.token, math.inf)
-        value = await self._retry.call(self._exchange)
+        value = await self._retry.call(self._exchange, what="STS token exchange")
         self.exchanges += 1
         now = self._clock()
         exp = jwt_expiry(value)
@@ -191,7 +194,8 @@ class StsTokenCache:
             "Accept": "application/json",
             "X-MRC-CV": base64.b64encode(secrets.token_bytes(16)).decode()[:22],
         }
-        response = await send_logged(self._http, "GET", url, params={"api-version": STS_API_VERSION}, headers=headers)
+        response = await send_logged(self._http, "GET", url, params={"api-version": STS_API_VERSION}, headers=headers,
+                                     timeout=self._timeout)
         if response.is_error:
             raise error_from_response(response)
         body = json_body(response)

@@ -8,19 +8,19 @@ timer) still does the night's shutdown, stopping only sessions created before th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
+from .lifecycle import adopted_record
 from .records import SessionRecord
 from .models import RenderingSession, SessionStatus
 
 
 class Action(str, Enum):
     STOP = "stop"
-    KEEP = "keep"
-    ADOPT = "adopt"  # ARR knows it, history does not: write a record, then apply the policy
+    KEEP = "keep"  # and bring its record up to date with ARR's view
     RECONCILE = "reconcile"  # history thinks it active, ARR does not list it: read its end from ARR
 
 
@@ -73,11 +73,22 @@ def nightly_due(now: datetime, policy: CleanupPolicy, done: set[date]) -> tuple[
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with one session, and why. ``adopt``: ``record`` is new and must be written first."""
+
     session_id: str
     action: Action
     reason: str
     arr: RenderingSession | None = None
     record: SessionRecord | None = None
+    adopt: bool = False
+
+    @property
+    def stop_as(self) -> tuple[str, str | None]:
+        """The reason and actor a stop is recorded with: a stop someone asked for and a crash cut short keeps
+        theirs; any other is the cleanup's."""
+        if self.record is not None and self.record.stop_reason and self.record.is_active and not self.adopt:
+            return self.record.stop_reason, self.record.stopped_by
+        return self.reason, "cleanup"
 
 
 def _started(arr: RenderingSession, record: SessionRecord | None) -> datetime | None:
@@ -85,18 +96,22 @@ def _started(arr: RenderingSession, record: SessionRecord | None) -> datetime | 
 
 
 def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], now: datetime,
-           policy: CleanupPolicy, *, nightly_cutoff: datetime | None = None,
+           policy: CleanupPolicy, *, nightly_cutoff: datetime | None = None, history_since: datetime | None = None,
            requested_grace: timedelta = timedelta(minutes=10)) -> list[Decision]:
     """One decision per session. ``nightly_cutoff`` (when the nightly shutdown is due, or forced) stops every
-    session created before it that is not ``keepAlive``."""
+    session created before it that is not ``keepAlive``. ``history_since`` is when the history table was
+    (re)created: a session ARR runs that history does not know and that is older may have been kept alive by a
+    user, so the nightly shutdown leaves it to its lease."""
     by_id = {r.session_id: r for r in records}
     listed = {s.id for s in arr_sessions}
     decisions: list[Decision] = []
     for arr in arr_sessions:
         record = by_id.get(arr.id)
         if record is None:
-            decisions.append(Decision(arr.id, Action.ADOPT, "ARR runs it but history did not know it", arr))
-        decisions.append(_judge(arr, record, now, policy, nightly_cutoff))
+            adopted = adopted_record(arr, now, history_since=history_since)
+            decisions.append(replace(judge(arr, adopted, now, policy, nightly_cutoff), adopt=True))
+        else:
+            decisions.append(judge(arr, record, now, policy, nightly_cutoff))
     for record in records:
         if record.session_id in listed or not record.is_active:
             continue
@@ -108,11 +123,12 @@ def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], n
     return decisions
 
 
-def _judge(arr: RenderingSession, record: SessionRecord | None, now: datetime, policy: CleanupPolicy,
+def judge(arr: RenderingSession, record: SessionRecord, now: datetime, policy: CleanupPolicy,
            nightly_cutoff: datetime | None) -> Decision:
-    keep_alive = record.keep_alive if record else False
     started = _started(arr, record)
-    if nightly_cutoff is not None and not keep_alive and (started is None or started < nightly_cutoff):
+    if record.stop_reason and record.is_active:
+        return Decision(arr.id, Action.STOP, f"finishing the stop asked for: {record.stop_reason}", arr, record)
+    if nightly_cutoff is not None and record.keep_alive is False and (started is None or started < nightly_cutoff):
         local = nightly_cutoff.astimezone(policy.time_zone)
         return Decision(arr.id, Action.STOP, f"nightly shutdown ({local:%H:%M} {policy.time_zone.key})",
                         arr, record)
@@ -125,5 +141,9 @@ def _judge(arr: RenderingSession, record: SessionRecord | None, now: datetime, p
             and (arr.elapsed_minutes or 0) >= policy.max_session_minutes):
         return Decision(arr.id, Action.STOP, f"ran {arr.elapsed_minutes} minutes since Ready (maximum "
                         f"{policy.max_session_minutes})", arr, record)
-    reason = "keepAlive" if keep_alive and nightly_cutoff is not None else "within policy"
+    reason = "within policy"
+    if nightly_cutoff is not None and record.keep_alive is None:
+        reason = "keepAlive unknown (its history was lost): left to its lease"
+    elif nightly_cutoff is not None and record.keep_alive:
+        reason = "keepAlive"
     return Decision(arr.id, Action.KEEP, reason, arr, record)

@@ -16,13 +16,11 @@ from .errors import ServiceError
 from .models import RenderingSession, SessionSize
 from .responses import correlation_id, error_from_response, json_body
 from .retries import RetryPolicy
-from .transport import send_logged
+from .transport import DEFAULT_TIMEOUT, USER_AGENT, send_logged
 from .validation import check_lease_minutes, check_session_id, check_size
 
 API_VERSION = "2021-01-01"
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-USER_AGENT = "arr-sessions/1.0"
 
 log = logging.getLogger("arr_core")
 
@@ -30,9 +28,11 @@ log = logging.getLogger("arr_core")
 class ArrClient:
     """Starts, reads, extends, stops and lists ARR rendering sessions of one account.
 
-    One pooled ``httpx.AsyncClient`` serves every call; ``async with`` closes it (a client passed in as
-    ``http_client`` belongs to the caller and is left open). Retries of 429, 5xx and transport failures happen
-    inside each call according to ``retry``; a 401 refreshes the STS token once and tries again.
+    One pooled ``httpx.AsyncClient`` serves every call; ``async with`` closes it. A client passed in as
+    ``http_client`` belongs to the caller: it is left open and unchanged, since the User-Agent and ``timeout`` go
+    with each request (``timeout`` defaults to that client's own). Retries of 429, 5xx and transport failures
+    happen inside each call according to ``retry``, within the request's time budget (:mod:`.deadline`), which
+    also cuts each request's timeout; a 401 refreshes the STS token once and tries again.
 
     ``check_arguments=False`` sends arguments unchecked, letting ARR judge them (the replay tests use it to send
     exactly what the recordings sent). ``clock`` (seconds since the epoch) decides when the STS token expires.
@@ -48,7 +48,7 @@ class ArrClient:
         sts_endpoint: str | None = None,
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | None = None,
         api_version: str = API_VERSION,
         check_arguments: bool = True,
         clock: Callable[[], float] = time.time,
@@ -60,14 +60,15 @@ class ArrClient:
         self.retry = retry or RetryPolicy()
         self._check = check_arguments
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout, limits=DEFAULT_LIMITS)
-        self._http.headers.setdefault("User-Agent", USER_AGENT)
+        self._http = http_client or httpx.AsyncClient(limits=DEFAULT_LIMITS)
+        self.timeout = timeout or (DEFAULT_TIMEOUT if http_client is None else http_client.timeout)
         self.tokens = StsTokenCache(
             credential,
             account_id=account_id,
             sts_endpoint=sts_endpoint or f"https://sts.{account_domain}",
             http=self._http,
             retry=self.retry,
+            timeout=self.timeout,
             clock=clock,
         )
 
@@ -157,7 +158,7 @@ class ArrClient:
         async def attempt() -> httpx.Response:
             return await self._send_authorized(method, url, **kwargs)
 
-        return await self.retry.call(attempt)
+        return await self.retry.call(attempt, what=f"ARR {method} {httpx.URL(url).path}")
 
     async def _send_authorized(
         self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
@@ -176,7 +177,8 @@ class ArrClient:
         self, method: str, url: str, token: str, headers: dict[str, str] | None, **kwargs: Any
     ) -> httpx.Response:
         all_headers = {"Accept": "application/json", **(headers or {}), "Authorization": f"Bearer {token}"}
-        return await send_logged(self._http, method, str(self._with_api_version(url)), headers=all_headers, **kwargs)
+        return await send_logged(self._http, method, str(self._with_api_version(url)), headers=all_headers,
+                                 timeout=self.timeout, **kwargs)
 
 
 def _unreadable(response: httpx.Response, what: str) -> ServiceError:

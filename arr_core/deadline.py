@@ -9,20 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import NamedTuple
 
 from .errors import DeadlineExceeded
 
 REQUEST_SECONDS = 90.0  # Logic Apps wait 120 s; leave room for the host and the network
-_deadline: ContextVar[float | None] = ContextVar("arr_core_deadline", default=None)
+BACKSTOP_GRACE = 0.25  # the backstop lets calls that honour the budget end first, with their own error
+
+
+class _Deadline(NamedTuple):
+    at: float
+    clock: Callable[[], float]
+
+
+_deadline: ContextVar[_Deadline | None] = ContextVar("arr_core_deadline", default=None)
 
 
 def remaining() -> float | None:
     """Seconds left in the current budget (may be negative), or None outside any budget."""
-    deadline = _deadline.get()
-    return None if deadline is None else deadline - time.monotonic()
+    current = _deadline.get()
+    return None if current is None else current.at - current.clock()
 
 
 def bounded(seconds: float) -> float:
@@ -39,24 +48,30 @@ def check() -> None:
 
 
 @asynccontextmanager
-async def budget(seconds: float = REQUEST_SECONDS) -> AsyncIterator[None]:
+async def budget(seconds: float = REQUEST_SECONDS, *, clock: Callable[[], float] = time.monotonic
+                 ) -> AsyncIterator[None]:
     """Run the block within ``seconds`` (or the enclosing budget, if shorter).
 
-    Calls inside see :func:`remaining`; as a backstop the block is cancelled at the deadline and
-    :class:`DeadlineExceeded` is raised in its place.
+    Calls inside see :func:`remaining` and end by the deadline with their own error (an ARR request's timeout is
+    cut to it, so a silent ARR gives ``ServiceTimeoutError``). As a backstop for work that does not look, the block
+    is cancelled :data:`BACKSTOP_GRACE` seconds later and :class:`DeadlineExceeded` is raised in its place. A
+    ``TimeoutError`` the block raises itself (its own shorter timeout) passes through unchanged.
+
+    ``clock`` is what the budget is measured by; tests pass the fake clock their retry policy sleeps on (the
+    backstop always runs on real time).
     """
-    outer = _deadline.get()
-    deadline = time.monotonic() + seconds
-    if outer is not None:
-        deadline = min(deadline, outer)
-    token = _deadline.set(deadline)
+    seconds = bounded(seconds)
+    token = _deadline.set(_Deadline(clock() + seconds, clock))
+    backstop = asyncio.timeout(seconds + BACKSTOP_GRACE)
     try:
-        async with asyncio.timeout_at(asyncio.get_running_loop().time() + (deadline - time.monotonic())):
+        async with backstop:
             yield
     except TimeoutError:
-        raise DeadlineExceeded(f"the work did not finish within {seconds:.0f} s") from None
+        if not backstop.expired():
+            raise  # the block's own timeout (a storage call's, say): not the budget's to rename
+        raise DeadlineExceeded(f"the work did not finish within {seconds:g} s") from None
     finally:
         _deadline.reset(token)
 
 
-__all__ = ["REQUEST_SECONDS", "budget", "bounded", "check", "remaining"]
+__all__ = ["BACKSTOP_GRACE", "REQUEST_SECONDS", "budget", "bounded", "check", "remaining"]

@@ -161,3 +161,7 @@ def error_class_for_status(status_code: int) -> type[ArrError]:
 
 class DeadlineExceeded(Exception):
     """The request's time budget ran out before the work was done (the caller gets a 504 it may retry)."""
+
+
+class CleanupRunning(Exception):
+    """Another instance holds the cleanup lease; this run did nothing (the caller may try again later)."""

@@ -8,28 +8,42 @@ entity        PartitionKey                        RowKey                        
 session       ``s-<yyyymm>`` of creation (UTC)    ``<createdAt ISO>~<session id>``     date ranges are key ranges
 event         same as its session                 ``<session RowKey>~e<seq:05d>``      same partition: one batch
                                                                                       with the session update
-id index      ``id``                              session id                          find a session by id
+id index      ``id``                              session id                          find a session by id; the
+                                                                                      first insert fixes where its
+                                                                                      one record lives
 idempotency   ``idem``                            sha256 of the key                   conditional insert
+table epoch   ``meta``                            ``table``                           when this app created the
+                                                                                      table (history before it is
+                                                                                      lost)
+lease         ``lease``                           the job (``cleanup``)               one cleanup at a time
 cleanup run   ``run-<yyyymm>``                    inverted ticks                      newest first
 nightly mark  ``nightly``                         local date                          once per night
 ============  ==================================  ==================================  =============================
 
 Every change to a session is an ETag-conditional update of its record *and* the insert of its events in one
 entity-group transaction: two writers can never both record the same change, and a lost race is retried on fresh
-data.
+data. A record is only ever *inserted*, at the place its id index names, so racing writers make one record.
+
+Faults: every call is bounded in time (:data:`CALL_SECONDS`, and the request's budget); a table that has gone
+(deleted, or an emulator restarted) is created again and the call retried once, and what this process remembers
+of active sessions is written back. Storage trouble surfaces as :class:`HistoryUnavailable`, never as a raw SDK
+error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -38,17 +52,21 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from .errors import HistoryConflict, HistoryUnavailable
+from . import deadline
+from .errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
+from .lifecycle import restore
 from .records import (
     Event,
     IdempotencyClaim,
     Mutation,
     SessionRecord,
+    _aware,
+    created_at_of,
     event_to_entity,
     idempotency_row,
+    index_entity,
     months_between,
     record_from_entity,
-    _aware,
     record_to_entity,
     row_for,
     utcnow,
@@ -58,20 +76,38 @@ log = logging.getLogger("arr_core.history")
 
 MAX_UPDATE_ATTEMPTS = 8
 MAX_REMEMBERED_WRITES = 4096
-# azure-core retries on its own; keep an outage's answer (503 to the caller) within seconds, not minutes.
-CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "retry_backoff_factor": 0.2, "retry_backoff_max": 2,
-                                  "connection_timeout": 5, "read_timeout": 20}
+CALL_SECONDS = 5.0  # one Table call (or one page of a query): an outage answers 503 in seconds, not minutes
+# azure-core retries on its own; within CALL_SECONDS that is one quick retry of a dropped connection.
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2, "retry_backoff_max": 1,
+                                  "connection_timeout": 3, "read_timeout": CALL_SECONDS}
+# What a caller handles itself (a lost race, an entity that is not there); everything else is "unavailable".
+_PASSED_ON = {404, 409, 412}
+
+
+def _table_missing(exc: BaseException) -> bool:
+    """The table itself is gone (``TableNotFound``), as opposed to one entity being absent."""
+    if getattr(exc, "status_code", None) != 404:
+        return False
+    return getattr(exc, "error_code", None) == "TableNotFound" or "TableNotFound" in str(exc)
+
+
+def _describe(exc: HttpResponseError) -> str:
+    code = getattr(exc, "error_code", None) or ""
+    return f"Table Storage answered {exc.status_code} {getattr(code, 'value', code)}".strip()
+
+
 class HistoryStore:
     """Reads and writes session history; every method raises :class:`HistoryUnavailable` if storage fails."""
 
     def __init__(self, table: TableClient, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._table = table
         self._clock = clock
-        self._pointers: dict[str, tuple[str, str]] = {}  # id index entries never change: cache them
+        self._pointers: dict[str, tuple[str, str]] = {}  # id -> where its record lives (fixed once written)
         # The record this process last wrote, with its new ETag: the next update starts from it instead of a
         # read. If anyone changed it since, the conditional write fails (412) and the update re-reads.
         self._written: OrderedDict[str, SessionRecord] = OrderedDict()
         self._ready = False
+        self._recreating = asyncio.Lock()
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table_name: str) -> HistoryStore:
@@ -84,72 +120,71 @@ class HistoryStore:
     async def aclose(self) -> None:
         await self._table.close()
 
-    async def ensure_table(self) -> None:
-        if self._ready:
-            return
-        try:
-            await self._table.create_table()
-        except ResourceExistsError:
-            pass
-        except HttpResponseError as exc:
-            raise HistoryUnavailable(_describe(exc)) from None
-        except Exception as exc:  # azure-core transport errors (connection refused, DNS)
-            raise HistoryUnavailable(type(exc).__name__) from None
-        self._ready = True
-
     async def ping(self) -> None:
-        """Prove that the table answers (a point read of an entity that need not exist)."""
-        await self._call(self._table_get, "id", "~health~")
+        """Prove that the table answers, creating it again if it has gone (health must not say ok otherwise)."""
+        await self._call(self._table_get, "meta", "ping")
 
     # -- sessions -------------------------------------------------------------------------------------------
 
-    async def claim(self, record: SessionRecord, event: Event) -> SessionRecord | None:
-        """Record the intent to start ``record`` before ARR is called.
+    async def claim(self, record: SessionRecord, event: Event) -> tuple[SessionRecord, bool]:
+        """Write ``record`` and its first event unless history already has the session.
 
-        Returns None when the id was free (the record and its first event are written), or the existing record
-        when the id is already in history.
+        Returns the record history holds and whether this call wrote it. Racing claims of one id write one
+        record: the id index's first insert fixes the record's place, and the record itself is insert-only.
         """
-        index = {"PartitionKey": "id", "RowKey": record.session_id, "RecordPartition": record.partition,
-                 "RecordRow": record.row}
-        try:
-            await self._call(self._table.create_entity, index)
-        except ResourceExistsError:
-            existing = await self.get(record.session_id)
-            if existing is not None:
-                return existing
-            # The index was written by a writer that died before its record: take the id over.
-            await self._call(self._table.upsert_entity, index, mode=UpdateMode.REPLACE)
-        self._pointers[record.session_id] = (record.partition, record.row)
-        first = replace(record, event_count=1, updated_at=event.at)
-        result = await self._call(self._table.submit_transaction, [
-            ("upsert", record_to_entity(first), {"mode": UpdateMode.REPLACE}),
-            ("create", event_to_entity(first, 1, event)),
-        ])
-        self._remember(first, result)
-        return None
-
-    async def adopt(self, record: SessionRecord, event: Event) -> bool:
-        """Write a record for a session history did not know (reconciliation); False if one appeared meanwhile."""
-        existing = await self.claim(record, event)
-        return existing is None
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            try:
+                await self._call(self._table.create_entity, index_entity(record))
+            except ResourceExistsError:
+                index = await self._call(self._table_get, "id", record.session_id)
+                if index is None:
+                    continue  # deleted meanwhile: try again
+                pointer = (index["RecordPartition"], index["RecordRow"])
+                existing = await self._read_at(pointer)
+                if existing is not None:
+                    self._pointers[record.session_id] = pointer
+                    return existing, False
+                # The index's writer is still writing, or died before its record: write ours at that place.
+                record = replace(record, created_at=created_at_of(index))
+            first = replace(record, event_count=1, updated_at=event.at)
+            try:
+                result = await self._call(self._table.submit_transaction, [
+                    ("create", record_to_entity(first)), ("create", event_to_entity(first, 1, event))])
+            except (TableTransactionError, ResourceExistsError) as exc:
+                if getattr(exc, "status_code", None) != 409:
+                    raise HistoryUnavailable(_describe(exc)) from exc
+                existing = await self.get(record.session_id)
+                if existing is None:
+                    continue
+                return existing, False
+            self._pointers[record.session_id] = (first.partition, first.row)
+            return self._remember(first, result), True
+        msg = f"claiming {record.session_id} did not settle"
+        raise HistoryConflict(msg)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         pointer = self._pointers.get(session_id)
-        if pointer is None:
-            index = await self._call(self._table_get, "id", session_id)
-            if index is None:
-                return None
-            pointer = (index["RecordPartition"], index["RecordRow"])
+        if pointer is not None:
+            record = await self._read_at(pointer)
+            if record is not None:
+                return record
+            self._pointers.pop(session_id, None)  # the table was recreated since: ask the index again
+        index = await self._call(self._table_get, "id", session_id)
+        if index is None:
+            return None
+        pointer = (index["RecordPartition"], index["RecordRow"])
+        record = await self._read_at(pointer)
+        if record is not None:
             self._pointers[session_id] = pointer
-        entity = await self._call(self._table_get, *pointer)
-        return record_from_entity(entity) if entity is not None else None
+        return record
 
     async def update(self, session_id: str, mutate: Mutation,
                      current: SessionRecord | None = None) -> SessionRecord | None:
         """Apply ``mutate`` to the current record and write it with its events, conditionally; retried on races.
 
-        ``mutate`` returns None when there is nothing to change. Returns the record as written (or as found).
-        ``current`` (a record just read, with its ETag) saves the first read; a lost race re-reads.
+        ``mutate`` returns None when there is nothing to change. Returns the record as written (or as found), or
+        None when history has no record of the session. ``current`` (a record just read, with its ETag) saves
+        the first read; a lost race, or a record that has gone, re-reads.
         """
         current = current or self._written.get(session_id)
         for _ in range(MAX_UPDATE_ATTEMPTS):
@@ -161,61 +196,56 @@ class HistoryStore:
             if change is None:
                 return current
             new, events = change
-            now = self._clock()
-            new = replace(new, event_count=current.event_count + len(events), updated_at=now)
+            new = replace(new, event_count=current.event_count + len(events), updated_at=self._clock())
             operations: list[Any] = [("update", record_to_entity(new), {
                 "mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": MatchConditions.IfNotModified})]
             operations += [("create", event_to_entity(new, current.event_count + i + 1, e))
                            for i, e in enumerate(events)]
             try:
                 result = await self._call(self._table.submit_transaction, operations)
-            except (TableTransactionError, ResourceModifiedError, ResourceExistsError) as exc:
-                status = getattr(exc, "status_code", None)
-                if status in (409, 412) or isinstance(exc, (ResourceModifiedError, ResourceExistsError)):
-                    current = None
-                    self._written.pop(session_id, None)
-                    continue  # another writer got there first: re-read and decide again
-                raise
+            except (TableTransactionError, ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+                # Another writer got there first (412/409), or the record has gone (404): decide again on
+                # fresh data.
+                current = None
+                self._forget(session_id)
+                continue
             return self._remember(new, result)
         msg = f"gave up updating {session_id} after {MAX_UPDATE_ATTEMPTS} conflicting writes"
         raise HistoryConflict(msg)
-
-    def _remember(self, record: SessionRecord, result: Any) -> SessionRecord:
-        etag = result[0].get("etag") if result else None
-        written = replace(record, etag=etag)
-        self._written[record.session_id] = written
-        self._written.move_to_end(record.session_id)
-        while len(self._written) > MAX_REMEMBERED_WRITES:
-            self._written.popitem(last=False)
-        return written
 
     async def events(self, session_id: str) -> list[dict[str, Any]]:
         record = await self.get(session_id)
         if record is None:
             return []
         query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
-        params = {"pk": record.partition, "lo": f"{record.row}~e", "hi": f"{record.row}~f"}
-        return [dict(e) async for e in self._table.query_entities(query, parameters=params)]
+        return await self.query(query, pk=record.partition, lo=f"{record.row}~e", hi=f"{record.row}~f")
 
     async def sessions_created(self, start: datetime, end: datetime, *, only_active: bool = False,
                                ) -> AsyncIterator[SessionRecord]:
         """Records of sessions created in [start, end), oldest first: a key-range query per month partition."""
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Kind eq 'session'"
+        if only_active:
+            query += " and Active eq true"
         for partition in months_between(start, end):
-            query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and Kind eq 'session'"
-            if only_active:
-                query += " and Active eq true"
-            params = {"pk": partition, "lo": row_for(start, ""), "hi": row_for(end, "")}
-            try:
-                async for entity in self._table.query_entities(query, parameters=params, results_per_page=1000):
-                    yield record_from_entity(entity)
-            except HttpResponseError as exc:
-                raise HistoryUnavailable(_describe(exc)) from None
+            async for entity in self.rows(query, pk=partition, lo=row_for(start, ""), hi=row_for(end, "")):
+                yield record_from_entity(entity)
+
+    async def since(self) -> datetime | None:
+        """When this app created the table: sessions started before it may have had records that are lost.
+
+        None when the table's origin is unknown (made by hand, or by an older version): then it is trusted.
+        """
+        row = await self._call(self._table_get, "meta", "table")
+        return _aware(row["CreatedAt"]) if row is not None else None
 
     # -- idempotency ----------------------------------------------------------------------------------------
 
-    async def claim_idempotency(self, key: str, fingerprint: str, session_id: str,
-                                ttl: timedelta = timedelta(hours=24)) -> IdempotencyClaim:
-        """Conditionally insert the key; whoever inserts first owns it. Expired keys are taken over."""
+    async def claim_key(self, key: str, fingerprint: str, session_id: str,
+                        ttl: timedelta = timedelta(hours=24)) -> IdempotencyClaim:
+        """Bind ``key`` to ``session_id`` unless it is bound already; a binding older than ``ttl`` is replaced.
+
+        Whoever inserts (or replaces) first owns the key; everyone else gets the owner's session and fingerprint.
+        """
         now = self._clock()
         entity = {"PartitionKey": "idem", "RowKey": idempotency_row(key), "Fingerprint": fingerprint,
                   "SessionId": session_id, "CreatedAt": now}
@@ -234,53 +264,198 @@ class HistoryStore:
                     await self._call(self._table.update_entity, entity, mode=UpdateMode.REPLACE,
                                      etag=existing.metadata["etag"], match_condition=MatchConditions.IfNotModified)
                     return IdempotencyClaim(session_id, fingerprint, now, owned=True)
-                except ResourceModifiedError:
+                except (ResourceModifiedError, ResourceNotFoundError):
                     continue
         msg = "idempotency key contention did not settle"
         raise HistoryConflict(msg)
 
-    # -- run records ----------------------------------------------------------------------------------------
+    # -- cleanup bookkeeping --------------------------------------------------------------------------------
 
-    async def claim_marker(self, partition: str, row: str, **properties: Any) -> bool:
-        """Insert a marker entity once; False if it already exists (someone else did the job)."""
+    async def take_lease(self, job: str, holder: str, seconds: float) -> bool:
+        """Hold ``job`` for ``seconds`` unless another holder's lease is still running; False if it is.
+
+        A conditional row with an expiry: a holder that died frees the job when its lease runs out.
+        """
+        now = self._clock()
+        entity = {"PartitionKey": "lease", "RowKey": job, "Holder": holder,
+                  "Until": now + timedelta(seconds=seconds)}
         try:
-            await self._call(self._table.create_entity, {"PartitionKey": partition, "RowKey": row, **properties})
+            await self._call(self._table.create_entity, entity)
+            return True
         except ResourceExistsError:
+            pass
+        current = await self._call(self._table_get, "lease", job)
+        if current is not None and _aware(current["Until"]) > now and current.get("Holder") != holder:
             return False
+        try:
+            if current is None:
+                await self._call(self._table.create_entity, entity)
+            else:
+                await self._call(self._table.update_entity, entity, mode=UpdateMode.REPLACE,
+                                 etag=current.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            return False  # someone else took it between our read and our write
         return True
 
-    async def write(self, entity: dict[str, Any]) -> None:
+    async def release_lease(self, job: str, holder: str) -> None:
+        current = await self._call(self._table_get, "lease", job)
+        if current is None or current.get("Holder") != holder:
+            return
+        try:
+            await self._call(self._table.delete_entity, "lease", job, etag=current.metadata["etag"],
+                             match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass
+
+    async def nights_done(self, nights: list[date]) -> set[date]:
+        clauses = " or ".join(f"RowKey eq @n{i}" for i in range(len(nights)))
+        rows = await self.query(f"PartitionKey eq 'nightly' and ( {clauses} )",
+                                **{f"n{i}": night.isoformat() for i, night in enumerate(nights)})
+        return {date.fromisoformat(r["RowKey"]) for r in rows}
+
+    async def mark_night(self, night: date, ran_at: datetime) -> None:
+        try:
+            await self._call(self._table.create_entity, {"PartitionKey": "nightly", "RowKey": night.isoformat(),
+                                                         "RanAt": ran_at})
+        except ResourceExistsError:
+            pass
+
+    async def record_run(self, entity: dict[str, Any]) -> None:
         await self._call(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
 
+    # -- queries --------------------------------------------------------------------------------------------
+
     async def query(self, query: str, **parameters: Any) -> list[dict[str, Any]]:
-        try:
-            return [dict(e) async for e in self._table.query_entities(query, parameters=parameters)]
-        except HttpResponseError as exc:
-            raise HistoryUnavailable(_describe(exc)) from None
+        return [row async for row in self.rows(query, **parameters)]
+
+    async def rows(self, query: str, **parameters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Entities matching ``query``, page by page, each page bounded in time like any other call."""
+        await self._ensure_table()
+        first = True
+        pages: Any = None
+        while True:
+            try:
+                async with self._bounded():
+                    if pages is None:
+                        pages = self._table.query_entities(query, parameters=parameters,
+                                                           results_per_page=1000).by_page()
+                    page = await anext(pages)
+                    rows = [dict(e) async for e in page]
+            except StopAsyncIteration:
+                return
+            except ResourceNotFoundError as exc:
+                if first and _table_missing(exc):
+                    await self._recreate()
+                    pages = None
+                    first = False
+                    continue
+                raise HistoryUnavailable(_describe(exc)) from exc
+            first = False
+            for row in rows:
+                yield row
 
     # -- plumbing -------------------------------------------------------------------------------------------
+
+    async def _read_at(self, pointer: tuple[str, str]) -> SessionRecord | None:
+        entity = await self._call(self._table_get, *pointer)
+        return record_from_entity(entity) if entity is not None else None
 
     async def _table_get(self, partition: str, row: str) -> Any:
         try:
             return await self._table.get_entity(partition, row)
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if _table_missing(exc):
+                raise
             return None
 
-    async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        await self.ensure_table()
+    def _remember(self, record: SessionRecord, result: Any) -> SessionRecord:
+        etag = result[0].get("etag") if result else None
+        written = replace(record, etag=etag)
+        self._written[record.session_id] = written
+        self._written.move_to_end(record.session_id)
+        while len(self._written) > MAX_REMEMBERED_WRITES:
+            self._written.popitem(last=False)
+        return written
+
+    def _forget(self, session_id: str) -> None:
+        self._written.pop(session_id, None)
+        self._pointers.pop(session_id, None)
+
+    @asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """One Table call: within CALL_SECONDS and the request's budget; outages become HistoryUnavailable."""
+        deadline.check()
         try:
-            return await method(*args, **kwargs)
-        except (ResourceExistsError, ResourceModifiedError, TableTransactionError):
+            async with asyncio.timeout(deadline.bounded(CALL_SECONDS)):
+                yield
+        except TimeoutError:
+            left = deadline.remaining()
+            if left is not None and left <= 0:
+                raise DeadlineExceeded("the request's time budget ran out waiting for Table Storage") from None
+            raise HistoryUnavailable(f"Table Storage did not answer within {CALL_SECONDS:.0f} s") from None
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             raise
-        except HttpResponseError as exc:
-            if exc.status_code == 404 and "TableNotFound" in str(getattr(exc, "error_code", "")):
-                self._ready = False
-            raise HistoryUnavailable(_describe(exc)) from None
-        except Exception as exc:
-            if isinstance(exc, (ValueError, TypeError, KeyError)):
+        except TableTransactionError as exc:
+            if exc.status_code in _PASSED_ON:
                 raise
-            raise HistoryUnavailable(type(exc).__name__) from None
+            raise HistoryUnavailable(_describe(exc)) from exc
+        except HttpResponseError as exc:
+            raise HistoryUnavailable(_describe(exc)) from exc
+        except (AzureError, OSError) as exc:  # connection refused or reset, DNS
+            raise HistoryUnavailable(f"Table Storage could not be reached ({type(exc).__name__})") from exc
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        await self._ensure_table()
+        for attempt in (1, 2):
+            try:
+                async with self._bounded():
+                    return await method(*args, **kwargs)
+            except (ResourceNotFoundError, TableTransactionError) as exc:
+                if attempt == 1 and _table_missing(exc):
+                    await self._recreate()
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _ensure_table(self) -> None:
+        if self._ready:
+            return
+        async with self._recreating:
+            if not self._ready:
+                await self._create_table()
+
+    async def _create_table(self) -> bool:
+        """Create the table if it is missing; True when this call created it (and stamped its epoch)."""
+        try:
+            async with self._bounded():
+                await self._table.create_table()
+        except ResourceExistsError:
+            self._ready = True
+            return False
+        async with self._bounded():
+            await self._table.upsert_entity({"PartitionKey": "meta", "RowKey": "table",
+                                             "CreatedAt": self._clock()}, mode=UpdateMode.REPLACE)
+        self._ready = True
+        return True
+
+    async def _recreate(self) -> None:
+        """The table has gone: create it again, forget stale places and ETags, and write back what this process
+        remembers of active sessions (so their keepAlive, requester and reason survive)."""
+        async with self._recreating:
+            remembered = [r for r in self._written.values() if r.is_active]
+            self._pointers.clear()
+            self._written.clear()
+            created = await self._create_table()
+        if created or remembered:
+            log.error("history table was missing (recreated %s); restoring %d active sessions this process knew",
+                      "here" if created else "elsewhere", len(remembered))
+        now = self._clock()
+        for record in remembered:
+            event = Event("restored", now, to_status=record.status,
+                          detail={"reason": "history table was lost and recreated"})
+            held, wrote = await self.claim(replace(record, event_count=0, etag=None), event)
+            if not wrote:  # adopted meanwhile, knowing less than we do
+                await self.update(record.session_id, lambda r, known=record: restore(r, known, now))
 
 
-def _describe(exc: HttpResponseError) -> str:
-    return f"Table Storage answered {exc.status_code} {getattr(exc, 'error_code', '') or ''}".strip()
+__all__ = ["CALL_SECONDS", "HistoryStore"]

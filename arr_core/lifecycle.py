@@ -57,10 +57,12 @@ def observe(record: SessionRecord, arr: RenderingSession, now: datetime, *, acto
             new = replace(new, elapsed_minutes=elapsed)
         if arr.error is not None and record.error_code is None:
             new = replace(new, error_code=arr.error.code, error_message=arr.error.message)
-        if stop_reason is not None and record.is_active and status is SessionStatus.STOPPED:
-            new = replace(new, stop_reason=stop_reason, stopped_by=actor)
-            events.append(Event("stopped", now, to_status=status.value, actor=actor,
-                                detail={"reason": stop_reason, "billedMinutes": elapsed}))
+        reason = stop_reason or record.stop_reason  # ours now, or one recorded before a crash cut the stop short
+        if reason is not None and record.is_active and status is SessionStatus.STOPPED:
+            by = actor if stop_reason is not None else record.stopped_by
+            new = replace(new, stop_reason=reason, stopped_by=by)
+            events.append(Event("stopped", now, to_status=status.value, actor=by,
+                                detail={"reason": reason, "billedMinutes": elapsed}))
     elif elapsed is not None and new is not record:
         new = replace(new, elapsed_minutes=elapsed)
     if new == record:
@@ -74,13 +76,86 @@ def _end_time(record: SessionRecord, arr: RenderingSession, now: datetime) -> da
     return now
 
 
-def failed_start(record: SessionRecord, code: str, message: str, now: datetime) -> Observation:
-    """ARR refused to create the session: the record ends in Error with ARR's reason."""
+def failed_start(record: SessionRecord, code: str, message: str, now: datetime, *,
+                 actor: str | None = None) -> Observation:
+    """The session never ran: ARR refused it, or the start was cut short before ARR was asked. The record ends
+    in Error with the reason; a retry of the start may reopen it (:func:`reopen`)."""
     if not record.is_active:
         return None
     new = replace(record, status="Error", error_code=code, error_message=message, ended_at=now, elapsed_minutes=0)
-    return new, [Event("start-failed", now, from_status=record.status, to_status="Error",
+    return new, [Event("start-failed", now, from_status=record.status, to_status="Error", actor=actor,
                        detail={"code": code, "message": message})]
+
+
+START_NOT_COMPLETED = ("StartNotCompleted", "the start was cut short before ARR created the session; start it "
+                       "again (a retry with the same Idempotency-Key resumes this session)")
+REDRIVE_AFTER = timedelta(seconds=5)  # a start still "Requested" this long after its last write was cut short
+
+
+def stalled_start(record: SessionRecord, now: datetime) -> bool:
+    """An accepted start whose ARR call never happened (a crash or a lost answer): safe to drive again, since
+    ARR's create is idempotent for the same id and settings."""
+    return record.status == "Requested" and now - (record.updated_at or record.created_at) >= REDRIVE_AFTER
+
+
+def resumable(record: SessionRecord) -> bool:
+    """A retried start may drive this record again: still Requested, or ended without ARR ever knowing it."""
+    return record.status == "Requested" or (record.status == "Error" and not record.reached_arr)
+
+
+def reopen(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Observation:
+    """A retried start takes up a record that ended before ARR ever knew the session."""
+    if record.status != "Error" or record.reached_arr:
+        return None
+    new = replace(record, status="Requested", ended_at=None, elapsed_minutes=None, error_code=None,
+                  error_message=None)
+    return new, [Event("retried", now, from_status=record.status, to_status="Requested", actor=actor)]
+
+
+def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Observation:
+    """History has the session active but ARR does not know it: a start cut short before ARR was asked, or a
+    session ARR has forgotten (after 30 days). Either way it is over."""
+    if record.status == "Requested":
+        return failed_start(record, *START_NOT_COMPLETED, now, actor=actor)
+    if not record.is_active:
+        return None
+    new = replace(record, status="Error", ended_at=now, elapsed_minutes=record.elapsed_minutes or 0,
+                  error_code=record.error_code or "NotFoundAtArr",
+                  error_message=record.error_message or "ARR does not know this session")
+    return new, [Event("reconciled", now, from_status=record.status, to_status="Error", actor=actor,
+                       detail={"reason": "ARR does not know this session"})]
+
+
+def request_stop(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Observation:
+    """Note the stop before ARR is asked: if the process dies before the answer, the reason survives and the
+    cleanup finishes the stop."""
+    if not record.is_active or (record.stop_reason == reason and record.stopped_by == actor):
+        return None
+    new = replace(record, stop_reason=reason, stopped_by=actor)
+    return new, [Event("stop-requested", now, actor=actor, detail={"reason": reason})]
+
+
+def adopted_record(arr: RenderingSession, now: datetime, *, history_since: datetime | None) -> SessionRecord:
+    """A record for a session ARR runs but history does not know (started elsewhere, or its record was lost).
+
+    Its ``keepAlive`` is unknown (None) when it started before history did: a user may have asked to keep it.
+    """
+    created = arr.created_at or now
+    lost = history_since is not None and created < history_since
+    return SessionRecord(session_id=arr.id, created_at=created, status="Requested", size=arr.size.value,
+                         lease_minutes=arr.lease_minutes, keep_alive=None if lost else False,
+                         reason="adopted: history was lost" if lost else "adopted: started outside this app")
+
+
+def restore(record: SessionRecord, known: SessionRecord, now: datetime) -> Observation:
+    """Fill an adopted record with what this process still remembers of the session after a table loss."""
+    if record.requested_by is not None or not (record.reason or "").startswith("adopted"):
+        return None
+    new = replace(record, requested_by=known.requested_by, reason=known.reason, labels=known.labels,
+                  keep_alive=known.keep_alive if record.keep_alive is None else record.keep_alive or known.keep_alive,
+                  idempotency_key=known.idempotency_key, stop_reason=record.stop_reason or known.stop_reason,
+                  stopped_by=record.stopped_by or known.stopped_by)
+    return new, [Event("restored", now, detail={"reason": "history table was lost and recreated"})]
 
 
 def view_status(arr: RenderingSession | None, record: SessionRecord | None) -> str:
@@ -117,7 +192,7 @@ def build_view(session_id: str, arr: RenderingSession | None, record: SessionRec
         requested_by=record.requested_by if record else None,
         reason=record.reason if record else None,
         labels=dict(record.labels) if record else {},
-        keep_alive=record.keep_alive if record else False,
+        keep_alive=bool(record.keep_alive) if record else False,
         billed_minutes=elapsed if status in ("Ready", "Stopped", "Expired") else (0 if status == "Error" else None),
         error=error,
         links=links(session_id),

@@ -7,15 +7,14 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .continuation import decode_token, encode_token
-from .cleanup import Action, CleanupPolicy, Decision, decide, nightly_due
-from .errors import ArrError, NotFoundError
+from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
+from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError
+from .lifecycle import observe, vanished
 from .records import Event, SessionRecord, months_between, record_from_entity, row_for, utcnow
-from .lifecycle import observe
 from .models import RenderingSession
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
@@ -23,6 +22,12 @@ from .views import CleanupAction, CleanupReport, UsageReport, UsageRow
 
 log = logging.getLogger("arr_core.maintenance")
 MAX_TICKS = 3155378975999999999
+CLEANUP_LEASE = "cleanup"
+LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
+
+
+class _OutOfTime(Exception):
+    """The run's budget was spent before this session's turn."""
 
 
 def policy_from(settings: AppSettings) -> CleanupPolicy:
@@ -43,9 +48,30 @@ class Maintenance:
 
     # -- cleanup --------------------------------------------------------------------------------------------
 
-    async def run_cleanup(self, *, dry_run: bool = False, mode: str = "lease") -> CleanupReport:
-        """Decide (pure), then act: adopt, reconcile, stop with bounded concurrency; one failure stops nothing
-        else. Writes a run record; ``dry_run`` decides and reports without acting."""
+    async def run_cleanup(self, *, dry_run: bool = False, mode: str = "lease",
+                          budget_seconds: float | None = None) -> CleanupReport:
+        """Decide (pure), then act on each session with bounded concurrency; one failure stops nothing else.
+
+        One run at a time across instances (a lease row in the table; :class:`CleanupRunning` otherwise). Work
+        not done within the time budget is reported as ``deferred`` and left to the next run, so an HTTP caller
+        always gets its answer in time. ``dry_run`` decides and reports without acting (and without the lease).
+        """
+        loop = asyncio.get_running_loop()
+        budget = budget_seconds or self.settings.cleanup_budget_seconds
+        ends = loop.time() + budget
+        holder = uuid.uuid4().hex
+        if not dry_run and not await self.history.take_lease(CLEANUP_LEASE, holder, budget + LEASE_MARGIN_SECONDS):
+            raise CleanupRunning("another instance is running the cleanup")
+        try:
+            return await self._run(dry_run, mode, ends)
+        finally:
+            if not dry_run:
+                try:
+                    await self.history.release_lease(CLEANUP_LEASE, holder)
+                except (HistoryError, DeadlineExceeded) as exc:  # it expires by itself
+                    log.warning("cleanup lease not released: %s", exc)
+
+    async def _run(self, dry_run: bool, mode: str, ends: float) -> CleanupReport:
         now = self._clock()
         arr_sessions = [s async for s in self.sessions.arr.list_sessions()]
         records = [r async for r in self.history.sessions_created(now - ACTIVE_WINDOW, now + timedelta(minutes=5),
@@ -55,55 +81,83 @@ class Maintenance:
         if mode == "nightly":
             cutoff = now
         else:
-            done = await self._nights_done(now)
+            local_today = now.astimezone(self.policy.time_zone).date()
+            done = await self.history.nights_done([local_today, local_today - timedelta(days=1)])
             due = nightly_due(now, self.policy, done)
             if due is not None:
                 night, cutoff = due
-        decisions = decide(arr_sessions, records, now, self.policy, nightly_cutoff=cutoff)
+        since = await self.history.since()
+        decisions = decide(arr_sessions, records, now, self.policy, nightly_cutoff=cutoff, history_since=since)
         report = CleanupReport(ran_at=now, dry_run=dry_run, mode="nightly" if cutoff else "lease",
                                stopped=[], kept=[], reconciled=[], errors=[])
         if dry_run:
             for d in decisions:
+                if d.adopt:
+                    report.reconciled.append(CleanupAction(id=d.session_id, reason="would adopt into history"))
                 bucket = {Action.STOP: report.stopped, Action.KEEP: report.kept}.get(d.action, report.reconciled)
                 bucket.append(CleanupAction(id=d.session_id, reason=d.reason))
             return report
-        for d in [d for d in decisions if d.action is Action.ADOPT]:
-            await self._guard(report, d, self._adopt(d, report))
-        await asyncio.gather(*(self._guard(report, d, self._reconcile(d, report))
-                               for d in decisions if d.action is Action.RECONCILE))
+        loop = asyncio.get_running_loop()
         limit = asyncio.Semaphore(self.settings.stop_concurrency)
 
-        async def stop(d: Decision) -> None:
+        async def carry_out(d: Decision) -> None:
             async with limit:
-                await self.sessions.stop(d.session_id, d.reason, actor="cleanup", known=d.arr, record=d.record)
-                report.stopped.append(CleanupAction(id=d.session_id, reason=d.reason))
+                if loop.time() >= ends:
+                    raise _OutOfTime
+                await self._carry_out(d, report, cutoff, since)
 
-        await asyncio.gather(*(self._guard(report, d, stop(d)) for d in decisions if d.action is Action.STOP))
-        report.kept.extend(CleanupAction(id=d.session_id, reason=d.reason)
-                           for d in decisions if d.action is Action.KEEP)
-        if night is not None and not report.errors:
-            await self.history.claim_marker("nightly", night.isoformat(), RanAt=now)
-        await self._write_run(report)
+        tasks = {asyncio.create_task(self._guard(report, d, carry_out(d))): d for d in decisions}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time()))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            report.deferred.extend(CleanupAction(id=tasks[t].session_id, reason=f"{tasks[t].action.value}: "
+                                                 "out of time, left to the next run") for t in pending)
+        if night is not None and not report.errors and not report.deferred:
+            await self.history.mark_night(night, now)
+        await self._record_run(report)
         return report
+
+    async def _carry_out(self, d: Decision, report: CleanupReport, cutoff: datetime | None,
+                         since: datetime | None) -> None:
+        now = self._clock()
+        record = d.record
+        if d.adopt:
+            assert d.arr is not None and record is not None
+            record, wrote = await self.history.claim(record, Event("adopted", now, to_status="Requested",
+                                                                   actor="cleanup"))
+            if wrote:
+                report.reconciled.append(CleanupAction(id=d.session_id, reason="adopted into history"))
+            else:  # someone else wrote it meanwhile (a lost race is no error): judge on what they wrote
+                d = judge(d.arr, record, now, self.policy, cutoff)
+        if d.action is Action.RECONCILE:
+            await self._reconcile(d, report)
+            return
+        arr = d.arr
+        assert arr is not None
+        if d.action is Action.STOP:
+            reason, actor = d.stop_as
+            await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record)
+            report.stopped.append(CleanupAction(id=d.session_id, reason=d.reason))
+            return
+        report.kept.append(CleanupAction(id=d.session_id, reason=d.reason))
+        before = record.status if record is not None else None
+        written = await self.history.update(d.session_id, lambda r: observe(r, arr, now, actor="cleanup"), record)
+        if written is not None and before is not None and written.status != before and not d.adopt:
+            report.reconciled.append(CleanupAction(id=d.session_id, reason=f"history updated from ARR: {before} "
+                                                   f"-> {written.status}"))
 
     async def _guard(self, report: CleanupReport, decision: Decision, work: Any) -> None:
         try:
             await work
+        except (_OutOfTime, DeadlineExceeded):
+            report.deferred.append(CleanupAction(id=decision.session_id, reason=f"{decision.action.value}: out of "
+                                                 "time, left to the next run"))
         except Exception as exc:  # one failure must not stop the others: it is reported and logged
             log.warning("cleanup of %s failed: %s", decision.session_id, exc)
-            detail = str(exc) if isinstance(exc, ArrError) else type(exc).__name__
+            detail = str(exc) if isinstance(exc, (ArrError, HistoryError)) else type(exc).__name__
             report.errors.append(CleanupAction(id=decision.session_id, reason=f"{decision.action.value}: {detail}"))
-
-    async def _adopt(self, decision: Decision, report: CleanupReport) -> None:
-        arr = decision.arr
-        assert arr is not None
-        now = self._clock()
-        record = SessionRecord(session_id=arr.id, created_at=arr.created_at or now, status="Requested",
-                               size=arr.size.value, lease_minutes=arr.lease_minutes,
-                               reason="adopted: started outside this app or lost mid-start")
-        if await self.history.adopt(record, Event("adopted", now, to_status="Requested", actor="cleanup")):
-            await self.history.update(arr.id, lambda r: observe(r, arr, now, actor="cleanup"))
-            report.reconciled.append(CleanupAction(id=arr.id, reason="adopted into history"))
 
     async def _reconcile(self, decision: Decision, report: CleanupReport) -> None:
         record = decision.record
@@ -120,33 +174,17 @@ class Maintenance:
                     id=record.session_id, reason=f"closed: ARR reports {arr.status.value}, "
                     f"{arr.elapsed_minutes or 0} billed minutes"))
             return
-
-        def never_created(r: SessionRecord) -> tuple[SessionRecord, list[Event]] | None:
-            if not r.is_active:
-                return None
-            new = replace(r, status="Error", ended_at=now, elapsed_minutes=r.elapsed_minutes or 0,
-                          error_code=r.error_code or "NotFoundAtArr",
-                          error_message=r.error_message or "ARR does not know this session")
-            return new, [Event("reconciled", now, from_status=r.status, to_status="Error", actor="cleanup",
-                               detail={"reason": "ARR does not know this session"})]
-
-        if await self.history.update(record.session_id, never_created) is not None:
+        if await self.history.update(record.session_id, lambda r: vanished(r, now, actor="cleanup")) is not None:
             report.reconciled.append(CleanupAction(id=record.session_id, reason="closed: ARR does not know it"))
 
-    async def _nights_done(self, now: datetime) -> set[date]:
-        days = [(now - timedelta(days=i)).astimezone(self.policy.time_zone).date() for i in range(2)]
-        rows = await self.history.query("PartitionKey eq 'nightly' and ( RowKey eq @a or RowKey eq @b )",
-                                        a=days[0].isoformat(), b=days[1].isoformat())
-        return {date.fromisoformat(r["RowKey"]) for r in rows}
-
-    async def _write_run(self, report: CleanupReport) -> None:
+    async def _record_run(self, report: CleanupReport) -> None:
         ticks = int((report.ran_at - datetime(1, 1, 1, tzinfo=timezone.utc)).total_seconds() * 10_000_000)
         body = report.model_dump_json(by_alias=True)
-        await self.history.write({
+        await self.history.record_run({
             "PartitionKey": f"run-{report.ran_at:%Y%m}", "RowKey": f"{MAX_TICKS - ticks:019d}_{uuid.uuid4().hex[:8]}",
             "Kind": "run", "RanAt": report.ran_at, "Mode": report.mode, "Stopped": len(report.stopped),
             "Kept": len(report.kept), "Reconciled": len(report.reconciled), "Errors": len(report.errors),
-            "Report": body[:30_000],
+            "Deferred": len(report.deferred), "Report": body[:30_000],
         })
 
     # -- history --------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ class SessionRecord:
     requested_by: str | None = None
     reason: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    keep_alive: bool = False
+    keep_alive: bool | None = False  # None: unknown (adopted after history was lost), so never stopped at night
     arr_created_at: datetime | None = None
     ready_at: datetime | None = None
     ended_at: datetime | None = None
@@ -87,6 +87,11 @@ class SessionRecord:
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
 
+    @property
+    def reached_arr(self) -> bool:
+        """ARR has been seen to know this session (a start that never got there can safely be driven again)."""
+        return self.arr_created_at is not None or self.ready_at is not None or bool(self.elapsed_minutes)
+
     def settings_match(self, size: str, lease_minutes: int) -> bool:
         return self.size == size and self.lease_minutes == lease_minutes
 
@@ -107,9 +112,14 @@ def _aware(value: Any) -> Any:
     return value
 
 
+def _json(value: Any) -> str:
+    """Compact UTF-8 JSON: Table Storage limits a string to 32K characters, and ``\\u00e9`` would cost six."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, default=str)
+
+
 def record_to_entity(record: SessionRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": record.partition, "RowKey": record.row, "Kind": "session",
-                              "Labels": json.dumps(record.labels, separators=(",", ":"), sort_keys=True),
+                              "Labels": _json(record.labels),
                               "Active": record.is_active}
     for attr, name in _RECORD_FIELDS.items():
         entity[name] = getattr(record, attr)
@@ -119,6 +129,7 @@ def record_to_entity(record: SessionRecord) -> dict[str, Any]:
 def record_from_entity(entity: dict[str, Any]) -> SessionRecord:
     values = {attr: _aware(entity.get(name)) for attr, name in _RECORD_FIELDS.items() if entity.get(name) is not None}
     values["labels"] = json.loads(entity.get("Labels") or "{}")
+    values.setdefault("keep_alive", None)  # not stored: unknown
     etag = getattr(entity, "metadata", {}).get("etag") if hasattr(entity, "metadata") else None
     return SessionRecord(**values, etag=etag)
 
@@ -128,9 +139,22 @@ def event_to_entity(record: SessionRecord, seq: int, event: Event) -> dict[str, 
         "PartitionKey": record.partition, "RowKey": f"{record.row}~e{seq:05d}", "Kind": "event",
         "SessionId": record.session_id, "Seq": seq, "Type": event.type, "At": event.at,
         "FromStatus": event.from_status, "ToStatus": event.to_status, "Actor": event.actor,
-        "Detail": json.dumps(event.detail, separators=(",", ":"), sort_keys=True, default=str),
+        "Detail": _json(event.detail),
     }
     return {k: v for k, v in entity.items() if v is not None}
+
+
+def index_entity(record: SessionRecord) -> dict[str, Any]:
+    """The id index row: where a session's one record lives. Whoever inserts it first decides that place."""
+    return {"PartitionKey": "id", "RowKey": record.session_id, "RecordPartition": record.partition,
+            "RecordRow": record.row, "CreatedAt": record.created_at}
+
+
+def created_at_of(index: dict[str, Any]) -> datetime:
+    """The creation time an index row fixes (older rows carry it only in their RecordRow)."""
+    if index.get("CreatedAt") is not None:
+        return _aware(index["CreatedAt"])
+    return datetime.fromisoformat(str(index["RecordRow"]).split("~", 1)[0])
 
 
 def idempotency_row(key: str) -> str:
@@ -139,7 +163,8 @@ def idempotency_row(key: str) -> str:
 
 @dataclass(frozen=True)
 class IdempotencyClaim:
-    """The first request for a key owns it; later ones get the owner's fingerprint and session."""
+    """The first request for a key (or the first after it expired) binds it to a session; later ones get that
+    session and the fingerprint of the parameters it was bound with."""
 
     session_id: str
     fingerprint: str

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -16,13 +17,23 @@ from .errors import (
     ArrError,
     AuthenticationError,
     ConflictError,
-    HistoryUnavailable,
+    HistoryError,
     InvalidRequestError,
     NotFoundError,
     Rejected,
 )
-from .records import Event, SessionRecord, utcnow
-from .lifecycle import failed_start, fingerprint, observe, view_status
+from .lifecycle import (
+    adopted_record,
+    failed_start,
+    fingerprint,
+    observe,
+    reopen,
+    request_stop,
+    resumable,
+    stalled_start,
+    view_status,
+)
+from .records import Event, Mutation, SessionRecord, utcnow
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
 from .validation import MAX_LEASE_MINUTES
@@ -50,13 +61,20 @@ class SessionState:
 
 
 @dataclass(frozen=True)
-class StartResult:
-    state: SessionState
-    started: bool
+class ActiveSessions:
+    """ARR's active sessions; ``history_available`` is False when Table Storage did not answer (records None)."""
+
+    states: list[SessionState]
+    history_available: bool = True
 
 
 class SessionService:
-    """Start, read, extend, stop and list sessions, keeping every session's history."""
+    """Start, read, extend, stop and list sessions, keeping every session's history.
+
+    ARR is the truth about a session, history the memory around it: a read or a stop that reached ARR is not
+    failed because history did not answer (the cleanup completes the record); a start records its intent
+    before ARR is called, so that no session exists that history could not find again.
+    """
 
     def __init__(self, arr: ArrClient, history: HistoryStore, settings: AppSettings,
                  *, clock: Callable[[], datetime] = utcnow) -> None:
@@ -82,61 +100,78 @@ class SessionService:
                            f"{limit} minutes (ARR_MAX_LEASE_MINUTES)", field="leaseMinutes")
         return size, lease
 
-    async def start(self, request: StartSessionRequest, idempotency_key: str | None = None) -> StartResult:
-        """Record the intent, then ask ARR; repeats (same key or same id and settings) start nothing new."""
+    async def start(self, request: StartSessionRequest, idempotency_key: str | None = None) -> SessionState:
+        """Record the intent, then ask ARR. Repeats (same key, or same id and settings) start nothing new, and
+        drive again a start that a crash cut short: ARR's create is idempotent for the same id and settings."""
         size, lease = self.resolve_start(request)
         now = self._clock()
-        session_id = request.session_id or _session_id_for(idempotency_key, now)
+        session_id = request.session_id or new_session_id(now)
         parameters = request.model_dump() | {"size": size, "lease_minutes": lease}
-        record = SessionRecord(
+        if idempotency_key is not None:
+            claim = await self.history.claim_key(idempotency_key, fingerprint(parameters), session_id)
+            if claim.fingerprint != fingerprint(parameters):
+                raise Rejected(409, "Idempotency-Key reused", "this Idempotency-Key was used in the last 24 h "
+                               "with different parameters", field="Idempotency-Key")
+            session_id = claim.session_id
+        intent = SessionRecord(
             session_id=session_id, created_at=now, size=size, lease_minutes=lease,
             requested_by=request.requested_by, reason=request.reason, labels=request.labels or {},
             keep_alive=bool(request.keep_alive),
             idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest()[:16] if idempotency_key else None,
         )
-        if idempotency_key is not None:
-            claim = await self.history.claim_idempotency(idempotency_key, fingerprint(parameters), session_id)
-            if not claim.owned:
-                if claim.fingerprint != fingerprint(parameters):
-                    raise Rejected(409, "Idempotency-Key reused", "this Idempotency-Key was used in the last 24 h "
-                                   "with different parameters", field="Idempotency-Key")
-                state = await self.read(claim.session_id, missing_ok=True)
-                if state.arr is None and state.record is None:
-                    # The first request is still writing its intent: answer with what it is starting.
-                    state = SessionState(claim.session_id, None, replace(record, session_id=claim.session_id,
-                                                                         created_at=claim.created_at))
-                return StartResult(state, started=False)
-        existing = await self.history.claim(record, Event(
+        record, wrote = await self.history.claim(intent, Event(
             "requested", now, to_status="Requested", actor=request.requested_by,
             detail={"size": size, "leaseMinutes": lease, "reason": request.reason}))
-        if existing is not None and not existing.settings_match(size, lease):
-            raise Rejected(409, "Session id in use", f"session {session_id} already exists with size "
-                           f"{existing.size} and a lease of {existing.lease_minutes} minutes", field="sessionId")
+        if not wrote:
+            if not record.settings_match(size, lease):
+                raise Rejected(409, "Session id in use", f"session {session_id} already exists with size "
+                               f"{record.size} and a lease of {record.lease_minutes} minutes", field="sessionId")
+            in_progress = record.status == "Requested" and not stalled_start(record, now)
+            if in_progress or not resumable(record):
+                return await self.read(session_id, missing_ok=True, fallback=record)
+            if record.status != "Requested":  # ended before ARR ever knew it: this retry takes it up again
+                record = await self.history.update(session_id, lambda r: reopen(r, now), record) or record
+        return await self._create(record)
+
+    async def _create(self, record: SessionRecord) -> SessionState:
+        """Ask ARR for the session a record intends, and record the answer."""
+        session_id = record.session_id
         try:
-            arr_session = await self.arr.create_session(session_id, size=size, lease_minutes=lease)
+            arr_session = await self.arr.create_session(session_id, size=record.size or "Standard",
+                                                        lease_minutes=record.lease_minutes or 0)
         except (InvalidRequestError, ConflictError) as exc:
-            if existing is None:
-                code, message, at = exc.code, exc.message, self._clock()
+            code, message, at = exc.code, exc.message, self._clock()
+            with _history_optional(session_id):
                 await self.history.update(session_id, lambda r: failed_start(r, code, message, at))
             raise
-        # Anything else (throttled, 5xx, timeout) leaves the record "Requested" for the cleanup to reconcile:
-        # ARR may or may not have created the session.
-        updated = await self._observe(session_id, arr_session)
-        return StartResult(SessionState(session_id, arr_session, updated), started=existing is None)
+        except ArrError as exc:
+            # Throttled, 5xx, timeout: ARR may or may not have created it. The caller is told which session to
+            # poll (a retry must not start a second one); the cleanup reconciles the record either way.
+            exc.session_id = session_id  # type: ignore[attr-defined]
+            raise
+        written = await self._observe(session_id, arr_session)
+        return SessionState(session_id, arr_session, written or record)
 
     # -- read -----------------------------------------------------------------------------------------------
 
-    async def read(self, session_id: str, *, missing_ok: bool = False) -> SessionState:
-        """Live from ARR, merged with history; history alone when ARR no longer (or not yet) knows it."""
+    async def read(self, session_id: str, *, missing_ok: bool = False,
+                   fallback: SessionRecord | None = None) -> SessionState:
+        """Live from ARR, merged with history; history alone when ARR no longer (or not yet) knows it.
+
+        A start that was accepted but cut short before ARR was asked is driven again here, so that a Logic App
+        polling its ``Location`` sees it through.
+        """
         try:
             arr_session: RenderingSession | None = await self.arr.get_session(session_id)
         except NotFoundError:
             arr_session = None
         if arr_session is not None:
-            return SessionState(session_id, arr_session, await self._observe(session_id, arr_session))
-        record = await self.history.get(session_id)
+            return SessionState(session_id, arr_session, await self._observe(session_id, arr_session) or fallback)
+        record = await self.history.get(session_id) or fallback
         if record is None and not missing_ok:
             raise Rejected(404, "Session not found", f"neither ARR nor history knows session {session_id}")
+        if record is not None and stalled_start(record, self._clock()):
+            return await self._create(record)
         return SessionState(session_id, None, record)
 
     # -- extend ---------------------------------------------------------------------------------------------
@@ -166,18 +201,23 @@ class SessionService:
             return replace(base, lease_minutes=new), [*events, Event(
                 "extended", now, actor=actor, detail={"fromMinutes": old, "toMinutes": new})]
 
-        record = await self._update_or_adopt(session_id, updated, extended)
+        record = await self._record(session_id, updated, extended)
         return SessionState(session_id, updated, record)
 
-    # -- stop -----------------------------------------------------------------------------------------------
+    # -- stop ----------------------------------------------------------------------------------------------
 
     async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None,
                    known: RenderingSession | None = None, record: SessionRecord | None = None) -> SessionState:
         """Stop the session; one that has already ended is simply returned.
 
-        ``known`` is ARR's view from just before (the cleanup's list): then the stop costs one ARR call, not two;
-        ``record`` (read with its ETag just before) saves a table read.
+        The reason is recorded before ARR is asked, so a crash in between loses neither the reason nor the stop
+        (the cleanup finishes it). ``known`` is ARR's view from just before (the cleanup's list): then the stop
+        costs one ARR call, not two; ``record`` (read with its ETag just before) saves a table read.
         """
+        reason = reason or "stopped on request"
+        now = self._clock()
+        with _history_optional(session_id):
+            record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now), record)
         try:
             await self.arr.stop_session(session_id)
         except NotFoundError:
@@ -191,22 +231,26 @@ class SessionService:
         else:
             arr_session = await self.arr.get_session(session_id)
         now = self._clock()
-        written = await self._update_or_adopt(session_id, arr_session, lambda r: observe(
-            r, arr_session, now, actor=actor, stop_reason=reason or "stopped on request"), record)
+        written = await self._record(session_id, arr_session, lambda r: observe(
+            r, arr_session, now, actor=actor, stop_reason=reason), record)
         return SessionState(session_id, arr_session, written)
 
     # -- list -----------------------------------------------------------------------------------------------
 
-    async def list_active(self, statuses: set[str] | None = None) -> list[SessionState]:
-        """ARR's Starting and Ready sessions, with what history knows of each."""
+    async def list_active(self, statuses: set[str] | None = None) -> ActiveSessions:
+        """ARR's Starting and Ready sessions, with what history knows of each (if it answers)."""
         arr_sessions = [s async for s in self.arr.list_sessions()
                         if statuses is None or s.status.value in statuses]
         if not arr_sessions:
-            return []
+            return ActiveSessions([])
         now = self._clock()
-        records = {r.session_id: r async for r in self.history.sessions_created(now - ACTIVE_WINDOW,
-                                                                                now + timedelta(minutes=5))}
-        return [SessionState(s.id, s, records.get(s.id)) for s in arr_sessions]
+        try:
+            records = {r.session_id: r async for r in self.history.sessions_created(now - ACTIVE_WINDOW,
+                                                                                    now + timedelta(minutes=5))}
+        except HistoryError as exc:
+            log.warning("listing sessions without history: %s", exc)
+            return ActiveSessions([SessionState(s.id, s, None) for s in arr_sessions], history_available=False)
+        return ActiveSessions([SessionState(s.id, s, records.get(s.id)) for s in arr_sessions])
 
     # -- health ---------------------------------------------------------------------------------------------
 
@@ -224,7 +268,7 @@ class SessionService:
         history = ComponentHealth(status="ok")
         try:
             await self.history.ping()
-        except HistoryUnavailable as exc:
+        except HistoryError as exc:
             history = ComponentHealth(status="unavailable", detail=str(exc))
         ok = arr.status == "ok" and history.status == "ok"
         return Health(status="ok" if ok else "degraded", arr=arr, history=history)
@@ -233,29 +277,36 @@ class SessionService:
 
     async def _observe(self, session_id: str, arr_session: RenderingSession) -> SessionRecord | None:
         now = self._clock()
-        return await self._update_or_adopt(session_id, arr_session, lambda r: observe(r, arr_session, now))
+        return await self._record(session_id, arr_session, lambda r: observe(r, arr_session, now))
 
-    async def _update_or_adopt(self, session_id: str, arr_session: RenderingSession,
-                               mutate: Callable[[SessionRecord], tuple[SessionRecord, list[Event]] | None],
-                               known: SessionRecord | None = None) -> SessionRecord | None:
-        record = await self.history.update(session_id, mutate, known)
-        if record is not None:
-            return record
-        # ARR knows a session history does not (started elsewhere, or before this app): adopt it.
-        now = self._clock()
-        created = arr_session.created_at or now
-        adopted = SessionRecord(session_id=session_id, created_at=created, status="Requested",
-                                size=arr_session.size.value, lease_minutes=arr_session.lease_minutes,
-                                reason="adopted: started outside this app")
-        await self.history.adopt(adopted, Event("adopted", now, to_status="Requested"))
-        return await self.history.update(session_id, mutate) or await self.history.get(session_id)
+    async def _record(self, session_id: str, arr_session: RenderingSession, mutate: Mutation,
+                      known: SessionRecord | None = None) -> SessionRecord | None:
+        """Write what ARR just told us; adopt the session if history does not know it. History trouble is
+        logged, not raised: ARR has acted, and the cleanup brings the record up to date."""
+        with _history_optional(session_id):
+            record = await self.history.update(session_id, mutate, known)
+            if record is not None:
+                return record
+            # ARR knows a session history does not (started elsewhere, or its record was lost): adopt it.
+            now = self._clock()
+            adopted = adopted_record(arr_session, now, history_since=await self.history.since())
+            await self.history.claim(adopted, Event("adopted", now, to_status="Requested"))
+            return await self.history.update(session_id, mutate) or await self.history.get(session_id)
+        return known
 
 
-def _session_id_for(idempotency_key: str | None, now: datetime) -> str:
-    """With an Idempotency-Key the id is derived from it, so that even racing duplicates name one ARR session."""
-    if idempotency_key is not None:
-        return "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+@contextmanager
+def _history_optional(session_id: str) -> Iterator[None]:
+    """For writes that follow an ARR action: a failure is logged; the caller answers with ARR's view."""
+    try:
+        yield
+    except HistoryError as exc:
+        log.warning("history of %s not written (%s); the next cleanup completes it", session_id, exc)
+
+
+def new_session_id(now: datetime) -> str:
+    """A fresh id for a start that names none (with an Idempotency-Key, the key's first request picks it)."""
     return f"arr-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-__all__ = ["Rejected", "SessionService", "SessionState", "SessionStatus", "StartResult"]
+__all__ = ["ActiveSessions", "Rejected", "SessionService", "SessionState", "SessionStatus", "new_session_id"]

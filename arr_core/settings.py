@@ -38,6 +38,9 @@ ENV_NAMES = {
     "rate_standard_per_hour": "ARR_RATE_STANDARD_PER_HOUR",
     "rate_premium_per_hour": "ARR_RATE_PREMIUM_PER_HOUR",
     "currency": "ARR_CURRENCY",
+    "public_base_url": "ARR_PUBLIC_BASE_URL",
+    "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
+    "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
 }
 
 
@@ -68,6 +71,9 @@ class AppSettings(BaseModel):
     rate_standard_per_hour: float | None = Field(default=None, ge=0)
     rate_premium_per_hour: float | None = Field(default=None, ge=0)
     currency: str = "USD"
+    public_base_url: str | None = None
+    request_timeout_seconds: float = Field(default=90.0, ge=5, le=100)
+    cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90)
 
     @field_validator("sts_endpoint", "account_key", "managed_identity_client_id", "storage_connection",
                      "table_endpoint", "nightly_shutdown_at", "max_session_minutes", "rate_standard_per_hour",

@@ -164,6 +164,8 @@ class CleanupReport(ApiModel):
     kept: list[CleanupAction]
     reconciled: list[CleanupAction]
     errors: list[CleanupAction]
+    deferred: list[CleanupAction] = Field(
+        default_factory=list, description="Left for the next run: the run's time budget was spent.")
 
 
 class ComponentHealth(ApiModel):

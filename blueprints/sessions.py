@@ -82,7 +82,7 @@ async def start_session(req: func.HttpRequest) -> func.HttpResponse:
     key = _idempotency_key(req)
     context = await get_context()
     result = await context.sessions.start(request, key)
-    return _pending(req, result.state, context.settings.poll_seconds)
+    return _pending(req, result, context.settings.poll_seconds)
 
 
 @bp.function_name("GetSession")
@@ -145,9 +145,10 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
             raise BadInput("status may list Starting and Ready (ARR lists only active sessions)",
                            [FieldError(field="status", message=f"unknown or inactive status {sorted(unknown)}")])
     context = await get_context()
-    states = await context.sessions.list_active(statuses)
+    active = await context.sessions.list_active(statuses)
     links = links_for(req)
-    return json_response(SessionList(sessions=[build_view(s.session_id, s.arr, s.record, links) for s in states]))
+    return json_response(SessionList(sessions=[build_view(s.session_id, s.arr, s.record, links) for s in active.states],
+                                     history="ok" if active.history_available else "unavailable"))
 
 
 @bp.function_name("Health")

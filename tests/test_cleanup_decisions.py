@@ -83,7 +83,31 @@ def test_nightly_stops_all_but_keep_alive_and_sessions_started_after_the_cutoff(
     assert set(stopped) == {"old", "unknown"}
     assert stopped["old"] == "nightly shutdown (22:00 Europe/Amsterdam)"
     assert by_action(decisions, Action.KEEP) == {"exempt": "keepAlive", "morning": "within policy"}
-    assert set(by_action(decisions, Action.ADOPT)) == {"unknown"}
+    assert {d.session_id for d in decisions if d.adopt} == {"unknown"}
+
+
+def test_sessions_older_than_the_history_table_keep_an_unknown_keep_alive() -> None:
+    """History lost and recreated at 21:00: a session ARR runs that started before then and history does not
+    know may have been kept alive by a user, so the nightly shutdown leaves it to its lease; one started after
+    the table was recreated is not ours (every start records its intent first) and is stopped."""
+    cutoff = shutdown_instant(date(2026, 6, 1), NIGHTLY)
+    since = cutoff - timedelta(hours=1)
+    sessions = [arr("before", created=since - timedelta(hours=2)), arr("after", created=since + timedelta(minutes=5))]
+    decisions = decide(sessions, [], cutoff + timedelta(minutes=1), NIGHTLY, nightly_cutoff=cutoff,
+                       history_since=since)
+    assert by_action(decisions, Action.KEEP) == {"before": "keepAlive unknown (its history was lost): left to its lease"}
+    assert set(by_action(decisions, Action.STOP)) == {"after"}
+    assert {d.session_id: d.record.keep_alive for d in decisions} == {"before": None, "after": False}
+
+
+def test_a_stop_cut_short_is_finished_with_its_own_reason() -> None:
+    """A record with a stop reason that ARR still runs: a crash came between recording the stop and ARR's
+    answer. The cleanup stops it, in the name of whoever asked and with their reason."""
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    asked = SessionRecord(session_id="s", created_at=now - timedelta(hours=1), status="Ready", keep_alive=True,
+                          stop_reason="demo over", stopped_by="ops@contoso")
+    [decision] = decide([arr("s")], [asked], now, NIGHTLY)
+    assert (decision.action, decision.stop_as) == (Action.STOP, ("demo over", "ops@contoso"))
 
 
 def test_maximum_duration_and_stuck_starting() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import subprocess
@@ -427,3 +428,53 @@ def test_importing_arr_core_does_not_import_azure_identity() -> None:
     code = "import sys, arr_core; print('azure.identity' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_borrowed_http_client_is_left_unchanged_and_timeout_is_honoured() -> None:
+    """A caller's http_client keeps its headers and timeout; ours (User-Agent, timeout=) go with each request.
+
+    Before: timeout=7 was ignored for a borrowed client (its own 5 s was sent) and the User-Agent sent was httpx's
+    ("python-httpx/…"): setting ours as a default on the client never replaced httpx's.
+    """
+    seen: list[tuple[str, str, dict[str, float]]] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host.split(".")[0], request.headers["User-Agent"], request.extensions["timeout"]))
+        if request.url.host.startswith("sts."):
+            return httpx.Response(200, json={"AccessToken": "t"})
+        return httpx.Response(200, json=session_json())
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler), headers={"X-Caller": "mine"}, timeout=5.0)
+    headers, timeout = dict(http.headers), http.timeout
+    async with ArrClient(ENDPOINT, ACCOUNT, DOMAIN, AccountKeyCredential(SECRET_KEY), http_client=http,
+                         timeout=httpx.Timeout(7.0)) as client:
+        await client.get_session("s1")
+    assert dict(http.headers) == headers
+    assert http.timeout == timeout
+    assert not http.is_closed
+    seven = {"connect": 7.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    assert seen == [("sts", "arr-sessions/1.0", seven), ("remoterendering", "arr-sessions/1.0", seven)]
+
+    seen.clear()
+    async with ArrClient(ENDPOINT, ACCOUNT, DOMAIN, AccountKeyCredential(SECRET_KEY), http_client=http) as client:
+        await client.get_session("s1")
+    five = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+    assert [t for _, _, t in seen] == [five, five]  # without timeout=, the borrowed client's own
+    await http.aclose()
+
+
+async def test_own_http_client_sends_user_agent_and_default_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a borrowed client, requests carry our User-Agent and the default 30 s (connect 10 s) timeout."""
+    fake = FakeArr()
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return await fake(request)
+
+    monkeypatch.setattr(httpx, "AsyncClient", functools.partial(httpx.AsyncClient,
+                                                                transport=httpx.MockTransport(handler)))
+    async with ArrClient(ENDPOINT, ACCOUNT, DOMAIN, AccountKeyCredential(SECRET_KEY)) as client:
+        await client.get_session("s1")
+    assert [r.headers["User-Agent"] for r in seen] == ["arr-sessions/1.0"] * 2
+    assert seen[-1].extensions["timeout"] == {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 30.0}
