@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Protocol, runtime_checkable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -53,8 +54,10 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from . import deadline
+from .continuation import decode_token, encode_token
 from .errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
 from .lifecycle import restore
+from .views import CleanupReport
 from .records import (
     Event,
     IdempotencyClaim,
@@ -74,6 +77,7 @@ from .records import (
 
 log = logging.getLogger("arr_core.history")
 
+MAX_TICKS = 3155378975999999999  # .NET's DateTime.MaxValue in ticks: run rows sort newest first
 MAX_UPDATE_ATTEMPTS = 8
 MAX_REMEMBERED_WRITES = 4096
 CALL_SECONDS = 5.0  # one Table call (or one page of a query): an outage answers 503 in seconds, not minutes
@@ -94,6 +98,33 @@ def _table_missing(exc: BaseException) -> bool:
 def _describe(exc: HttpResponseError) -> str:
     code = getattr(exc, "error_code", None) or ""
     return f"Table Storage answered {exc.status_code} {getattr(code, 'value', code)}".strip()
+
+
+@runtime_checkable
+class History(Protocol):
+    """What the app needs of session history. :class:`HistoryStore` is the Table Storage one;
+    :class:`arr_core.memory_history.MemoryHistory` keeps it in memory for unit tests."""
+
+    async def aclose(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def claim(self, record: SessionRecord, event: Event) -> tuple[SessionRecord, bool]: ...
+    async def get(self, session_id: str) -> SessionRecord | None: ...
+    async def update(self, session_id: str, mutate: Mutation,
+                     current: SessionRecord | None = None) -> SessionRecord | None: ...
+    async def events(self, session_id: str) -> list[dict[str, Any]]: ...
+    def sessions_created(self, start: datetime, end: datetime, *,
+                         only_active: bool = False) -> AsyncIterator[SessionRecord]: ...
+    async def since(self) -> datetime | None: ...
+    async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
+                           statuses: set[str] | None, top: int, token: str | None,
+                           ) -> tuple[list[SessionRecord], str | None]: ...
+    async def claim_key(self, key: str, fingerprint: str, session_id: str,
+                        ttl: timedelta = ...) -> IdempotencyClaim: ...
+    async def take_lease(self, job: str, holder: str, seconds: float) -> bool: ...
+    async def release_lease(self, job: str, holder: str) -> None: ...
+    async def nights_done(self, nights: list[date]) -> set[date]: ...
+    async def mark_night(self, night: date, ran_at: datetime) -> None: ...
+    async def record_run(self, report: CleanupReport) -> None: ...
 
 
 class HistoryStore:
@@ -238,6 +269,38 @@ class HistoryStore:
         row = await self._call(self._table_get, "meta", "table")
         return _aware(row["CreatedAt"]) if row is not None else None
 
+    async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
+                           statuses: set[str] | None, top: int, token: str | None,
+                           ) -> tuple[list[SessionRecord], str | None]:
+        """One page of records created in [start, end), oldest first, filtered in the query itself; the token
+        (opaque, bound to these filters) says where the next page starts."""
+        filters = {"requestedBy": requested_by, "size": size, "status": sorted(statuses) if statuses else None,
+                   "from": start.isoformat(), "to": end.isoformat()}
+        after = decode_token(token, filters) if token else None
+        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi and Kind eq 'session'"
+        params: dict[str, Any] = {"hi": row_for(end, "")}
+        if requested_by is not None:
+            query += " and RequestedBy eq @rb"
+            params["rb"] = requested_by
+        if size is not None:
+            query += " and Size eq @size"
+            params["size"] = size
+        if statuses:
+            query += " and ( " + " or ".join(f"Status eq @st{i}" for i in range(len(statuses))) + " )"
+            params |= {f"st{i}": status for i, status in enumerate(sorted(statuses))}
+        out: list[SessionRecord] = []
+        for partition in months_between(start, end):
+            if after is not None and partition < after[0]:
+                continue
+            low = after[1] if after is not None and partition == after[0] else row_for(start, "")
+            async with aclosing(self.rows(query, pk=partition, lo=low, **params)) as rows:
+                async for row in rows:  # in key order: oldest first
+                    out.append(record_from_entity(row))
+                    if len(out) == top + 1:
+                        last = out[top - 1]
+                        return out[:top], encode_token(last.partition, last.row, filters)
+        return out, None
+
     # -- idempotency ----------------------------------------------------------------------------------------
 
     async def claim_key(self, key: str, fingerprint: str, session_id: str,
@@ -320,8 +383,15 @@ class HistoryStore:
         except ResourceExistsError:
             pass
 
-    async def record_run(self, entity: dict[str, Any]) -> None:
-        await self._call(self._table.upsert_entity, entity, mode=UpdateMode.REPLACE)
+    async def record_run(self, report: CleanupReport) -> None:
+        """Keep the run's report (newest first: inverted ticks), so an operator can see what each run did."""
+        ticks = int((report.ran_at - datetime(1, 1, 1, tzinfo=timezone.utc)).total_seconds() * 10_000_000)
+        await self._call(self._table.upsert_entity, {
+            "PartitionKey": f"run-{report.ran_at:%Y%m}", "RowKey": f"{MAX_TICKS - ticks:019d}_{uuid.uuid4().hex[:8]}",
+            "Kind": "run", "RanAt": report.ran_at, "Mode": report.mode, "Stopped": len(report.stopped),
+            "Kept": len(report.kept), "Reconciled": len(report.reconciled), "Errors": len(report.errors),
+            "Deferred": len(report.deferred), "Report": report.model_dump_json(by_alias=True)[:30_000],
+        }, mode=UpdateMode.REPLACE)
 
     # -- queries --------------------------------------------------------------------------------------------
 
@@ -458,4 +528,4 @@ class HistoryStore:
                 await self.update(record.session_id, lambda r, known=record: restore(r, known, now))
 
 
-__all__ = ["CALL_SECONDS", "HistoryStore"]
+__all__ = ["CALL_SECONDS", "History", "HistoryStore"]

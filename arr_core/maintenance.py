@@ -5,23 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
-from .continuation import decode_token, encode_token
 from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
 from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError
 from .lifecycle import observe, vanished
-from .records import Event, SessionRecord, months_between, record_from_entity, row_for, utcnow
+from .records import Event, SessionRecord, utcnow
+from .usage import usage_report
 from .models import RenderingSession
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
-from .views import CleanupAction, CleanupReport, UsageReport, UsageRow
+from .views import CleanupAction, CleanupReport, UsageReport
 
 log = logging.getLogger("arr_core.maintenance")
-MAX_TICKS = 3155378975999999999
 CLEANUP_LEASE = "cleanup"
 LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
 
@@ -116,7 +114,7 @@ class Maintenance:
                                                  "out of time, left to the next run") for t in pending)
         if night is not None and not report.errors and not report.deferred:
             await self.history.mark_night(night, now)
-        await self._record_run(report)
+        await self.history.record_run(report)
         return report
 
     async def _carry_out(self, d: Decision, report: CleanupReport, cutoff: datetime | None,
@@ -177,89 +175,20 @@ class Maintenance:
         if await self.history.update(record.session_id, lambda r: vanished(r, now, actor="cleanup")) is not None:
             report.reconciled.append(CleanupAction(id=record.session_id, reason="closed: ARR does not know it"))
 
-    async def _record_run(self, report: CleanupReport) -> None:
-        ticks = int((report.ran_at - datetime(1, 1, 1, tzinfo=timezone.utc)).total_seconds() * 10_000_000)
-        body = report.model_dump_json(by_alias=True)
-        await self.history.record_run({
-            "PartitionKey": f"run-{report.ran_at:%Y%m}", "RowKey": f"{MAX_TICKS - ticks:019d}_{uuid.uuid4().hex[:8]}",
-            "Kind": "run", "RanAt": report.ran_at, "Mode": report.mode, "Stopped": len(report.stopped),
-            "Kept": len(report.kept), "Reconciled": len(report.reconciled), "Errors": len(report.errors),
-            "Deferred": len(report.deferred), "Report": body[:30_000],
-        })
-
-    # -- history --------------------------------------------------------------------------------------------
+    # -- history and usage (kept here until the blueprints call the store and usage.py directly) ----------
 
     async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
                            statuses: set[str] | None, top: int, token: str | None,
                            ) -> tuple[list[SessionRecord], str | None]:
-        """One page of records created in [start, end), oldest first, filtered in the query itself."""
-        filters = {"requestedBy": requested_by, "size": size, "status": sorted(statuses) if statuses else None,
-                   "from": start.isoformat(), "to": end.isoformat()}
-        after = decode_token(token, filters) if token else None
-        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi and Kind eq 'session'"
-        params: dict[str, Any] = {"hi": row_for(end, "")}
-        if requested_by is not None:
-            query += " and RequestedBy eq @rb"
-            params["rb"] = requested_by
-        if size is not None:
-            query += " and Size eq @size"
-            params["size"] = size
-        if statuses:
-            clauses = []
-            for i, status in enumerate(sorted(statuses)):
-                clauses.append(f"Status eq @st{i}")
-                params[f"st{i}"] = status
-            query += f" and ( {' or '.join(clauses)} )"
-        out: list[SessionRecord] = []
-        for partition in months_between(start, end):
-            if after is not None and partition < after[0]:
-                continue
-            low = after[1] if after is not None and partition == after[0] else row_for(start, "")
-            rows = await self.history.query(query, pk=partition, lo=low, **params)
-            for row in sorted(rows, key=lambda r: r["RowKey"]):
-                out.append(record_from_entity(row))
-                if len(out) == top + 1:
-                    last = out[top - 1]
-                    return out[:top], encode_token(last.partition, last.row, filters)
-        return out, None
-
-    # -- usage ----------------------------------------------------------------------------------------------
+        return await self.history.history_page(start, end, requested_by=requested_by, size=size,
+                                               statuses=statuses, top=top, token=token)
 
     async def usage(self, start: datetime, end: datetime, group_by: str) -> UsageReport:
         """Billed minutes (Ready to end, ARR's elapsed minutes) of sessions created in [start, end)."""
         rates = {"Standard": self.settings.rate_standard_per_hour, "Premium": self.settings.rate_premium_per_hour}
-        groups: dict[str, list[SessionRecord]] = defaultdict(list)
-        everything: list[SessionRecord] = []
-        async for record in self.history.sessions_created(start, end):
-            key = _group_key(record, group_by, self.policy)
-            groups[key].append(record)
-            everything.append(record)
-        rows = [_usage_row(key, records, rates) for key, records in sorted(groups.items())]
-        return UsageReport(from_=start, to=end, currency=self.settings.currency, rows=rows,
-                           total=_usage_row("total", everything, rates))
-
-
-def _group_key(record: SessionRecord, group_by: str, policy: CleanupPolicy) -> str:
-    if group_by == "size":
-        return record.size or "unknown"
-    if group_by == "requestedBy":
-        return record.requested_by or "unknown"
-    return record.created_at.astimezone(policy.time_zone).date().isoformat()
-
-
-def _usage_row(key: str, records: list[SessionRecord], rates: dict[str, float | None]) -> UsageRow:
-    minutes = sum(r.elapsed_minutes or 0 for r in records)
-    cost: float | None = 0.0
-    for record in records:
-        rate = rates.get(record.size or "")
-        if rate is None:
-            if record.elapsed_minutes:
-                cost = None
-                break
-            continue
-        cost = (cost or 0.0) + (record.elapsed_minutes or 0) / 60 * rate
-    return UsageRow(key=key, sessions=len(records), billed_minutes=minutes,
-                    estimated_cost=None if cost is None else round(cost, 4))
+        records = [r async for r in self.history.sessions_created(start, end)]
+        return usage_report(records, start, end, group_by, rates=rates,  # type: ignore[arg-type]
+                            currency=self.settings.currency, time_zone=self.policy.time_zone)
 
 
 __all__ = ["Maintenance"]

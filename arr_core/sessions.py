@@ -40,7 +40,7 @@ from .validation import MAX_LEASE_MINUTES
 from .views import ComponentHealth, ExtendSessionRequest, Health, StartSessionRequest
 
 if TYPE_CHECKING:
-    from .history import HistoryStore
+    from .history import History
 
 log = logging.getLogger("arr_core.sessions")
 HEALTH_PROBE_ID = "arr-sessions-health-probe"
@@ -76,7 +76,7 @@ class SessionService:
     before ARR is called, so that no session exists that history could not find again.
     """
 
-    def __init__(self, arr: ArrClient, history: HistoryStore, settings: AppSettings,
+    def __init__(self, arr: ArrClient, history: History, settings: AppSettings,
                  *, clock: Callable[[], datetime] = utcnow) -> None:
         self.arr = arr
         self.history = history

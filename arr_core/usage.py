@@ -1,0 +1,59 @@
+"""Billed minutes and estimated cost from history records: pure functions, no I/O.
+
+ARR bills from Ready until the session ends; a record's ``elapsed_minutes`` is ARR's own count of those minutes.
+A size without a configured rate gives a null cost (we do not invent prices), unless nothing of it was billed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from .records import SessionRecord
+from .views import UsageReport, UsageRow
+
+GroupBy = Literal["day", "size", "requestedBy"]
+Rates = dict[str, float | None]  # size -> price per hour
+
+
+def group_key(record: SessionRecord, group_by: GroupBy, time_zone: ZoneInfo) -> str:
+    """The row a record counts in: its size, its requester, or its local creation day."""
+    if group_by == "size":
+        return record.size or "unknown"
+    if group_by == "requestedBy":
+        return record.requested_by or "unknown"
+    return record.created_at.astimezone(time_zone).date().isoformat()
+
+
+def usage_row(key: str, records: list[SessionRecord], rates: Rates) -> UsageRow:
+    minutes = sum(r.elapsed_minutes or 0 for r in records)
+    cost: float | None = 0.0
+    for record in records:
+        rate = rates.get(record.size or "")
+        if rate is None:
+            if record.elapsed_minutes:
+                cost = None
+                break
+            continue
+        cost = (cost or 0.0) + (record.elapsed_minutes or 0) / 60 * rate
+    return UsageRow(key=key, sessions=len(records), billed_minutes=minutes,
+                    estimated_cost=None if cost is None else round(cost, 4))
+
+
+def usage_report(records: Iterable[SessionRecord], start: datetime, end: datetime, group_by: GroupBy, *,
+                 rates: Rates, currency: str, time_zone: ZoneInfo) -> UsageReport:
+    """Rows sorted by key, and a total over all of them."""
+    groups: dict[str, list[SessionRecord]] = defaultdict(list)
+    everything: list[SessionRecord] = []
+    for record in records:
+        groups[group_key(record, group_by, time_zone)].append(record)
+        everything.append(record)
+    rows = [usage_row(key, members, rates) for key, members in sorted(groups.items())]
+    return UsageReport(from_=start, to=end, currency=currency, rows=rows,
+                       total=usage_row("total", everything, rates))
+
+
+__all__ = ["GroupBy", "Rates", "group_key", "usage_report", "usage_row"]
