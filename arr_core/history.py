@@ -228,12 +228,16 @@ class HistoryStore:
                 return current
             new, events = change
             new = replace(new, event_count=current.event_count + len(events), updated_at=self._clock())
-            operations: list[Any] = [("update", record_to_entity(new), {
-                "mode": UpdateMode.REPLACE, "etag": current.etag, "match_condition": MatchConditions.IfNotModified})]
-            operations += [("create", event_to_entity(new, current.event_count + i + 1, e))
-                           for i, e in enumerate(events)]
+            condition = {"etag": current.etag, "match_condition": MatchConditions.IfNotModified}
             try:
-                result = await self._call(self._table.submit_transaction, operations)
+                if events:
+                    result = await self._call(self._table.submit_transaction, [
+                        ("update", record_to_entity(new), {"mode": UpdateMode.REPLACE, **condition}),
+                        *(("create", event_to_entity(new, current.event_count + i + 1, e))
+                          for i, e in enumerate(events))])
+                else:  # one entity: a plain conditional write, no batch to encode
+                    result = [await self._call(self._table.update_entity, record_to_entity(new),
+                                               mode=UpdateMode.REPLACE, **condition)]
             except (TableTransactionError, ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
                 # Another writer got there first (412/409), or the record has gone (404): decide again on
                 # fresh data.

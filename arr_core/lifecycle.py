@@ -128,11 +128,10 @@ def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) 
 
 def request_stop(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Observation:
     """Note the stop before ARR is asked: if the process dies before the answer, the reason survives and the
-    cleanup finishes the stop."""
+    cleanup finishes the stop. No event (the 'stopped' event carries the reason), so the write is one entity."""
     if not record.is_active or (record.stop_reason == reason and record.stopped_by == actor):
         return None
-    new = replace(record, stop_reason=reason, stopped_by=actor)
-    return new, [Event("stop-requested", now, actor=actor, detail={"reason": reason})]
+    return replace(record, stop_reason=reason, stopped_by=actor), []
 
 
 def adopted_record(arr: RenderingSession, now: datetime, *, history_since: datetime | None) -> SessionRecord:

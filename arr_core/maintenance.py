@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -43,6 +45,10 @@ class Maintenance:
         self.settings = sessions.settings
         self.policy = policy_from(self.settings)
         self._clock = clock
+        # One run at a time: in this process by a lock, across instances by a lease row held in this process's
+        # name (so a lease whose write timed out, and landed later, is ours to take again, not a 75 s block).
+        self._running = asyncio.Lock()
+        self._holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     # -- cleanup --------------------------------------------------------------------------------------------
 
@@ -57,15 +63,18 @@ class Maintenance:
         loop = asyncio.get_running_loop()
         budget = budget_seconds or self.settings.cleanup_budget_seconds
         ends = loop.time() + budget
-        holder = uuid.uuid4().hex
-        if not dry_run and not await self.history.take_lease(CLEANUP_LEASE, holder, budget + LEASE_MARGIN_SECONDS):
-            raise CleanupRunning("another instance is running the cleanup")
-        try:
+        if dry_run:
             return await self._run(dry_run, mode, ends)
-        finally:
-            if not dry_run:
+        if self._running.locked():
+            raise CleanupRunning("this instance is running the cleanup")
+        async with self._running:
+            if not await self.history.take_lease(CLEANUP_LEASE, self._holder, budget + LEASE_MARGIN_SECONDS):
+                raise CleanupRunning("another instance is running the cleanup")
+            try:
+                return await self._run(dry_run, mode, ends)
+            finally:
                 try:
-                    await self.history.release_lease(CLEANUP_LEASE, holder)
+                    await self.history.release_lease(CLEANUP_LEASE, self._holder)
                 except (HistoryError, DeadlineExceeded) as exc:  # it expires by itself
                     log.warning("cleanup lease not released: %s", exc)
 

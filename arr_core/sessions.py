@@ -207,17 +207,21 @@ class SessionService:
     # -- stop ----------------------------------------------------------------------------------------------
 
     async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None,
-                   known: RenderingSession | None = None, record: SessionRecord | None = None) -> SessionState:
+                   known: RenderingSession | None = None, record: SessionRecord | None = None,
+                   note_first: bool = True) -> SessionState:
         """Stop the session; one that has already ended is simply returned.
 
-        The reason is recorded before ARR is asked, so a crash in between loses neither the reason nor the stop
-        (the cleanup finishes it). ``known`` is ARR's view from just before (the cleanup's list): then the stop
+        The reason is noted before ARR is asked, so a crash in between loses neither the reason nor the stop
+        (the cleanup finishes it); ``note_first=False`` skips that for the cleanup's own stops, whose reasons
+        the next run derives again. ``known`` is ARR's view from just before (the cleanup's list): then the stop
         costs one ARR call, not two; ``record`` (read with its ETag just before) saves a table read.
         """
         reason = reason or "stopped on request"
         now = self._clock()
-        with _history_optional(session_id):
-            record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now), record)
+        if note_first:
+            with _history_optional(session_id):
+                record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now),
+                                                   record)
         try:
             await self.arr.stop_session(session_id)
         except NotFoundError:

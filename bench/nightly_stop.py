@@ -50,7 +50,8 @@ async def create_directly(url: str, count: int) -> None:
     await http.aclose()
 
 
-async def ours(url: str, azurite_port: int) -> tuple[float, int]:
+async def ours(url: str, azurite_port: int) -> tuple[float, int, float, float]:
+    """Wall time of the nightly run, sessions stopped, and this process's CPU seconds per start and per stop."""
     settings = AppSettings(account_id=ACCOUNT_ID, account_domain="bench", endpoint=url, sts_endpoint=url,
                            account_key=ACCOUNT_KEY, storage_connection=azurite_connection_string(azurite_port),
                            history_table=f"bench{uuid.uuid4().hex[:8]}", stop_concurrency=CONCURRENCY)
@@ -62,16 +63,19 @@ async def ours(url: str, azurite_port: int) -> tuple[float, int]:
         async with limit:
             await context.sessions.start(StartSessionRequest(session_id=f"ours-{i}", lease_minutes=240))
 
+    cpu = time.process_time()
     await asyncio.gather(*(start(i) for i in range(N)))
+    cpu_per_start = (time.process_time() - cpu) / N
     control(url, "config", {"latencyMs": LATENCY_MS})
-    started = time.perf_counter()
-    report = await context.maintenance.run_cleanup(mode="nightly")
+    started, cpu = time.perf_counter(), time.process_time()
+    report = await context.maintenance.run_cleanup(mode="nightly", budget_seconds=90)
     elapsed = time.perf_counter() - started
+    cpu_per_stop = (time.process_time() - cpu) / max(1, len(report.stopped))
     await context.aclose()
-    return elapsed, len(report.stopped)
+    return elapsed, len(report.stopped), cpu_per_start, cpu_per_stop
 
 
-def sdk_loop(url: str) -> tuple[float, int]:
+def sdk_loop(url: str) -> tuple[float, int, float]:
     from azure.core.credentials import AccessToken
     from azure.mixedreality.remoterendering import RemoteRenderingClient
 
@@ -79,12 +83,12 @@ def sdk_loop(url: str) -> tuple[float, int]:
                       headers={"Authorization": f"Bearer {ACCOUNT_ID}:{ACCOUNT_KEY}"}).json()["AccessToken"]
     client = RemoteRenderingClient(endpoint=url, account_id=ACCOUNT_ID, account_domain="bench",
                                    credential=AccessToken(token, int(time.time()) + 3600))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     stopped = 0
     for session in list(client.list_rendering_sessions(enforce_https=False)):  # what a user writes
         client.stop_rendering_session(session.id, enforce_https=False)
         stopped += 1
-    return time.perf_counter() - started, stopped
+    return time.perf_counter() - started, stopped, (time.process_time() - cpu) / max(1, stopped)
 
 
 def main() -> None:
@@ -99,12 +103,12 @@ def main() -> None:
     try:
         wait_for_port(azurite_port, processes[0])
         wait_for_port(emulator_port, processes[1])
-        our_time, our_count = asyncio.run(ours(url, azurite_port))
+        our_time, our_count, cpu_start, cpu_stop = asyncio.run(ours(url, azurite_port))
         control(url, "reset")
         control(url, "config", {"latencyMs": 0})
         asyncio.run(create_directly(url, N))
         control(url, "config", {"latencyMs": LATENCY_MS})
-        sdk_time, sdk_count = sdk_loop(url)
+        sdk_time, sdk_count, sdk_cpu_stop = sdk_loop(url)
     finally:
         for process in processes:
             process.terminate()
@@ -115,6 +119,10 @@ def main() -> None:
     print(f"SDK loop over stop_rendering_session        {sdk_time:7.2f} s  stopped {sdk_count}")
     print(f"ratio ours / lower bound  = {our_time / bound:.2f}")
     print(f"ratio SDK loop / ours     = {sdk_time / our_time:.2f}")
+    print(f"app CPU per start (intent + ARR + history)  {cpu_start * 1000:6.2f} ms")
+    print(f"app CPU per stop, ours (intent, ARR, history) {cpu_stop * 1000:6.2f} ms")
+    print(f"app CPU per stop, SDK loop (ARR only)       {sdk_cpu_stop * 1000:6.2f} ms")
+    print(f"ratio CPU per stop SDK / ours = {sdk_cpu_stop / cpu_stop:.2f}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from arr_core.errors import ArrError, ServiceTimeoutError, ThrottledError, TransportError
-from arr_core.errors import HistoryError, Rejected
+from arr_core.errors import CleanupRunning, HistoryError, Rejected
 from arr_core.settings import SettingsError
 from arr_core.views import FieldError, Problem, SessionLinks
 
@@ -198,6 +198,9 @@ def handled(handler: Handler) -> Handler:
         except HistoryError as exc:
             log.error("session history unavailable: %s", exc)
             return problem(503, "Session history unavailable", "Table Storage did not answer; try again later",
+                           headers={"Retry-After": "30"})
+        except CleanupRunning as exc:
+            return problem(409, "A cleanup is already running", f"{exc}; try again when it has finished",
                            headers={"Retry-After": "30"})
         except SettingsError as exc:
             log.error("misconfigured: %s", exc)

@@ -10,6 +10,7 @@ import azure.functions as func
 from arr_core.context import get_context
 from arr_core.lifecycle import build_view
 from arr_core.continuation import InvalidToken
+from arr_core.errors import CleanupRunning
 from arr_core.views import FieldError, HistoryPage
 
 from .http import BadInput, absolute_url, handled, int_param, json_response, links_for
@@ -112,7 +113,11 @@ async def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @bp.timer_trigger(schedule="%ARR_CLEANUP_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 async def lease_cleanup(timer: func.TimerRequest) -> None:
     context = await get_context()
-    report = await context.maintenance.run_cleanup()
-    log.info("cleanup (%s%s): stopped %d, kept %d, reconciled %d, errors %d", report.mode,
+    try:
+        report = await context.maintenance.run_cleanup()
+    except CleanupRunning as exc:  # every instance's timer fires; one of them runs
+        log.info("cleanup skipped: %s", exc)
+        return
+    log.info("cleanup (%s%s): stopped %d, kept %d, reconciled %d, errors %d, deferred %d", report.mode,
              ", past due" if timer.past_due else "", len(report.stopped), len(report.kept),
-             len(report.reconciled), len(report.errors))
+             len(report.reconciled), len(report.errors), len(report.deferred))

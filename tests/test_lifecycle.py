@@ -61,8 +61,8 @@ def test_a_start_that_never_reached_arr_can_be_reopened_but_not_one_that_did() -
 def test_a_stop_reason_recorded_before_a_crash_is_used_when_the_stop_is_seen() -> None:
     """request_stop notes reason and actor first; a later observation of Stopped (by anyone) closes the record
     with that reason and a 'stopped' event in that actor's name."""
-    asked, [noted] = request_stop(intent(status="Ready"), "demo over", "ops", NOW)
-    assert (asked.stop_reason, asked.stopped_by, noted.type) == ("demo over", "ops", "stop-requested")
+    asked, noted = request_stop(intent(status="Ready"), "demo over", "ops", NOW)
+    assert (asked.stop_reason, asked.stopped_by, noted) == ("demo over", "ops", [])  # one entity, no batch
     assert request_stop(asked, "demo over", "ops", NOW) is None  # nothing new: no second write
     seen, events = observe(asked, arr("Stopped"), NOW, actor="cleanup")
     stopped = [e for e in events if e.type == "stopped"]
