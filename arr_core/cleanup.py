@@ -14,7 +14,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 from .lifecycle import adopted_record
-from .records import SessionRecord
+from .records import REQUESTED, SessionRecord
 from .models import RenderingSession, SessionStatus
 
 
@@ -115,7 +115,7 @@ def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], n
     for record in records:
         if record.session_id in listed or not record.is_active:
             continue
-        if record.status == "Requested" and now - record.created_at < requested_grace:
+        if record.status == REQUESTED and now - record.created_at < requested_grace:
             decisions.append(Decision(record.session_id, Action.KEEP, "start in progress", record=record))
         else:
             decisions.append(Decision(record.session_id, Action.RECONCILE,

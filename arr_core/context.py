@@ -11,7 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .settings import AppSettings, SettingsError
+from .errors import Misconfigured
+from .settings import AppSettings
 
 if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, azure-core, the table SDK)
     from .client import ArrClient
@@ -34,7 +35,7 @@ def build_arr_client(settings: AppSettings) -> ArrClient:
 
     if not settings.arr_configured:
         msg = "setting ARR_ACCOUNT_ID, ARR_ACCOUNT_DOMAIN and ARR_ENDPOINT (or ARR_REGION) are required"
-        raise SettingsError(msg)
+        raise Misconfigured(msg)
     credential: Any = (_managed_identity(settings) if settings.uses_managed_identity
                        else AccountKeyCredential(settings.account_key or ""))
     return ArrClient(settings.arr_endpoint, settings.account_id, settings.account_domain, credential,
@@ -50,7 +51,7 @@ def build_history(settings: AppSettings) -> HistoryStore:
         return HistoryStore.from_endpoint(settings.table_endpoint, settings.history_table,
                                           _managed_identity(settings))
     msg = "setting AzureWebJobsStorage (a connection string) or ARR_HISTORY_TABLE_ENDPOINT is required"
-    raise SettingsError(msg)
+    raise Misconfigured(msg)
 
 
 @dataclass
@@ -80,7 +81,7 @@ _lock = asyncio.Lock()
 
 
 async def get_context() -> AppContext:
-    """The process's context, created once (raises SettingsError when a setting is missing or malformed)."""
+    """The process's context, created once (raises Misconfigured when a setting is missing or malformed)."""
     global _context  # noqa: PLW0603 - one per process, by design
     if _context is None:
         async with _lock:

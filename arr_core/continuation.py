@@ -12,8 +12,7 @@ import json
 from typing import Any
 
 
-class InvalidToken(ValueError):
-    """A continuation token that this app did not issue for this query."""
+from .errors import InvalidToken
 
 
 def _digest(payload: str) -> str:
@@ -28,20 +27,23 @@ def encode_token(partition: str, row: str, filters: dict[str, Any]) -> str:
 
 
 def decode_token(token: str, filters: dict[str, Any]) -> tuple[str, str]:
-    """The (partition, row) to continue after; :class:`InvalidToken` when it was altered or is for another query."""
+    """The (partition, row) to continue after; :class:`InvalidToken` when it was altered or is for another query.
+
+    Anything that does not decode to exactly the shape :func:`encode_token` writes is refused, whatever its types.
+    """
     try:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        payload = raw["d"]
-        if raw.get("v") != 1 or raw["s"] != _digest(payload):
+        payload = raw["d"] if isinstance(raw, dict) else None
+        if not isinstance(payload, str) or raw.get("v") != 1 or raw.get("s") != _digest(payload):
             raise InvalidToken("the continuation token was altered")
         data = json.loads(payload)
-        if data["f"] != _digest(json.dumps(filters, sort_keys=True)):
+        if not isinstance(data, dict) or data.get("f") != _digest(json.dumps(filters, sort_keys=True)):
             raise InvalidToken("the continuation token belongs to another query")
-        partition, row = str(data["p"]), str(data["r"])
+        partition, row = data.get("p"), data.get("r")
     except InvalidToken:
         raise
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # not base64, not JSON, not UTF-8
         raise InvalidToken("the continuation token is not one this app issued") from None
-    if not partition.startswith("s-"):
+    if not isinstance(partition, str) or not isinstance(row, str) or not partition.startswith("s-"):
         raise InvalidToken("the continuation token is not one this app issued")
     return partition, row

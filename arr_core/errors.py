@@ -1,25 +1,49 @@
-"""Errors raised by :mod:`arr_core`.
+"""Errors raised by :mod:`arr_core`: one tree, rooted at :class:`AppError`.
 
-Every failure the ARR service (or its STS) reports, and every failure to reach it, is an :class:`ArrError`::
+Each error says what went wrong in the domain's words, with a stable ``code``; none knows about HTTP. The function
+layer maps classes to answers in one table (``blueprints/http.py``), like httpx's ``_exceptions.py``::
 
-    ArrError
-    ├── InvalidRequestError     400 / 422, or an argument refused before sending (status_code None)
-    ├── AuthenticationError     401 / 403: the credential is wrong or lacks a role
-    ├── NotFoundError           404: no such session
-    ├── ConflictError           409: the session id is taken with other settings
-    ├── ThrottledError          429, after retries; carries ``retry_after`` (seconds)
-    ├── ServiceError            5xx after retries, or an answer the client cannot read
-    └── TransportError          no answer: connection refused or reset
-        └── ServiceTimeoutError the service did not answer in time
-
-Each carries the HTTP ``status_code`` (None when nothing came back), ARR's error ``code`` and ``message``, and
-the ``correlation_id`` (ARR's ``MS-CV`` header), which is what Microsoft support asks for.
+    AppError
+    ├── ArrError                    the ARR service (or its STS) failed or refused; carries ARR's status_code,
+    │   ├── InvalidRequestError     code, message and correlation_id (MS-CV), which Microsoft support asks for
+    │   ├── AuthenticationError     our credential is wrong or lacks a role
+    │   ├── NotFoundError           no such session
+    │   ├── ConflictError           the session id is taken with other settings
+    │   ├── ThrottledError          ARR kept throttling, after retries; ``retry_after`` seconds
+    │   ├── ServiceError            ARR failed, or answered something unreadable
+    │   └── TransportError          no answer: connection refused or reset
+    │       └── ServiceTimeoutError no answer in time
+    ├── Refused                     the request cannot be done as asked; ``field`` names the culprit
+    │   ├── InvalidInput            malformed input (``errors``: one per field)
+    │   │   ├── BodyTooLarge, UnsupportedMediaType, InvalidToken
+    │   ├── LeaseTooLong, LeaseMustGrow
+    │   ├── SessionNotFound
+    │   └── Conflict
+    │       ├── SessionEnded        carries the session's status and ARR's error
+    │       ├── SessionIdInUse, IdempotencyKeyReused
+    │       └── CleanupRunning      another run holds the cleanup; try again later
+    ├── Unavailable                 the app cannot serve now; a retry later may work
+    │   ├── HistoryUnavailable      Table Storage did not answer or refused us
+    │   ├── HistoryConflict         a conditional write kept losing to other writers
+    │   └── Misconfigured           a setting is missing or malformed
+    └── DeadlineExceeded            the request's time budget ran out
 """
 
 from __future__ import annotations
 
 
-class ArrError(Exception):
+class AppError(Exception):
+    """Root of every error arr_core raises: a stable ``code`` and a message for people."""
+
+    default_code = "AppError"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class ArrError(AppError):
     """Base class of every error the ARR client raises."""
 
     default_code = "ArrError"
@@ -32,10 +56,8 @@ class ArrError(Exception):
         code: str | None = None,
         correlation_id: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, code=code)
         self.status_code = status_code
-        self.code = code or self.default_code
         self.correlation_id = correlation_id
 
     def __str__(self) -> str:
@@ -112,33 +134,6 @@ class ServiceTimeoutError(TransportError):
     default_code = "Timeout"
 
 
-class HistoryError(Exception):
-    """Session history (Table Storage) failed; not ARR's doing."""
-
-
-class HistoryUnavailable(HistoryError):
-    """Table Storage could not be reached or refused us; nothing was written."""
-
-
-class HistoryConflict(HistoryError):
-    """A conditional write kept losing to other writers."""
-
-
-class Rejected(Exception):
-    """This app refuses the request as asked (policy, idempotency, conflicts); carries the HTTP status and the
-    field at fault. Not an ARR error, though it may carry one."""
-
-    def __init__(self, status: int, title: str, detail: str, *, field: str | None = None,
-                 session_status: str | None = None, arr_error: ArrError | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.field = field
-        self.session_status = session_status
-        self.arr_error = arr_error
-
-
 _BY_STATUS: dict[int, type[ArrError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,
@@ -159,9 +154,131 @@ def error_class_for_status(status_code: int) -> type[ArrError]:
     return ServiceError
 
 
-class DeadlineExceeded(Exception):
-    """The request's time budget ran out before the work was done (the caller gets a 504 it may retry)."""
+# -- requests the app refuses ----------------------------------------------------------------------------------
+
+class Refused(AppError):
+    """The request cannot be done as asked; ``field`` names the input at fault, when one is."""
+
+    default_code = "Refused"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.field = field
 
 
-class CleanupRunning(Exception):
-    """Another instance holds the cleanup lease; this run did nothing (the caller may try again later)."""
+class InvalidInput(Refused, ValueError):
+    """Malformed input; ``errors`` holds (field, message) pairs, one per problem."""
+
+    default_code = "InvalidInput"
+
+    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None, *,
+                 field: str | None = None) -> None:
+        super().__init__(message, field=field or (errors[0][0] if errors else None))
+        self.errors = errors if errors is not None else ([(field, message)] if field else [])
+
+
+class BodyTooLarge(InvalidInput):
+    default_code = "BodyTooLarge"
+
+
+class UnsupportedMediaType(InvalidInput):
+    default_code = "UnsupportedMediaType"
+
+
+class InvalidToken(InvalidInput):
+    """A continuation token that this app did not issue for this query."""
+
+    default_code = "InvalidContinuationToken"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="continuationToken")
+
+
+class LeaseTooLong(Refused):
+    """Above the configured maximum (``ARR_MAX_LEASE_MINUTES``) or ARR's 1440 minutes."""
+
+    default_code = "LeaseTooLong"
+
+
+class LeaseMustGrow(Refused):
+    """ARR only ever extends a lease."""
+
+    default_code = "LeaseMustGrow"
+
+
+class SessionNotFound(Refused):
+    """Neither ARR nor history knows the session."""
+
+    default_code = "SessionNotFound"
+
+
+class Conflict(Refused):
+    """The request contradicts what exists."""
+
+    default_code = "Conflict"
+
+
+class SessionEnded(Conflict):
+    """The session has ended (and will never be Ready); carries its status and ARR's error, if any."""
+
+    default_code = "SessionEnded"
+
+    def __init__(self, message: str, *, session_status: str, error_code: str | None = None,
+                 error_message: str | None = None, correlation_id: str | None = None) -> None:
+        super().__init__(message)
+        self.session_status = session_status
+        self.error_code = error_code
+        self.error_message = error_message
+        self.correlation_id = correlation_id
+
+
+class SessionIdInUse(Conflict):
+    default_code = "SessionIdInUse"
+
+
+class IdempotencyKeyReused(Conflict):
+    default_code = "IdempotencyKeyReused"
+
+
+class CleanupRunning(Conflict):
+    """Another run holds the cleanup; this one did nothing (the caller may try again later)."""
+
+    default_code = "CleanupRunning"
+
+
+# -- the app cannot serve now -----------------------------------------------------------------------------------
+
+class Unavailable(AppError):
+    """A dependency of the app failed; a retry later may work."""
+
+    default_code = "Unavailable"
+
+
+class HistoryError(Unavailable):
+    """Session history (Table Storage) failed; not ARR's doing."""
+
+    default_code = "HistoryError"
+
+
+class HistoryUnavailable(HistoryError):
+    """Table Storage could not be reached or refused us; nothing was written."""
+
+    default_code = "HistoryUnavailable"
+
+
+class HistoryConflict(HistoryError):
+    """A conditional write kept losing to other writers."""
+
+    default_code = "HistoryConflict"
+
+
+class Misconfigured(Unavailable, ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+    default_code = "Misconfigured"
+
+
+class DeadlineExceeded(AppError):
+    """The request's time budget ran out before the work was done (a retry may work)."""
+
+    default_code = "DeadlineExceeded"

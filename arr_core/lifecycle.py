@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .records import Event, SessionRecord
+from .records import REQUESTED, Event, SessionRecord
 from .models import RenderingSession, SessionStatus
 from .views import ErrorInfo, SessionLinks, SessionView
 
@@ -82,8 +82,8 @@ def failed_start(record: SessionRecord, code: str, message: str, now: datetime, 
     in Error with the reason; a retry of the start may reopen it (:func:`reopen`)."""
     if not record.is_active:
         return None
-    new = replace(record, status="Error", error_code=code, error_message=message, ended_at=now, elapsed_minutes=0)
-    return new, [Event("start-failed", now, from_status=record.status, to_status="Error", actor=actor,
+    new = replace(record, status=SessionStatus.ERROR.value, error_code=code, error_message=message, ended_at=now, elapsed_minutes=0)
+    return new, [Event("start-failed", now, from_status=record.status, to_status=SessionStatus.ERROR.value, actor=actor,
                        detail={"code": code, "message": message})]
 
 
@@ -95,34 +95,34 @@ REDRIVE_AFTER = timedelta(seconds=5)  # a start still "Requested" this long afte
 def stalled_start(record: SessionRecord, now: datetime) -> bool:
     """An accepted start whose ARR call never happened (a crash or a lost answer): safe to drive again, since
     ARR's create is idempotent for the same id and settings."""
-    return record.status == "Requested" and now - (record.updated_at or record.created_at) >= REDRIVE_AFTER
+    return record.status == REQUESTED and now - (record.updated_at or record.created_at) >= REDRIVE_AFTER
 
 
 def resumable(record: SessionRecord) -> bool:
     """A retried start may drive this record again: still Requested, or ended without ARR ever knowing it."""
-    return record.status == "Requested" or (record.status == "Error" and not record.reached_arr)
+    return record.status == REQUESTED or (record.status == SessionStatus.ERROR and not record.reached_arr)
 
 
 def reopen(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Observation:
     """A retried start takes up a record that ended before ARR ever knew the session."""
-    if record.status != "Error" or record.reached_arr:
+    if record.status != SessionStatus.ERROR or record.reached_arr:
         return None
-    new = replace(record, status="Requested", ended_at=None, elapsed_minutes=None, error_code=None,
+    new = replace(record, status=REQUESTED, ended_at=None, elapsed_minutes=None, error_code=None,
                   error_message=None)
-    return new, [Event("retried", now, from_status=record.status, to_status="Requested", actor=actor)]
+    return new, [Event("retried", now, from_status=record.status, to_status=REQUESTED, actor=actor)]
 
 
 def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Observation:
     """History has the session active but ARR does not know it: a start cut short before ARR was asked, or a
     session ARR has forgotten (after 30 days). Either way it is over."""
-    if record.status == "Requested":
+    if record.status == REQUESTED:
         return failed_start(record, *START_NOT_COMPLETED, now, actor=actor)
     if not record.is_active:
         return None
-    new = replace(record, status="Error", ended_at=now, elapsed_minutes=record.elapsed_minutes or 0,
+    new = replace(record, status=SessionStatus.ERROR.value, ended_at=now, elapsed_minutes=record.elapsed_minutes or 0,
                   error_code=record.error_code or "NotFoundAtArr",
                   error_message=record.error_message or "ARR does not know this session")
-    return new, [Event("reconciled", now, from_status=record.status, to_status="Error", actor=actor,
+    return new, [Event("reconciled", now, from_status=record.status, to_status=SessionStatus.ERROR.value, actor=actor,
                        detail={"reason": "ARR does not know this session"})]
 
 
@@ -141,7 +141,7 @@ def adopted_record(arr: RenderingSession, now: datetime, *, history_since: datet
     """
     created = arr.created_at or now
     lost = history_since is not None and created < history_since
-    return SessionRecord(session_id=arr.id, created_at=created, status="Requested", size=arr.size.value,
+    return SessionRecord(session_id=arr.id, created_at=created, status=REQUESTED, size=arr.size.value,
                          lease_minutes=arr.lease_minutes, keep_alive=None if lost else False,
                          reason="adopted: history was lost" if lost else "adopted: started outside this app")
 
@@ -160,7 +160,14 @@ def restore(record: SessionRecord, known: SessionRecord, now: datetime) -> Obser
 def view_status(arr: RenderingSession | None, record: SessionRecord | None) -> str:
     if arr is not None:
         return arr.status.value
-    return "Starting" if record is None or record.status == "Requested" else record.status
+    return SessionStatus.STARTING.value if record is None or record.status == REQUESTED else record.status
+
+
+def _billed(status: str, elapsed: int | None) -> int | None:
+    """ARR bills from Ready on: a session that failed before it cost nothing; one still starting, nothing yet."""
+    if status == SessionStatus.ERROR:
+        return 0
+    return elapsed if status in (SessionStatus.READY, SessionStatus.STOPPED, SessionStatus.EXPIRED) else None
 
 
 def build_view(session_id: str, arr: RenderingSession | None, record: SessionRecord | None,
@@ -192,7 +199,7 @@ def build_view(session_id: str, arr: RenderingSession | None, record: SessionRec
         reason=record.reason if record else None,
         labels=dict(record.labels) if record else {},
         keep_alive=bool(record.keep_alive) if record else False,
-        billed_minutes=elapsed if status in ("Ready", "Stopped", "Expired") else (0 if status == "Error" else None),
+        billed_minutes=_billed(status, elapsed),
         error=error,
         links=links(session_id),
     )

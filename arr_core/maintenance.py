@@ -14,7 +14,7 @@ from typing import Any
 from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
 from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError
 from .lifecycle import observe, vanished
-from .records import Event, SessionRecord, utcnow
+from .records import REQUESTED, Event, SessionRecord, utcnow
 from .usage import usage_report
 from .models import RenderingSession
 from .sessions import ACTIVE_WINDOW, SessionService
@@ -132,7 +132,7 @@ class Maintenance:
         record = d.record
         if d.adopt:
             assert d.arr is not None and record is not None
-            record, wrote = await self.history.claim(record, Event("adopted", now, to_status="Requested",
+            record, wrote = await self.history.claim(record, Event("adopted", now, to_status=REQUESTED,
                                                                    actor="cleanup"))
             if wrote:
                 report.reconciled.append(CleanupAction(id=d.session_id, reason="adopted into history"))

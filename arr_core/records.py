@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-ACTIVE_STATUSES = ("Requested", "Starting", "Ready")
+from .models import SessionStatus
+
+REQUESTED = "Requested"  # history's own status: the start is recorded, ARR has not confirmed it yet
+RECORD_STATUSES = (REQUESTED, *(status.value for status in SessionStatus))
+ACTIVE_STATUSES = (REQUESTED, SessionStatus.STARTING.value, SessionStatus.READY.value)
 
 
 
@@ -55,7 +59,7 @@ class SessionRecord:
 
     session_id: str
     created_at: datetime
-    status: str = "Requested"
+    status: str = REQUESTED
     size: str | None = None
     lease_minutes: int | None = None
     requested_by: str | None = None

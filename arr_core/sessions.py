@@ -20,7 +20,12 @@ from .errors import (
     HistoryError,
     InvalidRequestError,
     NotFoundError,
-    Rejected,
+    IdempotencyKeyReused,
+    LeaseMustGrow,
+    LeaseTooLong,
+    SessionEnded,
+    SessionIdInUse,
+    SessionNotFound,
 )
 from .lifecycle import (
     adopted_record,
@@ -33,7 +38,7 @@ from .lifecycle import (
     stalled_start,
     view_status,
 )
-from .records import Event, Mutation, SessionRecord, utcnow
+from .records import REQUESTED, Event, Mutation, SessionRecord, utcnow
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
 from .validation import MAX_LEASE_MINUTES
@@ -96,8 +101,8 @@ class SessionService:
         lease = request.lease_minutes if request.lease_minutes is not None else self.settings.default_lease_minutes
         limit = self.lease_limit
         if lease > limit:
-            raise Rejected(400, "Lease too long", f"leaseMinutes {lease} is above the configured maximum of "
-                           f"{limit} minutes (ARR_MAX_LEASE_MINUTES)", field="leaseMinutes")
+            raise LeaseTooLong(f"leaseMinutes {lease} is above the configured maximum of "
+                               f"{limit} minutes (ARR_MAX_LEASE_MINUTES)", field="leaseMinutes")
         return size, lease
 
     async def start(self, request: StartSessionRequest, idempotency_key: str | None = None) -> SessionState:
@@ -110,8 +115,8 @@ class SessionService:
         if idempotency_key is not None:
             claim = await self.history.claim_key(idempotency_key, fingerprint(parameters), session_id)
             if claim.fingerprint != fingerprint(parameters):
-                raise Rejected(409, "Idempotency-Key reused", "this Idempotency-Key was used in the last 24 h "
-                               "with different parameters", field="Idempotency-Key")
+                raise IdempotencyKeyReused("this Idempotency-Key was used in the last 24 h "
+                                           "with different parameters", field="Idempotency-Key")
             session_id = claim.session_id
         intent = SessionRecord(
             session_id=session_id, created_at=now, size=size, lease_minutes=lease,
@@ -120,16 +125,16 @@ class SessionService:
             idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest()[:16] if idempotency_key else None,
         )
         record, wrote = await self.history.claim(intent, Event(
-            "requested", now, to_status="Requested", actor=request.requested_by,
+            "requested", now, to_status=REQUESTED, actor=request.requested_by,
             detail={"size": size, "leaseMinutes": lease, "reason": request.reason}))
         if not wrote:
             if not record.settings_match(size, lease):
-                raise Rejected(409, "Session id in use", f"session {session_id} already exists with size "
-                               f"{record.size} and a lease of {record.lease_minutes} minutes", field="sessionId")
-            in_progress = record.status == "Requested" and not stalled_start(record, now)
+                raise SessionIdInUse(f"session {session_id} already exists with size "
+                                     f"{record.size} and a lease of {record.lease_minutes} minutes", field="sessionId")
+            in_progress = record.status == REQUESTED and not stalled_start(record, now)
             if in_progress or not resumable(record):
                 return await self.read(session_id, missing_ok=True, fallback=record)
-            if record.status != "Requested":  # ended before ARR ever knew it: this retry takes it up again
+            if record.status != REQUESTED:  # ended before ARR ever knew it: this retry takes it up again
                 record = await self.history.update(session_id, lambda r: reopen(r, now), record) or record
         return await self._create(record)
 
@@ -169,7 +174,7 @@ class SessionService:
             return SessionState(session_id, arr_session, await self._observe(session_id, arr_session) or fallback)
         record = await self.history.get(session_id) or fallback
         if record is None and not missing_ok:
-            raise Rejected(404, "Session not found", f"neither ARR nor history knows session {session_id}")
+            raise SessionNotFound(f"neither ARR nor history knows session {session_id}")
         if record is not None and stalled_start(record, self._clock()):
             return await self._create(record)
         return SessionState(session_id, None, record)
@@ -180,18 +185,18 @@ class SessionService:
         """Raise the lease to a new total (ARR's semantics) or by some minutes; policy and ARR limits first."""
         current = await self.arr.get_session(session_id)
         if current.status.is_terminal:
-            raise Rejected(409, "Session has ended", f"session {session_id} is {current.status.value}",
-                           session_status=current.status.value)
+            raise SessionEnded(f"session {session_id} is {current.status.value}",
+                               session_status=current.status.value)
         field = "leaseMinutes" if request.lease_minutes is not None else "extendByMinutes"
         old = current.lease_minutes or 0
         new = request.lease_minutes if request.lease_minutes is not None else old + (request.extend_by_minutes or 0)
         limit = self.lease_limit
         if new > limit:
-            raise Rejected(400, "Lease too long", f"the new lease of {new} minutes is above the maximum of {limit} "
-                           "minutes", field=field)
+            raise LeaseTooLong(f"the new lease of {new} minutes is above the maximum of {limit} "
+                               "minutes", field=field)
         if new <= old:
-            raise Rejected(400, "Lease must grow", f"the new lease of {new} minutes must be larger than the "
-                           f"current {old} minutes", field=field)
+            raise LeaseMustGrow(f"the new lease of {new} minutes must be larger than the "
+                                f"current {old} minutes", field=field)
         updated = await self.arr.update_session(session_id, lease_minutes=new)
         now = self._clock()
 
@@ -227,7 +232,7 @@ class SessionService:
         except NotFoundError:
             record = await self.history.get(session_id)
             if record is None:
-                raise Rejected(404, "Session not found", f"neither ARR nor history knows session {session_id}") \
+                raise SessionNotFound(f"neither ARR nor history knows session {session_id}") \
                     from None
             return SessionState(session_id, None, record)
         if known is not None and not known.status.is_terminal:
@@ -294,7 +299,7 @@ class SessionService:
             # ARR knows a session history does not (started elsewhere, or its record was lost): adopt it.
             now = self._clock()
             adopted = adopted_record(arr_session, now, history_since=await self.history.since())
-            await self.history.claim(adopted, Event("adopted", now, to_status="Requested"))
+            await self.history.claim(adopted, Event("adopted", now, to_status=REQUESTED))
             return await self.history.update(session_id, mutate) or await self.history.get(session_id)
         return known
 
@@ -313,4 +318,4 @@ def new_session_id(now: datetime) -> str:
     return f"arr-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-__all__ = ["ActiveSessions", "Rejected", "SessionService", "SessionState", "SessionStatus", "new_session_id"]
+__all__ = ["ActiveSessions", "SessionService", "SessionState", "SessionStatus", "new_session_id"]

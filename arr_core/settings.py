@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .cleanup import parse_clock
 from .models import SessionSize
+from .validation import MAX_LEASE_MINUTES
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+from .errors import Misconfigured
 
 
 ENV_NAMES = {
@@ -60,8 +63,8 @@ class AppSettings(BaseModel):
     table_endpoint: str | None = None
     history_table: str = Field(default="arrsessions", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     default_size: SessionSize = SessionSize.STANDARD
-    default_lease_minutes: int = Field(default=60, ge=0, le=1440)
-    max_lease_minutes: int = Field(default=480, ge=0, le=1440)
+    default_lease_minutes: int = Field(default=60, ge=0, le=MAX_LEASE_MINUTES)
+    max_lease_minutes: int = Field(default=480, ge=0, le=MAX_LEASE_MINUTES)
     poll_seconds: int = Field(default=10, ge=1, le=300)
     nightly_shutdown_at: str | None = None
     time_zone: str = "UTC"
@@ -77,10 +80,38 @@ class AppSettings(BaseModel):
 
     @field_validator("sts_endpoint", "account_key", "managed_identity_client_id", "storage_connection",
                      "table_endpoint", "nightly_shutdown_at", "max_session_minutes", "rate_standard_per_hour",
-                     "rate_premium_per_hour", mode="before")
+                     "rate_premium_per_hour", "public_base_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"{value!r} is not an IANA time zone (e.g. Europe/Amsterdam)"
+            raise ValueError(msg) from None
+        return value
+
+    @field_validator("nightly_shutdown_at")
+    @classmethod
+    def _time_of_day(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_clock(value)
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            msg = "must be an absolute http(s) URL without query or fragment, e.g. https://arr.contoso.com"
+            raise ValueError(msg)
+        return value.strip().rstrip("/")
 
     @property
     def arr_endpoint(self) -> str:
@@ -101,7 +132,7 @@ class AppSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
-        """Read the settings; a malformed one raises :class:`SettingsError` naming the variable."""
+        """Read the settings; a malformed one raises :class:`Misconfigured` naming the variable."""
         env = os.environ if env is None else env
         values = {field: env[name] for field, name in ENV_NAMES.items() if name in env}
         try:
@@ -110,4 +141,4 @@ class AppSettings(BaseModel):
             first = exc.errors()[0]
             name = ENV_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
             msg = f"setting {name} is invalid: {first['msg']}"
-            raise SettingsError(msg) from None
+            raise Misconfigured(msg) from None

@@ -7,18 +7,34 @@ the OpenAPI document is generated from them, so the three cannot drift apart.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .models import SessionSize
+from .validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 
-SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,256}$")]
-ShortText = Annotated[str, StringConstraints(max_length=256)]
+MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _no_controls(value: str) -> str:
+    """Text shown to people later (history, dashboards) carries no control or bidi-override characters:
+    they hide or reorder what an operator reads. Other Unicode (accents, emoji, ZWJ sequences) is fine."""
+    bad = next((c for c in value if unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS), None)
+    if bad is not None:
+        msg = f"must not contain control characters (found U+{ord(bad):04X})"
+        raise ValueError(msg)
+    return value
+
+
+SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN.pattern)]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_controls)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-LabelValue = Annotated[str, StringConstraints(max_length=256)]
+LabelValue = ShortText
 StatusName = Literal["Starting", "Ready", "Stopped", "Expired", "Error"]
 SizeName = Literal["Standard", "Premium"]
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")  # printable ASCII, trimmed
@@ -37,7 +53,7 @@ class StartSessionRequest(ApiModel):
 
     size: SizeName | None = Field(default=None, description="Server size; default from ARR_DEFAULT_SIZE.",
                                   json_schema_extra={"x-ms-summary": "Size"})
-    lease_minutes: int | None = Field(default=None, ge=0, le=1440,
+    lease_minutes: int | None = Field(default=None, ge=0, le=MAX_LEASE_MINUTES,
                                       description="Minutes the session may run once Ready (ARR's maximum lease).",
                                       json_schema_extra={"x-ms-summary": "Lease (minutes)"})
     session_id: SessionId | None = Field(default=None,
@@ -67,9 +83,9 @@ class StartSessionRequest(ApiModel):
 class ExtendSessionRequest(ApiModel):
     """Exactly one of a new total lease or minutes to add."""
 
-    lease_minutes: int | None = Field(default=None, ge=1, le=1440, description="The new total lease, in minutes.",
+    lease_minutes: int | None = Field(default=None, ge=1, le=MAX_LEASE_MINUTES, description="The new total lease, in minutes.",
                                       json_schema_extra={"x-ms-summary": "New total lease (minutes)"})
-    extend_by_minutes: int | None = Field(default=None, ge=1, le=1440, description="Minutes to add to the lease.",
+    extend_by_minutes: int | None = Field(default=None, ge=1, le=MAX_LEASE_MINUTES, description="Minutes to add to the lease.",
                                           json_schema_extra={"x-ms-summary": "Minutes to add"})
 
     @model_validator(mode="after")
@@ -174,7 +190,7 @@ class ComponentHealth(ApiModel):
 
 
 class Health(ApiModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded", "misconfigured"]
     arr: ComponentHealth
     history: ComponentHealth
 
@@ -197,3 +213,5 @@ class Problem(ApiModel):
     arr_error: ErrorInfo | None = None
     correlation_id: str | None = None
     session_status: StatusName | None = None
+    session_id: str | None = Field(default=None, description="The session a failed start may have created: poll "
+                                   "its Location rather than starting again.")

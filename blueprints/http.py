@@ -1,8 +1,8 @@
 """HTTP adaptation shared by the functions: parsing input, problem+json errors, absolute links that keep ``code``.
 
-Every handler is wrapped by :func:`handled`, which turns every failure into a problem+json response with the right
-status: bad input 400/413/415, ARR's failures as the contract maps them, storage down 503. Never a stack trace,
-never a secret.
+Every handler is wrapped by :func:`handled`, which runs it within the request's time budget and turns every
+failure into a problem+json answer. ``arr_core`` raises domain errors (one tree under ``AppError``);
+:data:`PROBLEMS` is the one table that says what each becomes at the edge. Never a stack trace, never a secret.
 """
 
 from __future__ import annotations
@@ -11,16 +11,42 @@ import functools
 import json
 import logging
 import math
+import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from arr_core.errors import ArrError, ServiceTimeoutError, ThrottledError, TransportError
-from arr_core.errors import CleanupRunning, HistoryError, Rejected
-from arr_core.settings import SettingsError
+from arr_core import deadline
+from arr_core.errors import (
+    AppError,
+    ArrError,
+    BodyTooLarge,
+    CleanupRunning,
+    Conflict,
+    DeadlineExceeded,
+    HistoryConflict,
+    HistoryUnavailable,
+    IdempotencyKeyReused,
+    InvalidInput,
+    LeaseMustGrow,
+    LeaseTooLong,
+    Misconfigured,
+    Refused,
+    ServiceError,
+    ServiceTimeoutError,
+    SessionEnded,
+    SessionIdInUse,
+    SessionNotFound,
+    ThrottledError,
+    TransportError,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from arr_core.settings import AppSettings
 from arr_core.views import FieldError, Problem, SessionLinks
 
 log = logging.getLogger("arr_sessions.http")
@@ -28,13 +54,39 @@ MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
 
 
-class BadInput(Exception):
-    """The request is malformed; carries the fields at fault."""
+@dataclass(frozen=True)
+class Answer:
+    """How an error class is answered: status, title, and ``Retry-After`` seconds when a retry can help."""
 
-    def __init__(self, detail: str, errors: list[FieldError] | None = None, status: int = 400,
-                 title: str = "Invalid request") -> None:
-        super().__init__(detail)
-        self.detail, self.errors, self.status, self.title = detail, errors, status, title
+    status: int
+    title: str
+    retry_after: int | None = None
+
+
+# The one place where domain errors meet HTTP. The most specific class in an error's MRO wins.
+PROBLEMS: dict[type[AppError], Answer] = {
+    InvalidInput: Answer(400, "Invalid request"),
+    BodyTooLarge: Answer(413, "Body too large"),
+    UnsupportedMediaType: Answer(415, "Unsupported media type"),
+    Refused: Answer(400, "Refused"),
+    LeaseTooLong: Answer(400, "Lease too long"),
+    LeaseMustGrow: Answer(400, "Lease must grow"),
+    SessionNotFound: Answer(404, "Session not found"),
+    Conflict: Answer(409, "Conflict"),
+    SessionEnded: Answer(409, "Session has ended"),
+    SessionIdInUse: Answer(409, "Session id in use"),
+    IdempotencyKeyReused: Answer(409, "Idempotency-Key reused"),
+    CleanupRunning: Answer(409, "A cleanup is already running", retry_after=30),
+    Unavailable: Answer(503, "Service unavailable", retry_after=30),
+    HistoryUnavailable: Answer(503, "Session history unavailable", retry_after=30),
+    HistoryConflict: Answer(503, "Session history is busy", retry_after=5),
+    Misconfigured: Answer(503, "The function app is misconfigured"),
+    DeadlineExceeded: Answer(504, "The request took too long", retry_after=30),
+}
+PUBLIC_DETAIL: dict[type[AppError], str] = {  # what the caller is told where the message is for the operator
+    HistoryUnavailable: "Table Storage did not answer; try again later",
+    HistoryConflict: "too many concurrent changes to this session's history; try again",
+}
 
 
 def json_response(body: BaseModel | dict[str, Any], status: int = 200,
@@ -54,32 +106,36 @@ def problem(status: int, title: str, detail: str | None = None, *, headers: dict
 
 # -- input ---------------------------------------------------------------------------------------------------------
 
-def field_errors(exc: ValidationError) -> list[FieldError]:
+def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
     errors = []
     for error in exc.errors(include_url=False, include_input=False):
         location = ".".join(str(part) for part in error["loc"]) or "body"
-        errors.append(FieldError(field=location, message=error["msg"]))
+        errors.append((location, error["msg"]))
     return errors
+
+
+def _json(raw: str | bytes, field: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{field} is not valid JSON: {exc}", field=field) from exc
+    except RecursionError as exc:  # nested past Python's stack: no real request needs that
+        raise InvalidInput(f"{field} is nested too deeply", field=field) from exc
 
 
 def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     """The body as a JSON object ({} when empty): 413 over 64 KiB, 415 for a non-JSON type, 400 if malformed."""
     body = req.get_body() or b""
     if len(body) > MAX_BODY_BYTES:
-        raise BadInput(f"the body is larger than {MAX_BODY_BYTES} bytes", status=413, title="Body too large")
+        raise BodyTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes", field="body")
     if not body.strip():
         return {}
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        raise BadInput(f"the body must be application/json, not {content_type}", status=415,
-                       title="Unsupported media type")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInput(f"the body is not valid JSON: {exc}", [FieldError(field="body", message="malformed JSON")]) \
-            from None
+        raise UnsupportedMediaType(f"the body must be application/json, not {content_type}", field="body")
+    data = _json(body, "body")
     if not isinstance(data, dict):
-        raise BadInput("the body must be a JSON object", [FieldError(field="body", message="not an object")])
+        raise InvalidInput("the body must be a JSON object", field="body")
     return data
 
 
@@ -88,23 +144,21 @@ def validate(model: type[M], data: dict[str, Any], *, strict: bool = True) -> M:
         return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         errors = field_errors(exc)
-        names = ", ".join(e.field for e in errors)
-        raise BadInput(f"invalid value for {names}", errors) from None
+        raise InvalidInput(f"invalid value for {', '.join(field for field, _ in errors)}", errors) from exc
 
 
 def query_fields(req: func.HttpRequest, names: dict[str, str]) -> dict[str, Any]:
-    """Query parameters (strings) for the given wire names; JSON objects for ``labels``."""
+    """Query parameters (strings) for the given wire names; a flat JSON object of strings for ``labels``."""
     out: dict[str, Any] = {}
     for wire, kind in names.items():
         if wire not in req.params:
             continue
         raw = req.params[wire]
         if kind == "object":
-            try:
-                out[wire] = json.loads(raw)
-            except ValueError:
-                raise BadInput(f"{wire} must be a JSON object", [FieldError(field=wire, message="not JSON")]) \
-                    from None
+            value = _json(raw, wire)
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise InvalidInput(f"{wire} must be a JSON object of strings", field=wire)
+            out[wire] = value
         else:
             out[wire] = raw
     return out
@@ -117,23 +171,41 @@ def int_param(req: func.HttpRequest, name: str, default: int, low: int, high: in
     try:
         value = int(raw)
     except ValueError:
-        raise BadInput(f"{name} must be a whole number", [FieldError(field=name, message="not a number")]) \
-            from None
+        raise InvalidInput(f"{name} must be a whole number", field=name) from None
     if not low <= value <= high:
-        raise BadInput(f"{name} must be from {low} to {high}", [FieldError(field=name, message="out of range")])
+        raise InvalidInput(f"{name} must be from {low} to {high}", field=name)
     return value
 
 
 # -- links ---------------------------------------------------------------------------------------------------------
 
+@functools.cache
+def _configured_base() -> str | None:
+    """The app's own base URL: ``ARR_PUBLIC_BASE_URL``, else Azure's ``WEBSITE_HOSTNAME``; None locally.
+
+    Never the caller's ``Host`` header: links carry the caller's key, and must not point anywhere else.
+    """
+    try:
+        configured = AppSettings.from_env().public_base_url
+    except Misconfigured:
+        configured = None
+    if configured:
+        return configured
+    hostname = os.environ.get("WEBSITE_HOSTNAME")
+    return f"https://{hostname}" if hostname else None
+
+
 def absolute_url(req: func.HttpRequest, path: str, **params: str) -> str:
-    """``/api/<path>`` on the caller's host, carrying the caller's ``code`` so that polling keeps its key."""
-    parts = urlsplit(req.url)
+    """``/api/<path>`` on the app's base URL, carrying the caller's ``code`` so that polling keeps its key."""
+    base = _configured_base()
+    if base is None:  # local development: the request's own URL
+        parts = urlsplit(req.url)
+        base = f"{parts.scheme}://{parts.netloc}"
     query = {k: v for k, v in params.items() if v is not None}
     if req.params.get("code"):
         query["code"] = req.params["code"]
     suffix = f"?{urlencode(query)}" if query else ""
-    return f"{parts.scheme}://{parts.netloc}/api/{path.lstrip('/')}{suffix}"
+    return f"{base}/api/{path.lstrip('/')}{suffix}"
 
 
 def links_for(req: func.HttpRequest) -> Callable[[str], SessionLinks]:
@@ -147,19 +219,29 @@ def links_for(req: func.HttpRequest) -> Callable[[str], SessionLinks]:
 
 # -- errors --------------------------------------------------------------------------------------------------------
 
-def arr_problem(exc: ArrError) -> func.HttpResponse:
-    """ARR's failure in the contract's mapping."""
+def arr_problem(req: func.HttpRequest, exc: ArrError) -> func.HttpResponse:
+    """ARR's failure in the contract's mapping. A start whose outcome ARR left unknown names the session to poll,
+    so that a retry cannot start a second one."""
     arr_error = {"code": exc.code, "message": exc.message}
     cid = exc.correlation_id
     status = exc.status_code
+    pending: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    session_id = getattr(exc, "session_id", None)
+    if session_id is not None and isinstance(exc, (TransportError, ServiceError, ThrottledError)):
+        pending["session_id"] = session_id
+        headers["Location"] = absolute_url(req, f"sessions/{session_id}/ready")
     if isinstance(exc, ThrottledError):
         retry_after = str(math.ceil(exc.retry_after)) if exc.retry_after is not None else "30"
         return problem(503, "ARR is throttling requests", "ARR kept answering 429; try again later",
-                       headers={"Retry-After": retry_after}, arr_error=arr_error, correlation_id=cid)
+                       headers={**headers, "Retry-After": retry_after}, arr_error=arr_error, correlation_id=cid,
+                       **pending)
     if isinstance(exc, ServiceTimeoutError):
-        return problem(504, "ARR did not answer in time", exc.message, correlation_id=cid)
+        return problem(504, "ARR did not answer in time", exc.message, correlation_id=cid,
+                       headers={**headers, "Retry-After": "30"}, **pending)
     if isinstance(exc, TransportError):
-        return problem(502, "ARR could not be reached", exc.message, correlation_id=cid)
+        return problem(502, "ARR could not be reached", exc.message, correlation_id=cid,
+                       headers={**headers, "Retry-After": "30"}, **pending)
     if status in (401, 403):
         log.error("ARR refused our credentials (%s, MS-CV %s): check ARR_ACCOUNT_KEY or the managed identity's role",
                   status, cid)
@@ -169,42 +251,54 @@ def arr_problem(exc: ArrError) -> func.HttpResponse:
         titles = {400: "ARR refused the request", 422: "ARR refused the request", 404: "Session not found",
                   409: "Conflict at ARR"}
         return problem(status, titles[status], exc.message, arr_error=arr_error, correlation_id=cid)
-    return problem(502, "ARR failed", exc.message, arr_error=arr_error, correlation_id=cid)
+    return problem(502, "ARR failed", exc.message, arr_error=arr_error, correlation_id=cid,
+                   headers={**headers, "Retry-After": "30"}, **pending)
+
+
+def app_problem(exc: AppError) -> func.HttpResponse:
+    """Any other domain error, answered as :data:`PROBLEMS` says."""
+    kind = next(k for k in type(exc).__mro__ if k in PROBLEMS)
+    answer = PROBLEMS[kind]  # type: ignore[index]
+    if answer.status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc)
+    detail = next((d for k, d in PUBLIC_DETAIL.items() if isinstance(exc, k)), exc.message)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, InvalidInput) and exc.errors:
+        extra["errors"] = [FieldError(field=f, message=m) for f, m in exc.errors]
+    elif isinstance(exc, Refused) and exc.field:
+        extra["errors"] = [FieldError(field=exc.field, message=exc.message)]
+    if isinstance(exc, SessionEnded):
+        extra["session_status"] = exc.session_status
+        extra["correlation_id"] = exc.correlation_id
+        if exc.error_code:
+            extra["arr_error"] = {"code": exc.error_code, "message": exc.error_message or ""}
+    headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
+    return problem(answer.status, answer.title, detail, headers=headers, **extra)
 
 
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 
 
+@functools.cache
+def _request_seconds() -> float:
+    try:
+        return AppSettings.from_env().request_timeout_seconds
+    except Misconfigured:
+        return deadline.REQUEST_SECONDS
+
+
 def handled(handler: Handler) -> Handler:
-    """Turn every failure of ``handler`` into problem+json."""
+    """Run ``handler`` within the request's time budget and turn every failure into problem+json."""
 
     @functools.wraps(handler)
     async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
-            return await handler(req)
-        except BadInput as exc:
-            return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
-        except Rejected as exc:
-            extra: dict[str, Any] = {}
-            if exc.field:
-                extra["errors"] = [FieldError(field=exc.field, message=exc.detail)]
-            if exc.session_status:
-                extra["session_status"] = exc.session_status
-            if exc.arr_error is not None:
-                extra["arr_error"] = {"code": exc.arr_error.code, "message": exc.arr_error.message}
-            return problem(exc.status, exc.title, exc.detail, **extra)
+            async with deadline.budget(_request_seconds()):
+                return await handler(req)
         except ArrError as exc:
-            return arr_problem(exc)
-        except HistoryError as exc:
-            log.error("session history unavailable: %s", exc)
-            return problem(503, "Session history unavailable", "Table Storage did not answer; try again later",
-                           headers={"Retry-After": "30"})
-        except CleanupRunning as exc:
-            return problem(409, "A cleanup is already running", f"{exc}; try again when it has finished",
-                           headers={"Retry-After": "30"})
-        except SettingsError as exc:
-            log.error("misconfigured: %s", exc)
-            return problem(503, "The function app is misconfigured", str(exc))
+            return arr_problem(req, exc)
+        except AppError as exc:
+            return app_problem(exc)
         except Exception:
             log.exception("unexpected failure in %s", handler.__name__)
             return problem(500, "Internal error", "an unexpected error occurred; it has been logged")

@@ -9,15 +9,16 @@ import azure.functions as func
 
 from arr_core.context import get_context
 from arr_core.lifecycle import build_view
-from arr_core.continuation import InvalidToken
-from arr_core.errors import CleanupRunning
-from arr_core.views import FieldError, HistoryPage
+from arr_core.errors import CleanupRunning, InvalidInput
+from arr_core.records import RECORD_STATUSES
+from arr_core.views import HistoryPage, StartSessionRequest
 
-from .http import BadInput, absolute_url, handled, int_param, json_response, links_for
+from .http import absolute_url, handled, int_param, json_response, links_for, validate
 
 bp = func.Blueprint()
 log = logging.getLogger("arr_sessions.cleanup")
-STATUSES = {"Requested", "Starting", "Ready", "Stopped", "Expired", "Error"}
+STATUSES = set(RECORD_STATUSES)
+MAX_TOKEN_CHARS = 2048  # ours are ~300: anything longer was not issued here (and would overflow the filter)
 
 
 EARLIEST = datetime(2019, 1, 1, tzinfo=timezone.utc)  # before ARR's first API version
@@ -34,8 +35,7 @@ def _time_param(req: func.HttpRequest, name: str) -> datetime | None:
         if not EARLIEST <= value <= LATEST:
             raise ValueError
     except (ValueError, OverflowError):
-        raise BadInput(f"{name} must be an ISO 8601 date or time from 2019 to 2200",
-                       [FieldError(field=name, message="not an ISO 8601 time in range")]) from None
+        raise InvalidInput(f"{name} must be an ISO 8601 date or time from 2019 to 2200", field=name) from None
     return value
 
 
@@ -43,16 +43,16 @@ def _range(req: func.HttpRequest, default_days: int) -> tuple[datetime, datetime
     end = _time_param(req, "to") or datetime.now(timezone.utc)
     start = _time_param(req, "from") or end - timedelta(days=default_days)
     if start >= end:
-        raise BadInput("from must be before to", [FieldError(field="from", message="not before to")])
+        raise InvalidInput("from must be before to", field="from")
     if end - start > timedelta(days=400):
-        raise BadInput("the range may span at most 400 days", [FieldError(field="from", message="range too long")])
+        raise InvalidInput("the range may span at most 400 days", field="from")
     return start, end
 
 
 def _bool_param(req: func.HttpRequest, name: str) -> bool:
     raw = (req.params.get(name) or "false").lower()
     if raw not in ("true", "false", "1", "0"):
-        raise BadInput(f"{name} must be true or false", [FieldError(field=name, message="not a boolean")])
+        raise InvalidInput(f"{name} must be true or false", field=name)
     return raw in ("true", "1")
 
 
@@ -63,7 +63,7 @@ async def run_cleanup(req: func.HttpRequest) -> func.HttpResponse:
     dry_run = _bool_param(req, "dryRun")
     mode = req.params.get("mode", "lease")
     if mode not in ("lease", "nightly"):
-        raise BadInput("mode must be lease or nightly", [FieldError(field="mode", message="unknown mode")])
+        raise InvalidInput("mode must be lease or nightly", field="mode")
     context = await get_context()
     return json_response(await context.maintenance.run_cleanup(dry_run=dry_run, mode=mode))
 
@@ -76,17 +76,19 @@ async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     top = int_param(req, "top", 100, 1, 1000)
     size = req.params.get("size")
     if size is not None and size not in ("Standard", "Premium"):
-        raise BadInput("size must be Standard or Premium", [FieldError(field="size", message="unknown size")])
+        raise InvalidInput("size must be Standard or Premium", field="size")
     statuses = {s.strip() for s in req.params["status"].split(",")} if req.params.get("status") else None
     if statuses and not statuses <= STATUSES:
-        raise BadInput("unknown status", [FieldError(field="status", message=f"one of {sorted(STATUSES)}")])
+        raise InvalidInput("unknown status", field="status")
+    requested_by = req.params.get("requestedBy")
+    if requested_by is not None:
+        requested_by = validate(StartSessionRequest, {"requestedBy": requested_by}).requested_by
+    token = req.params.get("continuationToken")
+    if token is not None and len(token) > MAX_TOKEN_CHARS:
+        raise InvalidInput("the continuation token is not one this app issued", field="continuationToken")
     context = await get_context()
-    try:
-        records, token = await context.maintenance.history_page(
-            start, end, requested_by=req.params.get("requestedBy"), size=size, statuses=statuses, top=top,
-            token=req.params.get("continuationToken"))
-    except InvalidToken as exc:
-        raise BadInput(str(exc), [FieldError(field="continuationToken", message=str(exc))]) from None
+    records, token = await context.maintenance.history_page(
+        start, end, requested_by=requested_by, size=size, statuses=statuses, top=top, token=token)
     links = links_for(req)
     next_link = None
     if token is not None:
@@ -104,7 +106,7 @@ async def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     start, end = _range(req, 30)
     group_by = req.params.get("groupBy", "day")
     if group_by not in ("day", "size", "requestedBy"):
-        raise BadInput("groupBy must be day, size or requestedBy", [FieldError(field="groupBy", message="unknown")])
+        raise InvalidInput("groupBy must be day, size or requestedBy", field="groupBy")
     context = await get_context()
     return json_response(await context.maintenance.usage(start, end, group_by))
 

@@ -13,14 +13,13 @@ import azure.functions as func
 from arr_core.context import get_context
 from arr_core.lifecycle import build_view
 from arr_core.openapi import openapi_document
-from arr_core.errors import ArrError, Rejected
-from arr_core.settings import SettingsError
+from arr_core.errors import InvalidInput, Misconfigured, SessionEnded
+from arr_core.models import SessionStatus
 from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
     ComponentHealth,
     ExtendSessionRequest,
-    FieldError,
     Health,
     SessionList,
     StartSessionRequest,
@@ -30,13 +29,12 @@ from arr_core.views import (
 if TYPE_CHECKING:
     from arr_core.sessions import SessionState
 
-from .http import BadInput, absolute_url, handled, json_response, links_for, read_json_object, query_fields, validate
+from .http import absolute_url, handled, json_response, links_for, read_json_object, query_fields, validate
 
 bp = func.Blueprint()
 
 START_QUERY = {"size": "str", "leaseMinutes": "int", "sessionId": "str", "requestedBy": "str", "reason": "str",
                "labels": "object", "keepAlive": "bool"}
-TERMINAL = ("Stopped", "Expired", "Error")
 
 
 def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
@@ -52,8 +50,7 @@ def _pending(req: func.HttpRequest, state: SessionState, poll_seconds: int) -> f
 def _session_id(req: func.HttpRequest) -> str:
     session_id = req.route_params.get("id", "")
     if not SESSION_ID_PATTERN.fullmatch(session_id):
-        raise BadInput("the session id must be 1-256 letters, digits, '-' or '_'",
-                       [FieldError(field="id", message="invalid session id")])
+        raise InvalidInput("the session id must be 1-256 letters, digits, '-' or '_'", field="id")
     return session_id
 
 
@@ -69,8 +66,7 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     if key is None:
         return None
     if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise BadInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a space",
-                       [FieldError(field="Idempotency-Key", message="invalid header value")])
+        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a space", field="Idempotency-Key")
     return key
 
 
@@ -99,16 +95,13 @@ async def get_session(req: func.HttpRequest) -> func.HttpResponse:
 async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     state = await context.sessions.read(_session_id(req))
-    if state.status in TERMINAL:
+    if SessionStatus(state.status).is_terminal:
         error = state.arr.error if state.arr is not None else None
-        detail = f"session {state.session_id} is {state.status} and will never be Ready"
-        rejected = Rejected(409, "Session ended before it was Ready", detail, session_status=state.status)
-        if error is not None:
-            rejected.arr_error = ArrError(error.message, code=error.code)
-        elif state.record is not None and state.record.error_code:
-            rejected.arr_error = ArrError(state.record.error_message or "", code=state.record.error_code)
-        raise rejected
-    if state.status == "Ready":
+        code = error.code if error is not None else (state.record.error_code if state.record else None)
+        message = error.message if error is not None else (state.record.error_message if state.record else None)
+        raise SessionEnded(f"session {state.session_id} has ended ({state.status})",
+                           session_status=state.status, error_code=code, error_message=message)
+    if state.status == SessionStatus.READY:
         return _view(req, state)
     return _pending(req, state, context.settings.poll_seconds)
 
@@ -142,8 +135,7 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
         statuses = {s.strip().capitalize() for s in req.params["status"].split(",") if s.strip()}
         unknown = statuses - {"Starting", "Ready"}
         if unknown:
-            raise BadInput("status may list Starting and Ready (ARR lists only active sessions)",
-                           [FieldError(field="status", message=f"unknown or inactive status {sorted(unknown)}")])
+            raise InvalidInput("status may list Starting and Ready (ARR lists only active sessions)", field="status")
     context = await get_context()
     active = await context.sessions.list_active(statuses)
     links = links_for(req)
@@ -157,9 +149,9 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     try:
         context = await get_context()
-    except SettingsError as exc:
+    except Misconfigured as exc:
         misconfigured = ComponentHealth(status="misconfigured", detail=str(exc))
-        return json_response(Health(status="degraded", arr=misconfigured, history=misconfigured), 503)
+        return json_response(Health(status="misconfigured", arr=misconfigured, history=misconfigured), 503)
     report = await context.sessions.health()
     return json_response(report, 200 if report.status == "ok" else 503)
 

@@ -11,7 +11,8 @@ import pytest
 
 from arr_core.history import HistoryStore
 from arr_core.records import Event, SessionRecord
-from arr_core.settings import AppSettings, SettingsError
+from arr_core.errors import Misconfigured
+from arr_core.settings import AppSettings
 from conftest import Azurite
 
 
@@ -56,7 +57,7 @@ def test_two_writers_never_lose_an_update(azurite: Azurite) -> None:
                                            ({"ARR_STOP_CONCURRENCY": "lots"}, "ARR_STOP_CONCURRENCY")])
 def test_bad_settings_name_the_variable(env: dict[str, str], name: str) -> None:
     """A malformed setting fails with its environment variable's name."""
-    with pytest.raises(SettingsError, match=name):
+    with pytest.raises(Misconfigured, match=name):
         AppSettings.from_env(env)
 
 
