@@ -33,7 +33,7 @@ def decode_token(token: str, filters: dict[str, Any]) -> tuple[str, str]:
     """
     try:
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        payload = raw["d"] if isinstance(raw, dict) else None
+        payload = raw.get("d") if isinstance(raw, dict) else None
         if not isinstance(payload, str) or raw.get("v") != 1 or raw.get("s") != _digest(payload):
             raise InvalidToken("the continuation token was altered")
         data = json.loads(payload)
