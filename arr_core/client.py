@@ -16,7 +16,7 @@ from .errors import ServiceError
 from .models import RenderingSession, SessionSize
 from .responses import correlation_id, error_from_response, json_body
 from .retries import RetryPolicy
-from .transport import DEFAULT_TIMEOUT, USER_AGENT, send_logged
+from .transport import DEFAULT_TIMEOUT, send_logged
 from .validation import check_lease_minutes, check_session_id, check_size
 
 API_VERSION = "2021-01-01"

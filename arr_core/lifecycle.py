@@ -82,7 +82,8 @@ def failed_start(record: SessionRecord, code: str, message: str, now: datetime, 
     in Error with the reason; a retry of the start may reopen it (:func:`reopen`)."""
     if not record.is_active:
         return None
-    new = replace(record, status=SessionStatus.ERROR.value, error_code=code, error_message=message, ended_at=now, elapsed_minutes=0)
+    new = replace(record, status=SessionStatus.ERROR.value, error_code=code, error_message=message, ended_at=now,
+                  elapsed_minutes=0)
     return new, [Event("start-failed", now, from_status=record.status, to_status=SessionStatus.ERROR.value, actor=actor,
                        detail={"code": code, "message": message})]
 

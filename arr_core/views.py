@@ -83,9 +83,11 @@ class StartSessionRequest(ApiModel):
 class ExtendSessionRequest(ApiModel):
     """Exactly one of a new total lease or minutes to add."""
 
-    lease_minutes: int | None = Field(default=None, ge=1, le=MAX_LEASE_MINUTES, description="The new total lease, in minutes.",
+    lease_minutes: int | None = Field(default=None, ge=1, le=MAX_LEASE_MINUTES,
+                                      description="The new total lease, in minutes.",
                                       json_schema_extra={"x-ms-summary": "New total lease (minutes)"})
-    extend_by_minutes: int | None = Field(default=None, ge=1, le=MAX_LEASE_MINUTES, description="Minutes to add to the lease.",
+    extend_by_minutes: int | None = Field(default=None, ge=1, le=MAX_LEASE_MINUTES,
+                                          description="Minutes to add to the lease.",
                                           json_schema_extra={"x-ms-summary": "Minutes to add"})
 
     @model_validator(mode="after")

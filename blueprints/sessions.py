@@ -66,7 +66,8 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     if key is None:
         return None
     if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a space", field="Idempotency-Key")
+        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a "
+                           "space", field="Idempotency-Key")
     return key
 
 

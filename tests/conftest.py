@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient
 
 from devhost.stack import AZURITE, azurite_command, azurite_connection_string, free_port
 
@@ -184,3 +186,21 @@ def app_host(emulator_process: Emulator, azurite: Azurite, table_name: str,
                       "function_app", "--no-timers")
     yield host
     stop(host.process)
+
+
+@pytest.fixture
+def http(app_host: Host, emulator: Emulator) -> Iterator[httpx.Client]:
+    """A client of the module's function app (with its function key), the emulator reset for the test."""
+    with app_host.client() as client:
+        yield client
+
+
+@pytest.fixture
+def table(azurite: Azurite, table_name: str) -> Iterator[TableClient]:
+    """The module's history table, as a test reads it (created if the app has not yet)."""
+    with TableClient.from_connection_string(azurite.connection_string, table_name=table_name) as client:
+        try:
+            client.create_table()
+        except ResourceExistsError:
+            pass
+        yield client

@@ -95,7 +95,8 @@ def test_sessions_older_than_the_history_table_keep_an_unknown_keep_alive() -> N
     sessions = [arr("before", created=since - timedelta(hours=2)), arr("after", created=since + timedelta(minutes=5))]
     decisions = decide(sessions, [], cutoff + timedelta(minutes=1), NIGHTLY, nightly_cutoff=cutoff,
                        history_since=since)
-    assert by_action(decisions, Action.KEEP) == {"before": "keepAlive unknown (its history was lost): left to its lease"}
+    assert by_action(decisions, Action.KEEP) == {
+        "before": "keepAlive unknown (its history was lost): left to its lease"}
     assert set(by_action(decisions, Action.STOP)) == {"after"}
     assert {d.session_id: d.record.keep_alive for d in decisions} == {"before": None, "after": False}
 

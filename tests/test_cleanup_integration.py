@@ -34,15 +34,6 @@ def http(app_host: Host, emulator: Emulator, table: TableClient) -> Iterator[htt
         yield client
 
 
-@pytest.fixture
-def table(azurite: Azurite, table_name: str) -> Iterator[TableClient]:
-    with TableClient.from_connection_string(azurite.connection_string, table_name=table_name) as client:
-        try:
-            client.create_table()
-        except Exception:  # noqa: BLE001 - it exists
-            pass
-        yield client
-
 
 def arr_client(emulator: Emulator) -> ArrClient:
     s = emulator.client_settings()

@@ -7,31 +7,15 @@ import base64
 import json
 import uuid
 from urllib.parse import quote
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
-from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
+from conftest import Azurite, Emulator, function_app_env, start_host, stop
 
 
-@pytest.fixture
-def http(app_host: Host, emulator: Emulator) -> Iterator[httpx.Client]:
-    with app_host.client() as client:
-        yield client
-
-
-@pytest.fixture
-def table(azurite: Azurite, table_name: str) -> Iterator[TableClient]:
-    with TableClient.from_connection_string(azurite.connection_string, table_name=table_name) as client:
-        try:
-            client.create_table()
-        except ResourceExistsError:
-            pass
-        yield client
 
 
 def token(raw: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,16 +20,6 @@ def app_settings() -> dict[str, str]:
     return {"ARR_MAX_LEASE_MINUTES": "240", "ARR_POLL_SECONDS": "3"}
 
 
-@pytest.fixture
-def http(app_host: Host, emulator: Emulator) -> Iterator[httpx.Client]:
-    with app_host.client() as client:
-        yield client
-
-
-@pytest.fixture
-def table(azurite: Azurite, table_name: str) -> Iterator[TableClient]:
-    with TableClient.from_connection_string(azurite.connection_string, table_name=table_name) as client:
-        yield client
 
 
 def session_record(table: TableClient, session_id: str) -> dict[str, Any]:
