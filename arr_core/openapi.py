@@ -98,9 +98,10 @@ def openapi_document(base_url: str) -> dict[str, Any]:
 
     def errors(*codes: int) -> dict[str, Any]:
         texts = {400: "The request is invalid; `errors` names the fields.", 404: "No such session.",
-                 409: "Conflict: see the problem's detail.", 413: "The body is larger than 64 KiB.",
+                 409: "Conflict (or a cleanup already running): see the problem's detail.", 413: "The body is larger than 64 KiB.",
                  415: "The body is not JSON.", 502: "ARR failed or refused our credentials.",
-                 503: "ARR is throttling, or Table Storage is unavailable.", 504: "ARR did not answer in time."}
+                 503: "ARR is throttling, Table Storage is unavailable, or a setting is wrong; see Retry-After.",
+                 504: "ARR did not answer, or the request's time budget ran out; see Retry-After."}
         return {str(c): {"description": texts[c], "schema": problem} for c in codes}
 
     polling_headers = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
@@ -196,7 +197,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                            **{"x-ms-visibility": "internal"}),
                 ],
                 "responses": {"200": {"description": "A page of sessions.", "schema": d.ref(HistoryPage)},
-                              **errors(400, 503)},
+                              **errors(400, 503, 504)},
             },
         },
         "/usage": {
@@ -209,7 +210,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     _param("groupBy", "query", "How to group rows.", "Group by", enum=["day", "size", "requestedBy"]),
                 ],
                 "responses": {"200": {"description": "The usage report.", "schema": d.ref(UsageReport)},
-                              **errors(400, 503)},
+                              **errors(400, 503, 504)},
             },
         },
         "/cleanup": {
@@ -222,7 +223,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                            enum=["lease", "nightly"]),
                 ],
                 "responses": {"200": {"description": "What the cleanup decided and did.",
-                                      "schema": d.ref(CleanupReport)}, **errors(400, 502, 503, 504)},
+                                      "schema": d.ref(CleanupReport)}, **errors(400, 409, 502, 503, 504)},
             },
         },
         "/health": {

@@ -20,7 +20,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TypeVar
 
@@ -71,8 +71,7 @@ def retry_reason(error: BaseException | None) -> str:
 class RetryPolicy:
     """How many times, and for how long, the client retries one ARR call.
 
-    ``RetryPolicy.off()`` makes one attempt; ``policy.without_waiting()`` keeps the attempts but never sleeps, for
-    tests.
+    ``RetryPolicy.off()`` makes one attempt; tests that keep the attempts inject a ``sleep`` that takes no time.
     """
 
     attempts: int = 5
@@ -87,14 +86,6 @@ class RetryPolicy:
     def off(cls) -> RetryPolicy:
         """One attempt, no retries."""
         return cls(attempts=1)
-
-    def without_waiting(self) -> RetryPolicy:
-        """The same policy, but waits take no time (for tests)."""
-
-        async def no_sleep(_: float) -> None:
-            return None
-
-        return replace(self, sleep=no_sleep)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

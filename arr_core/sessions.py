@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -38,7 +37,7 @@ from .lifecycle import (
     stalled_start,
     view_status,
 )
-from .records import REQUESTED, Event, Mutation, SessionRecord, utcnow
+from .records import REQUESTED, Event, Mutation, SessionRecord, idempotency_row, utcnow
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
 from .validation import MAX_LEASE_MINUTES
@@ -122,7 +121,7 @@ class SessionService:
             session_id=session_id, created_at=now, size=size, lease_minutes=lease,
             requested_by=request.requested_by, reason=request.reason, labels=request.labels or {},
             keep_alive=bool(request.keep_alive),
-            idempotency_key=hashlib.sha256(idempotency_key.encode()).hexdigest()[:16] if idempotency_key else None,
+            idempotency_key=idempotency_row(idempotency_key)[:16] if idempotency_key else None,
         )
         record, wrote = await self.history.claim(intent, Event(
             "requested", now, to_status=REQUESTED, actor=request.requested_by,
