@@ -86,7 +86,7 @@ class Decision:
     def stop_as(self) -> tuple[str, str | None]:
         """The reason and actor a stop is recorded with: a stop someone asked for and a crash cut short keeps
         theirs; any other is the cleanup's."""
-        if self.record is not None and self.record.stop_reason and self.record.is_active and not self.adopt:
+        if self.record is not None and self.record.stop_reason and not self.adopt:
             return self.record.stop_reason, self.record.stopped_by
         return self.reason, "cleanup"
 
@@ -126,7 +126,7 @@ def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], n
 def judge(arr: RenderingSession, record: SessionRecord, now: datetime, policy: CleanupPolicy,
            nightly_cutoff: datetime | None) -> Decision:
     started = _started(arr, record)
-    if record.stop_reason and record.is_active:
+    if record.stop_reason:  # ARR still runs it (it is listed), though a stop was asked for: a crash cut it short
         return Decision(arr.id, Action.STOP, f"finishing the stop asked for: {record.stop_reason}", arr, record)
     if nightly_cutoff is not None and record.keep_alive is False and (started is None or started < nightly_cutoff):
         local = nightly_cutoff.astimezone(policy.time_zone)

@@ -238,11 +238,16 @@ class HistoryStore:
                 else:  # one entity: a plain conditional write, no batch to encode
                     result = [await self._call(self._table.update_entity, record_to_entity(new),
                                                mode=UpdateMode.REPLACE, **condition)]
-            except (TableTransactionError, ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+            except (TableTransactionError, ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as exc:
                 # Another writer got there first (412/409), or the record has gone (404): decide again on
-                # fresh data.
+                # fresh data. A record gone from a table another host recreated is written back first, if
+                # this process remembers it active, so its keepAlive, requester and reason survive.
+                remembered = self._written.get(session_id)
                 current = None
                 self._forget(session_id)
+                gone = isinstance(exc, ResourceNotFoundError) or getattr(exc, "status_code", None) == 404
+                if gone and remembered is not None and remembered.is_active:
+                    await self._write_back([remembered])
                 continue
             return self._remember(new, result)
         msg = f"gave up updating {session_id} after {MAX_UPDATE_ATTEMPTS} conflicting writes"
@@ -503,14 +508,28 @@ class HistoryStore:
         try:
             async with self._bounded():
                 await self._table.create_table()
+            created = True
         except ResourceExistsError:
-            self._ready = True
-            return False
-        async with self._bounded():
-            await self._table.upsert_entity({"PartitionKey": "meta", "RowKey": "table",
-                                             "CreatedAt": self._clock()}, mode=UpdateMode.REPLACE)
+            created = False
+        if created or await self._empty():
+            # An empty table without its epoch was made by someone who died before stamping it: stamping it
+            # now errs on the safe side (older sessions count as possibly lost, so keepAlive is never assumed).
+            try:
+                async with self._bounded():
+                    await self._table.create_entity({"PartitionKey": "meta", "RowKey": "table",
+                                                     "CreatedAt": self._clock()})
+            except ResourceExistsError:
+                pass
         self._ready = True
-        return True
+        return created
+
+    async def _empty(self) -> bool:
+        async with self._bounded():
+            pages = self._table.list_entities(results_per_page=1, select=["PartitionKey"]).by_page()
+            try:
+                return not [e async for e in await anext(pages)]
+            except StopAsyncIteration:
+                return True
 
     async def _recreate(self) -> None:
         """The table has gone: create it again, forget stale places and ETags, and write back what this process
@@ -523,6 +542,10 @@ class HistoryStore:
         if created or remembered:
             log.error("history table was missing (recreated %s); restoring %d active sessions this process knew",
                       "here" if created else "elsewhere", len(remembered))
+        await self._write_back(remembered)
+
+    async def _write_back(self, remembered: list[SessionRecord]) -> None:
+        """Write records this process remembers into a table that lost them (merging into adoptions)."""
         now = self._clock()
         for record in remembered:
             event = Event("restored", now, to_status=record.status,

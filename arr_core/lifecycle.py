@@ -96,7 +96,8 @@ REDRIVE_AFTER = timedelta(seconds=5)  # a start still "Requested" this long afte
 def stalled_start(record: SessionRecord, now: datetime) -> bool:
     """An accepted start whose ARR call never happened (a crash or a lost answer): safe to drive again, since
     ARR's create is idempotent for the same id and settings."""
-    return record.status == REQUESTED and now - (record.updated_at or record.created_at) >= REDRIVE_AFTER
+    return (record.status == REQUESTED and not record.stop_reason
+            and now - (record.updated_at or record.created_at) >= REDRIVE_AFTER)
 
 
 def resumable(record: SessionRecord) -> bool:
@@ -125,6 +126,16 @@ def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) 
                   error_message=record.error_message or "ARR does not know this session")
     return new, [Event("reconciled", now, from_status=record.status, to_status=SessionStatus.ERROR.value, actor=actor,
                        detail={"reason": "ARR does not know this session"})]
+
+
+def cancel_start(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Observation:
+    """Stopped before ARR ever had it: the start is cancelled, so no later poll or retry drives it again."""
+    if record.status != REQUESTED:
+        return None
+    stopped = SessionStatus.STOPPED.value
+    new = replace(record, status=stopped, ended_at=now, elapsed_minutes=0, stop_reason=reason, stopped_by=actor)
+    return new, [Event("stopped", now, from_status=REQUESTED, to_status=stopped, actor=actor,
+                       detail={"reason": reason, "billedMinutes": 0, "before": "ARR was asked"})]
 
 
 def request_stop(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Observation:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import deadline
 from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
 from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError
 from .lifecycle import observe, vanished
@@ -23,7 +24,8 @@ from .views import CleanupAction, CleanupReport, UsageReport
 
 log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
-LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
+LEASE_MARGIN_SECONDS = 60.0
+BOOKKEEPING_SECONDS = 15.0  # after acting: the nightly mark, the run record, the lease release (5 s each at most)  # a holder that died frees the cleanup this long after its budget
 
 
 class _OutOfTime(Exception):
@@ -62,6 +64,9 @@ class Maintenance:
         """
         loop = asyncio.get_running_loop()
         budget = budget_seconds or self.settings.cleanup_budget_seconds
+        left = deadline.remaining()  # an HTTP caller's budget: the report must reach it in time
+        if left is not None:
+            budget = max(1.0, min(budget, left - BOOKKEEPING_SECONDS))
         ends = loop.time() + budget
         if dry_run:
             return await self._run(dry_run, mode, ends)
@@ -114,13 +119,15 @@ class Maintenance:
                 await self._carry_out(d, report, cutoff, since)
 
         tasks = {asyncio.create_task(self._guard(report, d, carry_out(d))): d for d in decisions}
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time()))
-            for task in pending:
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time())) if tasks else (set(), set())
+        finally:  # never act after the run has answered (or was cancelled): that is the next run's work
+            late = [t for t in tasks if not t.done()]
+            for task in late:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            report.deferred.extend(CleanupAction(id=tasks[t].session_id, reason=f"{tasks[t].action.value}: "
-                                                 "out of time, left to the next run") for t in pending)
+            await asyncio.gather(*late, return_exceptions=True)
+        report.deferred.extend(CleanupAction(id=tasks[t].session_id, reason=f"{tasks[t].action.value}: out of "
+                                             "time, left to the next run") for t in pending)
         if night is not None and not report.errors and not report.deferred:
             await self.history.mark_night(night, now)
         await self.history.record_run(report)
@@ -142,7 +149,9 @@ class Maintenance:
             await self._reconcile(d, report)
             return
         arr = d.arr
-        assert arr is not None
+        if arr is None:  # a start in progress: nothing to act on yet
+            report.kept.append(CleanupAction(id=d.session_id, reason=d.reason))
+            return
         if d.action is Action.STOP:
             reason, actor = d.stop_as
             await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from . import deadline as request_deadline
 from .errors import ArrError, DeadlineExceeded, ServiceError, ThrottledError, TransportError
 
 T = TypeVar("T")
+MAX_RETRY_AFTER = 3600.0  # an hour: anything longer is not a wait, and is passed on as this
 log = logging.getLogger("arr_core.retries")
 
 
@@ -48,7 +50,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+    if not math.isfinite(seconds):  # "inf", "1e999", NaN: nothing a caller can wait for
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def is_retryable(error: BaseException) -> bool:

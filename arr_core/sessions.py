@@ -16,6 +16,7 @@ from .errors import (
     ArrError,
     AuthenticationError,
     ConflictError,
+    DeadlineExceeded,
     HistoryError,
     InvalidRequestError,
     NotFoundError,
@@ -28,6 +29,7 @@ from .errors import (
 )
 from .lifecycle import (
     adopted_record,
+    cancel_start,
     failed_start,
     fingerprint,
     observe,
@@ -211,28 +213,25 @@ class SessionService:
     # -- stop ----------------------------------------------------------------------------------------------
 
     async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None,
-                   known: RenderingSession | None = None, record: SessionRecord | None = None,
-                   note_first: bool = True) -> SessionState:
+                   known: RenderingSession | None = None, record: SessionRecord | None = None) -> SessionState:
         """Stop the session; one that has already ended is simply returned.
 
         The reason is noted before ARR is asked, so a crash in between loses neither the reason nor the stop
-        (the cleanup finishes it); ``note_first=False`` skips that for the cleanup's own stops, whose reasons
-        the next run derives again. ``known`` is ARR's view from just before (the cleanup's list): then the stop
-        costs one ARR call, not two; ``record`` (read with its ETag just before) saves a table read.
+        (the cleanup finishes it). A start ARR never had is cancelled, so no later poll or retry starts it.
+        ``known`` is ARR's view from just before (the cleanup's list): then the stop costs one ARR call, not
+        two; ``record`` (read with its ETag just before) saves a table read.
         """
         reason = reason or "stopped on request"
         now = self._clock()
-        if note_first:
-            with _history_optional(session_id):
-                record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now),
-                                                   record)
+        with _history_optional(session_id):
+            record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now), record)
         try:
             await self.arr.stop_session(session_id)
         except NotFoundError:
             record = await self.history.get(session_id)
             if record is None:
-                raise SessionNotFound(f"neither ARR nor history knows session {session_id}") \
-                    from None
+                raise SessionNotFound(f"neither ARR nor history knows session {session_id}") from None
+            record = await self.history.update(session_id, lambda r: cancel_start(r, reason, actor, now)) or record
             return SessionState(session_id, None, record)
         if known is not None and not known.status.is_terminal:
             arr_session = known.model_copy(update={"status": SessionStatus.STOPPED})
@@ -305,10 +304,11 @@ class SessionService:
 
 @contextmanager
 def _history_optional(session_id: str) -> Iterator[None]:
-    """For writes that follow an ARR action: a failure is logged; the caller answers with ARR's view."""
+    """For writes that follow an ARR action: a failure, or the request's budget running out, is logged and the
+    caller answers with ARR's view (a 504 there would hide a session ARR has made, inviting a second one)."""
     try:
         yield
-    except HistoryError as exc:
+    except (HistoryError, DeadlineExceeded) as exc:
         log.warning("history of %s not written (%s); the next cleanup completes it", session_id, exc)
 
 

@@ -25,6 +25,7 @@ from arr_core import (
     ThrottledError,
 )
 from arr_core.deadline import budget
+from arr_core.retries import parse_retry_after
 from arr_core.errors import DeadlineExceeded
 from test_client import ACCOUNT, DOMAIN, ENDPOINT, SECRET_KEY, FakeArr, FakeClock, jwt, make_client, session_json
 
@@ -276,3 +277,28 @@ async def test_giving_up_for_the_budget_is_logged(caplog: pytest.LogCaptureFixtu
     assert [r.getMessage() for r in caplog.records if r.name == "arr_core.retries"] == [
         f"ARR GET /accounts/{ACCOUNT}/sessions/s1: not retrying after 429 (MS-CV cv.9): a wait of 29.0 s would "
         "cross the request's budget"]
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("inf", None), ("1e999", None), ("nan", None), ("-5", 0.0),
+                                                 ("86400", 3600.0), ("7", 7.0)])
+def test_unusable_retry_after_values_are_not_waited_for(header: str, seconds: float | None) -> None:
+    """Review finding: "1e999" parsed as infinity, and the edge's math.ceil(inf) raised OverflowError: a raw 500.
+    Non-finite values are unreadable; others are clamped to [0, 1 h]."""
+    assert parse_retry_after(header) == seconds
+
+
+def test_an_infinite_retry_after_still_answers_503_problem() -> None:
+    """The same header from ARR through the edge: 503 problem+json with a finite Retry-After."""
+    import asyncio
+
+    import azure.functions as func
+
+    import blueprints.http as edge
+    from arr_core.errors import ThrottledError
+
+    @edge.handled
+    async def throttled(req: func.HttpRequest) -> func.HttpResponse:
+        raise ThrottledError("throttled", retry_after=parse_retry_after("1e999"), status_code=429)
+
+    response = asyncio.run(throttled(func.HttpRequest("GET", "http://127.0.0.1/api/sessions", body=b"")))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"

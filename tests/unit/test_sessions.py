@@ -1,0 +1,433 @@
+"""SessionService over MemoryHistory and a real ArrClient talking to the emulator in-process.
+
+Each crash of the README's table is simulated at its point (a key bound with no intent, an intent with no ARR
+session, a history write failing after ARR acted, a stop cut short) and the service is shown to see it through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import timedelta
+
+import pytest
+
+from arr_core.errors import (
+    HistoryUnavailable,
+    IdempotencyKeyReused,
+    InvalidRequestError,
+    LeaseMustGrow,
+    LeaseTooLong,
+    ServiceError,
+    SessionIdInUse,
+)
+from arr_core.lifecycle import fingerprint
+from arr_core.models import SessionStatus
+from arr_core.records import Event, SessionRecord
+from arr_core.views import ExtendSessionRequest, StartSessionRequest
+
+from .harness import START, World
+
+BODY = {"lease_minutes": 30, "requested_by": "flow@contoso", "reason": "unit"}
+
+
+def start_request(**fields: object) -> StartSessionRequest:
+    return StartSessionRequest(**(BODY | fields))  # type: ignore[arg-type]
+
+
+def key_fingerprint(request: StartSessionRequest, size: str = "Standard") -> str:
+    """The fingerprint the service binds a key with: the request with its defaults resolved."""
+    return fingerprint(request.model_dump() | {"size": size, "lease_minutes": request.lease_minutes})
+
+
+# -- start --------------------------------------------------------------------------------------------------------
+
+async def test_start_answers_starting_then_ready_once_the_emulator_clock_moves(world: World) -> None:
+    state = await world.service.start(start_request(labels={"team": "viz"}, keep_alive=True, session_id="s-1"))
+    assert (state.session_id, state.status) == ("s-1", "Starting")  # the 202 of the HTTP layer
+    assert state.arr is not None and state.arr.status is SessionStatus.STARTING
+    assert world.emulator.requests["create"] == 1
+
+    world.advance(10)
+    ready = await world.service.read("s-1")
+    assert ready.status == "Ready"
+    record = await world.history.get("s-1")
+    assert record is not None and ready.record == record
+    assert {
+        "status": record.status, "created_at": record.created_at, "size": record.size,
+        "lease_minutes": record.lease_minutes, "requested_by": record.requested_by, "reason": record.reason,
+        "labels": record.labels, "keep_alive": record.keep_alive, "arr_created_at": record.arr_created_at,
+        "ready_at": record.ready_at, "ended_at": record.ended_at, "idempotency_key": record.idempotency_key,
+        "event_count": record.event_count, "updated_at": record.updated_at,
+    } == {
+        "status": "Ready", "created_at": START, "size": "Standard", "lease_minutes": 30,
+        "requested_by": "flow@contoso", "reason": "unit", "labels": {"team": "viz"}, "keep_alive": True,
+        "arr_created_at": START, "ready_at": START + timedelta(seconds=10), "ended_at": None,
+        "idempotency_key": None, "event_count": 3, "updated_at": START + timedelta(seconds=10),
+    }
+    events = await world.history.events("s-1")
+    assert await world.event_types("s-1") == [(1, "requested", None, "Requested"),
+                                              (2, "status", "Requested", "Starting"),
+                                              (3, "status", "Starting", "Ready")]
+    assert (events[0]["Actor"], json.loads(events[0]["Detail"])) == (
+        "flow@contoso", {"size": "Standard", "leaseMinutes": 30, "reason": "unit"})
+    assert [e["At"] for e in events] == [START, START, START + timedelta(seconds=10)]
+
+
+async def test_twenty_concurrent_duplicates_with_one_session_id_start_one_session(world: World) -> None:
+    states = await asyncio.gather(*(world.service.start(start_request(session_id="dup")) for _ in range(20)))
+    assert {(s.session_id, s.status) for s in states} == {("dup", "Starting")}
+    assert world.emulator.requests["create"] == 1
+    assert world.arr_statuses() == {"dup": "Starting"}
+    assert [r.session_id for r in await world.records()] == ["dup"]
+    assert await world.event_types("dup") == [(1, "requested", None, "Requested"),
+                                              (2, "status", "Requested", "Starting")]
+
+
+async def test_twenty_concurrent_duplicates_with_one_idempotency_key_make_one_arr_create(world: World) -> None:
+    states = await asyncio.gather(*(world.service.start(start_request(), "key-20") for _ in range(20)))
+    [session_id] = {s.session_id for s in states}
+    assert {s.status for s in states} == {"Starting"}
+    assert world.emulator.requests["create"] == 1
+    assert world.arr_statuses() == {session_id: "Starting"}
+    [record] = await world.records()
+    assert (record.session_id, record.idempotency_key) == (session_id,
+                                                           hashlib.sha256(b"key-20").hexdigest()[:16])
+
+
+async def test_a_repeated_session_id_with_other_settings_is_refused(world: World) -> None:
+    await world.service.start(start_request(session_id="taken"))
+    with pytest.raises(SessionIdInUse) as caught:
+        await world.service.start(start_request(session_id="taken", lease_minutes=45))
+    assert (caught.value.code, caught.value.field) == ("SessionIdInUse", "sessionId")
+    assert world.emulator.requests["create"] == 1
+
+
+# -- Idempotency-Key ----------------------------------------------------------------------------------------------
+
+async def test_a_key_reused_with_other_parameters_is_refused_as_a_conflict(world: World) -> None:
+    from blueprints.http import PROBLEMS  # the one table that turns domain errors into HTTP answers
+
+    first = await world.service.start(start_request(), "key-a")
+    with pytest.raises(IdempotencyKeyReused) as caught:
+        await world.service.start(start_request(lease_minutes=45), "key-a")
+    assert (caught.value.code, caught.value.field) == ("IdempotencyKeyReused", "Idempotency-Key")
+    assert PROBLEMS[IdempotencyKeyReused].status == 409
+    assert world.emulator.requests["create"] == 1
+    assert [r.session_id for r in await world.records()] == [first.session_id]
+
+
+async def test_a_key_bound_before_a_crash_without_an_intent_starts_its_session(world: World) -> None:
+    """The process died after binding the key, before writing the intent: the retry starts that session."""
+    request = start_request()
+    await world.history.claim_key("key-crash", key_fingerprint(request), "bound-no-intent")
+    assert await world.records() == []
+    state = await world.service.start(request, "key-crash")
+    assert (state.session_id, state.status) == ("bound-no-intent", "Starting")
+    assert world.arr_statuses() == {"bound-no-intent": "Starting"}
+    world.advance(10)
+    assert (await world.service.read("bound-no-intent")).status == "Ready"
+
+
+async def write_stalled_intent(world: World, request: StartSessionRequest, key: str, session_id: str) -> None:
+    """What a process that died after the intent, before ARR's PUT, left: the key's row and a Requested record."""
+    await world.history.claim_key(key, key_fingerprint(request), session_id)
+    await world.history.claim(
+        SessionRecord(session_id=session_id, created_at=world.clock.now, size="Standard",
+                      lease_minutes=request.lease_minutes, requested_by=request.requested_by, reason=request.reason,
+                      idempotency_key=hashlib.sha256(key.encode()).hexdigest()[:16]),
+        Event("requested", world.clock.now, to_status="Requested", actor=request.requested_by))
+
+
+async def test_a_stalled_intent_is_driven_by_a_retry_with_the_key_after_5_seconds(world: World) -> None:
+    request = start_request()
+    await write_stalled_intent(world, request, "key-stalled", "stalled")
+    world.advance(4.9)
+    early = await world.service.start(request, "key-stalled")
+    assert (early.session_id, early.status, early.arr) == ("stalled", "Starting", None)  # still in progress
+    assert world.emulator.requests["create"] == 0
+    world.advance(0.1)
+    state = await world.service.start(request, "key-stalled")
+    assert state.arr is not None and state.arr.status is SessionStatus.STARTING
+    assert world.emulator.requests["create"] == 1
+    assert world.arr_statuses() == {"stalled": "Starting"}
+    assert await world.event_types("stalled") == [(1, "requested", None, "Requested"),
+                                                  (2, "status", "Requested", "Starting")]
+
+
+async def test_a_stalled_intent_is_driven_by_a_read_after_5_seconds(world: World) -> None:
+    """A Logic App polling the Location of a start that was cut short sees it through."""
+    await write_stalled_intent(world, start_request(), "key-poll", "polled")
+    world.advance(4.9)
+    assert (await world.service.read("polled")).arr is None
+    world.advance(0.1)
+    state = await world.service.read("polled")
+    assert (state.status, world.emulator.requests["create"]) == ("Starting", 1)
+    world.advance(10)
+    assert (await world.service.read("polled")).status == "Ready"
+    assert world.emulator.requests["create"] == 1
+
+
+async def test_an_intent_closed_by_the_cleanup_is_reopened_by_a_retry_with_the_key(world: World) -> None:
+    request = start_request()
+    await write_stalled_intent(world, request, "key-closed", "closed")
+    world.advance(11 * 60)  # past the cleanup's 10 minutes of grace for a start in progress
+    report = await world.maintenance().run_cleanup()
+    assert [(a.id, a.reason) for a in report.reconciled] == [("closed", "closed: ARR does not know it")]
+    closed = await world.history.get("closed")
+    assert closed is not None and (closed.status, closed.error_code) == ("Error", "StartNotCompleted")
+
+    state = await world.service.start(request, "key-closed")
+    assert (state.session_id, state.status) == ("closed", "Starting")
+    assert world.arr_statuses() == {"closed": "Starting"}
+    record = await world.history.get("closed")
+    assert record is not None
+    assert (record.status, record.error_code, record.ended_at) == ("Starting", None, None)
+    assert await world.event_types("closed") == [(1, "requested", None, "Requested"),
+                                                 (2, "start-failed", "Requested", "Error"),
+                                                 (3, "retried", "Error", "Requested"),
+                                                 (4, "status", "Requested", "Starting")]
+
+
+async def test_a_key_whose_first_start_arr_refused_stays_usable(world: World) -> None:
+    """ARR refused the first create (400): the caller hears why, the record ends in Error, and a retry with the
+    same key asks ARR again and starts the same session."""
+    world.fault("create", status=400)
+    with pytest.raises(InvalidRequestError):
+        await world.service.start(start_request(), "key-refused")
+    [refused] = await world.records()
+    assert (refused.status, refused.error_code, refused.reached_arr) == ("Error", "Error", False)
+    state = await world.service.start(start_request(), "key-refused")
+    assert (state.session_id, state.status) == (refused.session_id, "Starting")
+    assert world.emulator.requests["create"] == 2
+    assert [t for _, t, _, _ in await world.event_types(refused.session_id)] == [
+        "requested", "start-failed", "retried", "status"]
+
+
+async def test_a_key_bound_25_hours_ago_starts_a_new_session(world: World) -> None:
+    first = await world.service.start(start_request(), "key-old")
+    world.advance(10)
+    await world.service.stop(first.session_id, "done", actor="flow@contoso")
+    world.advance(25 * 3600)
+    again = await world.service.start(start_request(), "key-old")
+    assert again.session_id != first.session_id and again.status == "Starting"
+    assert world.arr_statuses() == {first.session_id: "Stopped", again.session_id: "Starting"}
+    assert world.emulator.requests["create"] == 2
+
+
+# -- extend -------------------------------------------------------------------------------------------------------
+
+async def test_extend_raises_the_lease_at_arr_and_in_history(world: World) -> None:
+    await world.service.start(start_request(session_id="ext"))
+    world.advance(10 + 120)
+    state = await world.service.extend("ext", ExtendSessionRequest(extend_by_minutes=15), actor="alice")
+    assert (state.status, state.arr.lease_minutes if state.arr else None) == ("Ready", 45)
+    record = await world.history.get("ext")
+    assert record is not None and (record.lease_minutes, record.status) == (45, "Ready")
+    events = await world.history.events("ext")
+    assert [(e["Type"], e.get("Actor")) for e in events[2:]] == [("status", "alice"), ("extended", "alice")]
+    assert json.loads(events[-1]["Detail"]) == {"fromMinutes": 30, "toMinutes": 45}
+    with pytest.raises(LeaseMustGrow) as not_larger:
+        await world.service.extend("ext", ExtendSessionRequest(lease_minutes=45))
+    with pytest.raises(LeaseTooLong) as too_long:
+        await world.service.extend("ext", ExtendSessionRequest(extend_by_minutes=1000))
+    assert (not_larger.value.field, too_long.value.field) == ("leaseMinutes", "extendByMinutes")
+    assert world.emulator.requests["update"] == 1
+
+
+# -- history failing around ARR -----------------------------------------------------------------------------------
+
+async def test_start_names_its_session_when_history_fails_after_arrs_create(world: World) -> None:
+    """Every history call fails from the moment ARR receives the PUT: the start still answers with ARR's
+    session (no exception), and one cleanup later the record is complete."""
+
+    async def storage_goes_down() -> None:
+        world.history.fail_next(-1)
+
+    world.spy.on("PUT", "/sessions/after-arr", storage_goes_down)
+    state = await world.service.start(start_request(session_id="after-arr"))
+    world.history.heal()
+    world.spy.hooks.clear()
+    assert (state.session_id, state.status) == ("after-arr", "Starting")
+    assert state.arr is not None and state.arr.id == "after-arr"
+    assert state.record is not None and state.record.status == "Requested"  # the intent: the write after failed
+    stored = await world.history.get("after-arr")
+    assert stored is not None and stored.status == "Requested"
+
+    world.advance(15)
+    report = await world.maintenance().run_cleanup()
+    assert report.errors == []
+    assert [(a.id, a.reason) for a in report.reconciled] == [
+        ("after-arr", "history updated from ARR: Requested -> Ready")]
+    record = await world.history.get("after-arr")
+    assert record is not None
+    assert (record.status, record.ready_at, record.arr_created_at) == ("Ready", world.clock.now, START)
+    assert world.emulator.requests["create"] == 1 and len(await world.records()) == 1
+
+
+async def test_list_active_without_history_answers_with_arrs_sessions(world: World) -> None:
+    await world.service.start(start_request(session_id="listed"))
+    world.start_at_arr("outside")
+    world.history.fail_next(1)
+    active = await world.service.list_active()
+    assert active.history_available is False
+    assert [(s.session_id, s.status, s.record) for s in active.states] == [("listed", "Starting", None),
+                                                                           ("outside", "Starting", None)]
+    again = await world.service.list_active()
+    assert again.history_available is True
+    assert [(s.session_id, s.record is not None) for s in again.states] == [("listed", True), ("outside", False)]
+
+
+async def test_health_says_history_is_unavailable(world: World) -> None:
+    world.history.fail_next(1, only="ping")
+    health = await world.service.health()
+    assert (health.status, health.arr.status, health.history.status) == ("degraded", "ok", "unavailable")
+
+
+# -- stop -----------------------------------------------------------------------------------------------------------
+
+async def test_stop_notes_the_reason_before_arr_is_asked(world: World) -> None:
+    await world.service.start(start_request(session_id="to-stop"))
+    world.advance(10)
+    await world.service.read("to-stop")
+    seen_by_arr: list[SessionRecord | None] = []
+
+    async def look() -> None:
+        seen_by_arr.append(await world.history.get("to-stop"))
+
+    world.spy.on("POST", "/sessions/to-stop/:stop", look)
+    world.advance(120)
+    state = await world.service.stop("to-stop", "review over", actor="alice")
+    [noted] = seen_by_arr
+    assert noted is not None
+    assert (noted.status, noted.stop_reason, noted.stopped_by, noted.event_count) == ("Ready", "review over",
+                                                                                       "alice", 3)
+    assert state.status == "Stopped"
+    record = await world.history.get("to-stop")
+    assert record is not None
+    assert (record.status, record.stop_reason, record.stopped_by, record.ended_at, record.elapsed_minutes) == (
+        "Stopped", "review over", "alice", world.clock.now, 2)
+    events = await world.history.events("to-stop")
+    assert [(e["Type"], e.get("Actor")) for e in events[3:]] == [("status", "alice"), ("stopped", "alice")]
+    assert json.loads(events[-1]["Detail"]) == {"reason": "review over", "billedMinutes": 2}
+
+
+@pytest.mark.parametrize("reached_arr", [False, True], ids=["stop-never-arrived", "stop-arrived-answer-lost"])
+async def test_a_stop_cut_short_is_finished_by_the_cleanup_in_the_askers_name(world: World,
+                                                                              reached_arr: bool) -> None:
+    await world.service.start(start_request(session_id="cut"))
+    world.advance(10)
+    await world.service.read("cut")
+    world.fault("stop", status=503)
+    with pytest.raises(ServiceError):
+        await world.service.stop("cut", "design review over", actor="alice")
+    if reached_arr:
+        world.stop_at_arr("cut")  # ARR did stop it; only its answer was lost
+    noted = await world.history.get("cut")
+    assert noted is not None and (noted.status, noted.stop_reason, noted.stopped_by) == (
+        "Ready", "design review over", "alice")
+    assert world.arr_statuses() == {"cut": "Stopped" if reached_arr else "Ready"}
+
+    report = await world.maintenance().run_cleanup()
+    assert report.errors == []
+    assert world.arr_statuses() == {"cut": "Stopped"}
+    stopped = [(a.id, a.reason) for a in report.stopped]
+    reconciled = [(a.id, a.reason) for a in report.reconciled]
+    if reached_arr:
+        assert (stopped, reconciled) == ([], [("cut", "closed: ARR reports Stopped, 0 billed minutes")])
+    else:
+        assert (stopped, reconciled) == ([("cut", "finishing the stop asked for: design review over")], [])
+    record = await world.history.get("cut")
+    assert record is not None
+    assert (record.status, record.stop_reason, record.stopped_by) == ("Stopped", "design review over", "alice")
+    stopped = [e for e in await world.history.events("cut") if e["Type"] == "stopped"]
+    assert [(e["Actor"], json.loads(e["Detail"])["reason"]) for e in stopped] == [("alice", "design review over")]
+    again = await world.maintenance().run_cleanup()
+    assert (again.stopped, again.reconciled, again.errors) == ([], [], [])
+
+
+async def test_a_stop_of_a_start_cut_short_is_not_undone_by_a_later_poll(world: World) -> None:
+    """A start was cut short before ARR's PUT (intent only); the requester then stops it. A Logic App still
+    polling the start's Location must not start the session at ARR afterwards."""
+    await write_stalled_intent(world, start_request(), "key-cut", "cut-start")
+    await world.service.stop("cut-start", "never mind", actor="alice")
+    world.advance(6)
+    await world.service.read("cut-start")
+    assert world.emulator.requests["create"] == 0, f"a stopped start was created at ARR: {world.arr_statuses()}"
+
+
+async def test_ten_concurrent_stops_record_the_stop_once(world: World) -> None:
+    await world.service.start(start_request(session_id="many"))
+    world.advance(10)
+    await world.service.read("many")
+    world.advance(60)
+    states = await asyncio.gather(*(world.service.stop("many", "done", actor="alice") for _ in range(10)))
+    assert {s.status for s in states} == {"Stopped"}
+    assert world.emulator.requests["stop"] == 10  # ARR's stop is idempotent: no one is refused
+    assert await world.event_types("many") == [(1, "requested", None, "Requested"),
+                                               (2, "status", "Requested", "Starting"),
+                                               (3, "status", "Starting", "Ready"),
+                                               (4, "status", "Ready", "Stopped"),
+                                               (5, "stopped", None, "Stopped")]
+
+
+async def test_a_session_arr_fails_ends_in_error_and_a_retry_does_not_create_it_again(world: World) -> None:
+    world.emulator.capacity = 0
+    state = await world.service.start(start_request(session_id="no-room"), "key-no-room")
+    assert state.status == "Starting"
+    world.advance(10)
+    failed = await world.service.read("no-room")
+    assert failed.status == "Error" and failed.record is not None
+    assert (failed.record.status, failed.record.error_code, failed.record.ended_at, failed.record.elapsed_minutes) == (
+        "Error", "NoCapacity", world.clock.now, 0)
+    again = await world.service.start(start_request(session_id="no-room"), "key-no-room")
+    assert (again.status, world.emulator.requests["create"]) == ("Error", 1)
+
+
+async def test_history_failing_around_a_stop_does_not_fail_the_stop(world: World) -> None:
+    """ARR has acted: a stop whose history writes fail still answers with ARR's view."""
+    await world.service.start(start_request(session_id="quiet"))
+    world.advance(10)
+    world.history.fail_next(-1)
+    state = await world.service.stop("quiet", "done")
+    world.history.heal()
+    assert (state.status, world.arr_statuses()) == ("Stopped", {"quiet": "Stopped"})
+
+
+async def test_history_down_before_a_start_fails_it_without_touching_arr(world: World) -> None:
+    world.history.fail_next(1, only="claim")
+    with pytest.raises(HistoryUnavailable):
+        await world.service.start(start_request(session_id="never"))
+    assert world.emulator.requests["create"] == 0
+
+
+
+async def test_a_start_whose_history_write_meets_the_deadline_still_names_its_session(world: World) -> None:
+    """Review finding: ARR answered the PUT at the end of the request's budget; the history write after it ran
+    out of time and the answer was a 504 without the session, inviting a retry that starts a second one. Now
+    ARR's answer wins: the start returns the session (the cleanup completes its record)."""
+    from arr_core.errors import DeadlineExceeded
+
+    async def budget_spent_at_arr() -> None:  # every history call after ARR's answer meets the spent budget
+        world.history.fail_next(-1, DeadlineExceeded("the request's time budget is spent"))
+
+    world.spy.on("PUT", "/sessions/late", budget_spent_at_arr)
+    state = await world.service.start(start_request(session_id="late"))
+    assert state.session_id == "late" and state.arr is not None
+    assert world.arr_statuses() == {"late": "Starting"}
+
+
+async def test_a_stopped_start_is_cancelled_and_a_keyed_retry_does_not_start_it(world: World) -> None:
+    """Review finding: a stop of an intent ARR never had left it Requested, and a keyed retry drove it to ARR.
+    Now the stop cancels it (Stopped, billed 0, a 'stopped' event) and a retry with the key starts nothing."""
+    request = start_request()
+    claim = await world.history.claim_key("key-c", key_fingerprint(request), "cancel-me")
+    await world.history.claim(SessionRecord(session_id=claim.session_id, created_at=START, size="Standard",
+                                            lease_minutes=30), Event("requested", START, to_status="Requested"))
+    world.advance(60)
+    stopped = await world.service.stop("cancel-me", "changed my mind", actor="alice")
+    assert (stopped.record.status, stopped.record.elapsed_minutes, stopped.record.stop_reason) == \
+        ("Stopped", 0, "changed my mind")
+    again = await world.service.start(request, "key-c")
+    assert again.status == "Stopped" and world.arr_statuses() == {}
