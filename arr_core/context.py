@@ -8,6 +8,7 @@ configured (no ``ARR_ACCOUNT_KEY``, or a table endpoint instead of a connection 
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +77,15 @@ class AppContext:
         await self.history.aclose()
 
 
+@functools.cache
+def load_settings() -> AppSettings:
+    """The process's settings, read from the environment once (app settings change only with a restart).
+
+    A malformed setting raises :class:`Misconfigured` naming it, on every call: a raised error is not cached.
+    """
+    return AppSettings.from_env()
+
+
 _context: AppContext | None = None
 _lock = asyncio.Lock()
 
@@ -86,6 +96,6 @@ async def get_context() -> AppContext:
     if _context is None:
         async with _lock:
             if _context is None:
-                _context = AppContext.from_settings(AppSettings.from_env())
+                _context = AppContext.from_settings(load_settings())
     return _context
 

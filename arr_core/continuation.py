@@ -9,10 +9,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from typing import Any
 
-
 from .errors import InvalidToken
+
+# What a position can look like: a month partition, and a row key of printable ASCII (an ISO time, "~", a session
+# id). The checksum is no secret, so a re-signed token is refused here rather than sent to Table Storage.
+PARTITION = re.compile(r"s-\d{6}")
+ROW = re.compile(r"[\x21-\x7e]{1,300}")
 
 
 def _digest(payload: str) -> str:
@@ -44,6 +49,7 @@ def decode_token(token: str, filters: dict[str, Any]) -> tuple[str, str]:
         raise
     except (ValueError, TypeError, RecursionError):  # not base64, not JSON, not UTF-8
         raise InvalidToken("the continuation token is not one this app issued") from None
-    if not isinstance(partition, str) or not isinstance(row, str) or not partition.startswith("s-"):
+    if not (isinstance(partition, str) and isinstance(row, str) and PARTITION.fullmatch(partition)
+            and ROW.fullmatch(row)):
         raise InvalidToken("the continuation token is not one this app issued")
     return partition, row

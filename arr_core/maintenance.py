@@ -24,8 +24,8 @@ from .views import CleanupAction, CleanupReport, UsageReport
 
 log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
-LEASE_MARGIN_SECONDS = 60.0
-BOOKKEEPING_SECONDS = 15.0  # after acting: the nightly mark, the run record, the lease release (5 s each at most)  # a holder that died frees the cleanup this long after its budget
+LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
+BOOKKEEPING_SECONDS = 15.0  # after acting: the nightly mark, the run record, the lease release (5 s each at most)
 
 
 class _OutOfTime(Exception):

@@ -98,7 +98,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
 
     def errors(*codes: int) -> dict[str, Any]:
         texts = {400: "The request is invalid; `errors` names the fields.", 404: "No such session.",
-                 409: "Conflict (or a cleanup already running): see the problem's detail.", 413: "The body is larger than 64 KiB.",
+                 409: "Conflict (or a cleanup already running): see the problem's detail.",
+                 413: "The body is larger than 64 KiB.",
                  415: "The body is not JSON.", 502: "ARR failed or refused our credentials.",
                  503: "ARR is throttling, Table Storage is unavailable, or a setting is wrong; see Retry-After.",
                  504: "ARR did not answer, or the request's time budget ran out; see Retry-After."}
@@ -250,7 +251,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "info": {"title": "ARR Sessions", "version": "1.0.0",
                  "description": "Start, watch, extend and stop Azure Remote Rendering sessions from automation."},
         "host": parts.netloc,
-        "basePath": "/api",
+        "basePath": parts.path.rstrip("/") or "/api",  # behind API Management: /<prefix>/api
         "schemes": [parts.scheme or "https"],
         "consumes": ["application/json"],
         "produces": ["application/json", "application/problem+json"],

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from .cleanup import parse_clock
+from .errors import Misconfigured
 from .models import SessionSize
 from .validation import MAX_LEASE_MINUTES
 
-
-from .errors import Misconfigured
+# The Functions host reads the timer's schedule itself: NCRONTAB with six fields (seconds first), or a TimeSpan.
+# Checked here too, so that the usual five-field cron is named by the app rather than a timer that never fires.
+NCRONTAB = re.compile(r"[0-9A-Za-z*/,?-]+(?: +[0-9A-Za-z*/,?-]+){5}")
+TIMESPAN = re.compile(r"(?:\d+\.)?\d{1,2}:\d{2}:\d{2}")
 
 
 ENV_NAMES = {
@@ -41,6 +45,7 @@ ENV_NAMES = {
     "rate_standard_per_hour": "ARR_RATE_STANDARD_PER_HOUR",
     "rate_premium_per_hour": "ARR_RATE_PREMIUM_PER_HOUR",
     "currency": "ARR_CURRENCY",
+    "cleanup_schedule": "ARR_CLEANUP_SCHEDULE",
     "public_base_url": "ARR_PUBLIC_BASE_URL",
     "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
@@ -64,19 +69,20 @@ class AppSettings(BaseModel):
     history_table: str = Field(default="arrsessions", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     default_size: SessionSize = SessionSize.STANDARD
     default_lease_minutes: int = Field(default=60, ge=0, le=MAX_LEASE_MINUTES)
-    max_lease_minutes: int = Field(default=480, ge=0, le=MAX_LEASE_MINUTES)
+    max_lease_minutes: int = Field(default=480, ge=0, le=MAX_LEASE_MINUTES, validate_default=True)
     poll_seconds: int = Field(default=10, ge=1, le=300)
     nightly_shutdown_at: str | None = None
     time_zone: str = "UTC"
     max_session_minutes: int | None = Field(default=None, ge=1)
     stuck_starting_minutes: int = Field(default=30, ge=1)
     stop_concurrency: int = Field(default=16, ge=1, le=200)
-    rate_standard_per_hour: float | None = Field(default=None, ge=0)
-    rate_premium_per_hour: float | None = Field(default=None, ge=0)
+    rate_standard_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    rate_premium_per_hour: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     currency: str = "USD"
+    cleanup_schedule: str = "0 */5 * * * *"
     public_base_url: str | None = None
-    request_timeout_seconds: float = Field(default=90.0, ge=5, le=100)
-    cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90)
+    request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
+    cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
 
     @field_validator("sts_endpoint", "account_key", "managed_identity_client_id", "storage_connection",
                      "table_endpoint", "nightly_shutdown_at", "max_session_minutes", "rate_standard_per_hour",
@@ -84,6 +90,42 @@ class AppSettings(BaseModel):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("endpoint", "sts_endpoint", "table_endpoint")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        if value:
+            value = value.strip()
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                msg = "must be an absolute http(s) URL, e.g. https://remoterendering.eastus.mixedreality.azure.com"
+                raise ValueError(msg)
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z0-9]+", value):
+            msg = "must be an Azure region name such as westeurope"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("max_lease_minutes")
+    @classmethod
+    def _default_within_max(cls, value: int, info: ValidationInfo) -> int:
+        default = info.data.get("default_lease_minutes")
+        if default is not None and default > value:
+            msg = f"must be at least ARR_DEFAULT_LEASE_MINUTES ({default}), or every start without a lease is refused"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("cleanup_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if not (NCRONTAB.fullmatch(value.strip()) or TIMESPAN.fullmatch(value.strip())):
+            msg = "must be NCRONTAB with six fields, seconds first (e.g. 0 */5 * * * *), or a TimeSpan hh:mm:ss"
+            raise ValueError(msg)
+        return value
 
     @field_validator("time_zone")
     @classmethod
@@ -107,11 +149,12 @@ class AppSettings(BaseModel):
     def _absolute_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[?#\s]", value):
             msg = "must be an absolute http(s) URL without query or fragment, e.g. https://arr.contoso.com"
             raise ValueError(msg)
-        return value.strip().rstrip("/")
+        return value.rstrip("/")
 
     @property
     def arr_endpoint(self) -> str:
@@ -138,7 +181,7 @@ class AppSettings(BaseModel):
         try:
             return cls(**values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            name = ENV_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
+            first = exc.errors(include_url=False, include_input=False)[0]
+            name = ENV_NAMES.get(str(first["loc"][0]), str(first["loc"][0])) if first["loc"] else "a setting"
             msg = f"setting {name} is invalid: {first['msg']}"
             raise Misconfigured(msg) from None

@@ -21,6 +21,7 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from arr_core import deadline
+from arr_core.context import load_settings
 from arr_core.errors import (
     AppError,
     ArrError,
@@ -29,9 +30,10 @@ from arr_core.errors import (
     Conflict,
     DeadlineExceeded,
     HistoryConflict,
-    HistoryUnavailable,
+    HistoryError,
     IdempotencyKeyReused,
     InvalidInput,
+    InvalidRequestError,
     LeaseMustGrow,
     LeaseTooLong,
     Misconfigured,
@@ -46,7 +48,7 @@ from arr_core.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
-from arr_core.settings import AppSettings
+from arr_core.settings import ENV_NAMES, AppSettings
 from arr_core.views import FieldError, Problem, SessionLinks
 
 log = logging.getLogger("arr_sessions.http")
@@ -56,15 +58,18 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Answer:
-    """How an error class is answered: status, title, and ``Retry-After`` seconds when a retry can help."""
+    """How an error class is answered: status, title, ``Retry-After`` seconds when a retry can help, and the
+    detail the caller reads when the error's own message is for the operator (it goes to the log)."""
 
     status: int
     title: str
     retry_after: int | None = None
+    detail: str | None = None
 
 
 # The one place where domain errors meet HTTP. The most specific class in an error's MRO wins.
 PROBLEMS: dict[type[AppError], Answer] = {
+    AppError: Answer(500, "Internal error", detail="an unexpected error occurred; it has been logged"),
     InvalidInput: Answer(400, "Invalid request"),
     BodyTooLarge: Answer(413, "Body too large"),
     UnsupportedMediaType: Answer(415, "Unsupported media type"),
@@ -78,15 +83,18 @@ PROBLEMS: dict[type[AppError], Answer] = {
     IdempotencyKeyReused: Answer(409, "Idempotency-Key reused"),
     CleanupRunning: Answer(409, "A cleanup is already running", retry_after=30),
     Unavailable: Answer(503, "Service unavailable", retry_after=30),
-    HistoryUnavailable: Answer(503, "Session history unavailable", retry_after=30),
-    HistoryConflict: Answer(503, "Session history is busy", retry_after=5),
+    HistoryError: Answer(503, "Session history unavailable", retry_after=30,
+                         detail="Table Storage did not answer; try again later"),
+    HistoryConflict: Answer(503, "Session history is busy", retry_after=5,
+                            detail="too many concurrent changes to this session's history; try again"),
     Misconfigured: Answer(503, "The function app is misconfigured"),
     DeadlineExceeded: Answer(504, "The request took too long", retry_after=30),
 }
-PUBLIC_DETAIL: dict[type[AppError], str] = {  # what the caller is told where the message is for the operator
-    HistoryUnavailable: "Table Storage did not answer; try again later",
-    HistoryConflict: "too many concurrent changes to this session's history; try again",
-}
+
+
+def answer_for(exc: AppError) -> Answer:
+    """The row of :data:`PROBLEMS` for ``exc``: its own class's, else its nearest ancestor's."""
+    return next(PROBLEMS[kind] for kind in type(exc).__mro__ if kind in PROBLEMS)
 
 
 def json_response(body: BaseModel | dict[str, Any], status: int = 200,
@@ -179,16 +187,21 @@ def int_param(req: func.HttpRequest, name: str, default: int, low: int, high: in
 
 # -- links ---------------------------------------------------------------------------------------------------------
 
-@functools.cache
 def _configured_base() -> str | None:
-    """The app's own base URL: ``ARR_PUBLIC_BASE_URL``, else Azure's ``WEBSITE_HOSTNAME``; None locally.
+    """The app's own base URL: ``ARR_PUBLIC_BASE_URL``, else ``https://$WEBSITE_HOSTNAME`` (Azure sets it to the
+    app's host name); None locally, where the request's own URL is used.
 
-    Never the caller's ``Host`` header: links carry the caller's key, and must not point anywhere else.
+    Never the caller's ``Host`` header: links carry the caller's key, and must not point anywhere else. Read even
+    while another setting is malformed (the OpenAPI document is served then too).
     """
     try:
-        configured = AppSettings.from_env().public_base_url
+        configured = load_settings().public_base_url
     except Misconfigured:
-        configured = None
+        name = ENV_NAMES["public_base_url"]
+        try:
+            configured = AppSettings.from_env({name: os.environ.get(name, "")}).public_base_url
+        except Misconfigured:
+            configured = None
     if configured:
         return configured
     hostname = os.environ.get("WEBSITE_HOSTNAME")
@@ -247,6 +260,8 @@ def arr_problem(req: func.HttpRequest, exc: ArrError) -> func.HttpResponse:
                   status, cid)
         return problem(502, "ARR refused this app's credentials", "the function app's ARR credentials are not "
                        "accepted; the operator must check its settings", correlation_id=cid)
+    if status is None and isinstance(exc, InvalidRequestError):  # refused by the client before sending
+        return problem(400, "Invalid request", exc.message, arr_error=arr_error)
     if status in (400, 422, 404, 409):
         titles = {400: "ARR refused the request", 422: "ARR refused the request", 404: "Session not found",
                   409: "Conflict at ARR"}
@@ -257,11 +272,10 @@ def arr_problem(req: func.HttpRequest, exc: ArrError) -> func.HttpResponse:
 
 def app_problem(exc: AppError) -> func.HttpResponse:
     """Any other domain error, answered as :data:`PROBLEMS` says."""
-    kind = next(k for k in type(exc).__mro__ if k in PROBLEMS)
-    answer = PROBLEMS[kind]  # type: ignore[index]
+    answer = answer_for(exc)
     if answer.status >= 500:
         log.error("%s: %s", type(exc).__name__, exc)
-    detail = next((d for k, d in PUBLIC_DETAIL.items() if isinstance(exc, k)), exc.message)
+    detail = answer.detail or exc.message
     extra: dict[str, Any] = {}
     if isinstance(exc, InvalidInput) and exc.errors:
         extra["errors"] = [FieldError(field=f, message=m) for f, m in exc.errors]
@@ -279,10 +293,10 @@ def app_problem(exc: AppError) -> func.HttpResponse:
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
 
 
-@functools.cache
 def _request_seconds() -> float:
+    """``ARR_REQUEST_TIMEOUT_SECONDS``; the default while the settings cannot be read (the answer is then a 503)."""
     try:
-        return AppSettings.from_env().request_timeout_seconds
+        return load_settings().request_timeout_seconds
     except Misconfigured:
         return deadline.REQUEST_SECONDS
 
@@ -301,6 +315,7 @@ def handled(handler: Handler) -> Handler:
             return app_problem(exc)
         except Exception:
             log.exception("unexpected failure in %s", handler.__name__)
-            return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+            unexpected = PROBLEMS[AppError]
+            return problem(unexpected.status, unexpected.title, unexpected.detail)
 
     return wrapper

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import azure.functions as func
 
 from arr_core.context import get_context
-from arr_core.lifecycle import build_view
 from arr_core.errors import CleanupRunning, InvalidInput
+from arr_core.lifecycle import build_view
 from arr_core.records import RECORD_STATUSES
 from arr_core.views import HistoryPage, StartSessionRequest
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from arr_core.context import get_context
-from arr_core.lifecycle import build_view
-from arr_core.openapi import openapi_document
 from arr_core.errors import InvalidInput, Misconfigured, SessionEnded
+from arr_core.lifecycle import build_view
 from arr_core.models import SessionStatus
+from arr_core.openapi import openapi_document
 from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
@@ -29,7 +29,7 @@ from arr_core.views import (
 if TYPE_CHECKING:
     from arr_core.sessions import SessionState
 
-from .http import absolute_url, handled, json_response, links_for, read_json_object, query_fields, validate
+from .http import absolute_url, handled, json_response, links_for, query_fields, read_json_object, validate
 
 bp = func.Blueprint()
 

@@ -7,12 +7,8 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 
-import pytest
-
 from arr_core.history import HistoryStore
 from arr_core.records import Event, SessionRecord
-from arr_core.errors import Misconfigured
-from arr_core.settings import AppSettings
 from conftest import Azurite
 
 
@@ -49,20 +45,3 @@ def test_two_writers_never_lose_an_update(azurite: Azurite) -> None:
     assert [e["Type"] for e in sorted(events, key=lambda e: e["Seq"])][:4] == ["requested", "by-a-1", "by-b",
                                                                               "by-a-2"]
     assert final.event_count == 8
-
-
-@pytest.mark.parametrize(("env", "name"), [({"ARR_HISTORY_TABLE": "ab"}, "ARR_HISTORY_TABLE"),
-                                           ({"ARR_DEFAULT_LEASE_MINUTES": "2000"}, "ARR_DEFAULT_LEASE_MINUTES"),
-                                           ({"ARR_DEFAULT_SIZE": "Tiny"}, "ARR_DEFAULT_SIZE"),
-                                           ({"ARR_STOP_CONCURRENCY": "lots"}, "ARR_STOP_CONCURRENCY")])
-def test_bad_settings_name_the_variable(env: dict[str, str], name: str) -> None:
-    """A malformed setting fails with its environment variable's name."""
-    with pytest.raises(Misconfigured, match=name):
-        AppSettings.from_env(env)
-
-
-def test_settings_defaults_and_region() -> None:
-    """ARR_REGION builds the endpoint; blank optional settings count as unset."""
-    settings = AppSettings.from_env({"ARR_REGION": "westeurope", "ARR_NIGHTLY_SHUTDOWN_AT": " "})
-    assert settings.arr_endpoint == "https://remoterendering.westeurope.mixedreality.azure.com"
-    assert settings.nightly_shutdown_at is None and settings.uses_managed_identity
