@@ -12,11 +12,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .records import REQUESTED, Event, SessionRecord
+from .records import REQUESTED, Change, Event, SessionRecord
 from .models import RenderingSession, SessionStatus
 from .views import ErrorInfo, SessionLinks, SessionView
 
-Observation = tuple[SessionRecord, list[Event]] | None
 
 
 def fingerprint(parameters: dict[str, Any]) -> str:
@@ -26,7 +25,7 @@ def fingerprint(parameters: dict[str, Any]) -> str:
 
 
 def observe(record: SessionRecord, arr: RenderingSession, now: datetime, *, actor: str | None = None,
-            stop_reason: str | None = None) -> Observation:
+            stop_reason: str | None = None) -> Change:
     """What ARR's current view of a session changes in its history record (None: nothing worth writing).
 
     ``stop_reason`` is given when we have just stopped the session ourselves.
@@ -77,7 +76,7 @@ def _end_time(record: SessionRecord, arr: RenderingSession, now: datetime) -> da
 
 
 def failed_start(record: SessionRecord, code: str, message: str, now: datetime, *,
-                 actor: str | None = None) -> Observation:
+                 actor: str | None = None) -> Change:
     """The session never ran: ARR refused it, or the start was cut short before ARR was asked. The record ends
     in Error with the reason; a retry of the start may reopen it (:func:`reopen`)."""
     if not record.is_active:
@@ -105,7 +104,7 @@ def resumable(record: SessionRecord) -> bool:
     return record.status == REQUESTED or (record.status == SessionStatus.ERROR and not record.reached_arr)
 
 
-def reopen(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Observation:
+def reopen(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Change:
     """A retried start takes up a record that ended before ARR ever knew the session."""
     if record.status != SessionStatus.ERROR or record.reached_arr:
         return None
@@ -114,7 +113,7 @@ def reopen(record: SessionRecord, now: datetime, *, actor: str | None = None) ->
     return new, [Event("retried", now, from_status=record.status, to_status=REQUESTED, actor=actor)]
 
 
-def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Observation:
+def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) -> Change:
     """History has the session active but ARR does not know it: a start cut short before ARR was asked, or a
     session ARR has forgotten (after 30 days). Either way it is over."""
     if record.status == REQUESTED:
@@ -128,7 +127,7 @@ def vanished(record: SessionRecord, now: datetime, *, actor: str | None = None) 
                        detail={"reason": "ARR does not know this session"})]
 
 
-def cancel_start(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Observation:
+def cancel_start(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Change:
     """Stopped before ARR ever had it: the start is cancelled, so no later poll or retry drives it again."""
     if record.status != REQUESTED:
         return None
@@ -138,7 +137,7 @@ def cancel_start(record: SessionRecord, reason: str, actor: str | None, now: dat
                        detail={"reason": reason, "billedMinutes": 0, "before": "ARR was asked"})]
 
 
-def request_stop(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Observation:
+def request_stop(record: SessionRecord, reason: str, actor: str | None, now: datetime) -> Change:
     """Note the stop before ARR is asked: if the process dies before the answer, the reason survives and the
     cleanup finishes the stop. No event (the 'stopped' event carries the reason), so the write is one entity."""
     if not record.is_active or (record.stop_reason == reason and record.stopped_by == actor):
@@ -158,7 +157,7 @@ def adopted_record(arr: RenderingSession, now: datetime, *, history_since: datet
                          reason="adopted: history was lost" if lost else "adopted: started outside this app")
 
 
-def restore(record: SessionRecord, known: SessionRecord, now: datetime) -> Observation:
+def restore(record: SessionRecord, known: SessionRecord, now: datetime) -> Change:
     """Fill an adopted record with what this process still remembers of the session after a table loss."""
     if record.requested_by is not None or not (record.reason or "").startswith("adopted"):
         return None

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from .records import RECORD_STATUSES
+from .validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 from .views import (
     CleanupReport,
     ExtendSessionRequest,
@@ -85,9 +87,9 @@ def _param(name: str, where: str, description: str, summary: str, *, required: b
             "x-ms-summary": summary, **extra}
 
 
-_STATUSES = "Requested|Starting|Ready|Stopped|Expired|Error"
+_STATUSES = "|".join(RECORD_STATUSES)
 SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session id", required=True,
-                          pattern="^[A-Za-z0-9_-]{1,256}$", maxLength=256)
+                          pattern=SESSION_ID_PATTERN.pattern, maxLength=256)
 
 
 def openapi_document(base_url: str) -> dict[str, Any]:
@@ -110,9 +112,9 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     start_query = [
         _param("size", "query", "Server size (wins over the body).", "Size", enum=["Standard", "Premium"]),
         _param("leaseMinutes", "query", "Lease in minutes (wins over the body).", "Lease (minutes)",
-               type_="integer", minimum=0, maximum=1440),
+               type_="integer", minimum=0, maximum=MAX_LEASE_MINUTES),
         _param("sessionId", "query", "Your own session id (wins over the body).", "Session id",
-               pattern="^[A-Za-z0-9_-]{1,256}$"),
+               pattern=SESSION_ID_PATTERN.pattern),
         _param("requestedBy", "query", "Who asked (wins over the body).", "Requested by", maxLength=256),
         _param("reason", "query", "Why (wins over the body).", "Reason", maxLength=256),
         _param("keepAlive", "query", "Exempt from the nightly shutdown.", "Keep alive", type_="boolean"),

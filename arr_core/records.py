@@ -176,4 +176,6 @@ class IdempotencyClaim:
     owned: bool
 
 
-Mutation = Callable[[SessionRecord], tuple[SessionRecord, list[Event]] | None]
+Change = tuple[SessionRecord, list[Event]] | None
+"""What a rule changes in a record: the new record and its events, or None for nothing worth writing."""
+Mutation = Callable[[SessionRecord], Change]

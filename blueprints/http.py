@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -155,14 +155,15 @@ def validate(model: type[M], data: dict[str, Any], *, strict: bool = True) -> M:
         raise InvalidInput(f"invalid value for {', '.join(field for field, _ in errors)}", errors) from exc
 
 
-def query_fields(req: func.HttpRequest, names: dict[str, str]) -> dict[str, Any]:
-    """Query parameters (strings) for the given wire names; a flat JSON object of strings for ``labels``."""
+def query_fields(req: func.HttpRequest, names: Iterable[str], *, objects: Collection[str] = ()) -> dict[str, Any]:
+    """Query parameters for the given wire names, as strings (the model coerces them); those in ``objects`` are
+    a flat JSON object of strings (``labels``)."""
     out: dict[str, Any] = {}
-    for wire, kind in names.items():
+    for wire in names:
         if wire not in req.params:
             continue
         raw = req.params[wire]
-        if kind == "object":
+        if wire in objects:
             value = _json(raw, wire)
             if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
                 raise InvalidInput(f"{wire} must be a JSON object of strings", field=wire)

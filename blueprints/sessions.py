@@ -33,8 +33,7 @@ from .http import absolute_url, handled, json_response, links_for, query_fields,
 
 bp = func.Blueprint()
 
-START_QUERY = {"size": "str", "leaseMinutes": "int", "sessionId": "str", "requestedBy": "str", "reason": "str",
-               "labels": "object", "keepAlive": "bool"}
+START_QUERY = tuple(StartSessionRequest.model_fields[name].alias for name in StartSessionRequest.model_fields)
 
 
 def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
@@ -57,7 +56,7 @@ def _session_id(req: func.HttpRequest) -> str:
 def _start_request(req: func.HttpRequest) -> StartSessionRequest:
     body = {} if req.params.get("payload") == "ignore" else read_json_object(req)
     from_body = validate(StartSessionRequest, body)
-    from_query = validate(StartSessionRequest, query_fields(req, START_QUERY), strict=False)
+    from_query = validate(StartSessionRequest, query_fields(req, START_QUERY, objects={"labels"}), strict=False)
     return from_body.model_copy(update=from_query.model_dump(exclude_unset=True))
 
 
