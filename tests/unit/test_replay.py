@@ -9,7 +9,7 @@ import pytest
 
 from replay_harness import replay
 
-RECORDINGS = Path(__file__).parent / "recordings"
+RECORDINGS = Path(__file__).parent.parent / "recordings"
 
 
 def recordings() -> list[Path]:

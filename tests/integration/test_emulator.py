@@ -26,7 +26,7 @@ from arr_core import (
 from conftest import Emulator
 from replay_harness import load_entries
 
-RECORDINGS = Path(__file__).parent / "recordings" / "python"
+RECORDINGS = Path(__file__).parent.parent / "recordings" / "python"
 
 
 def arr_client(emulator: Emulator, retry: RetryPolicy | None = None, **kwargs: Any) -> ArrClient:

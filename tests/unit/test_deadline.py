@@ -9,7 +9,7 @@ import pytest
 
 from arr_core.deadline import REQUEST_SECONDS, bounded, budget, check, remaining
 from arr_core.errors import DeadlineExceeded
-from test_client import FakeClock
+from .test_client import FakeClock
 
 
 async def test_outside_any_budget_nothing_is_bounded() -> None:

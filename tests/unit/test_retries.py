@@ -1,7 +1,7 @@
 """Retries within the request's time budget: no wait that would cross it, nothing sent once it is spent, each
 attempt's timeout cut to what is left, and every retry logged (attempt, wait, reason, MS-CV) without secrets.
 
-Waits run on an injected clock (tests/test_client.py's FakeClock) so no test sleeps; only the silent-service tests
+Waits run on an injected clock (test_client.py's FakeClock) so no test sleeps; only the silent-service tests
 use real time, half a second each.
 """
 
@@ -27,7 +27,7 @@ from arr_core import (
 from arr_core.deadline import budget
 from arr_core.retries import parse_retry_after
 from arr_core.errors import DeadlineExceeded
-from test_client import ACCOUNT, DOMAIN, ENDPOINT, SECRET_KEY, FakeArr, FakeClock, jwt, make_client, session_json
+from .test_client import ACCOUNT, DOMAIN, ENDPOINT, SECRET_KEY, FakeArr, FakeClock, jwt, make_client, session_json
 
 
 def throttled(seconds: str, cv: str = "t.0") -> httpx.Response:
