@@ -14,7 +14,6 @@ from arr_core.context import get_context
 from arr_core.errors import InvalidInput, Misconfigured, SessionEnded
 from arr_core.lifecycle import build_view
 from arr_core.models import SessionStatus
-from arr_core.openapi import openapi_document
 from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from arr_core.sessions import SessionState
 
 from .http import absolute_url, handled, json_response, links_for, query_fields, read_json_object, validate
+from .openapi import openapi_document
 
 bp = func.Blueprint()
 

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from .records import RECORD_STATUSES
-from .validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
-from .views import (
+from arr_core.records import RECORD_STATUSES
+from arr_core.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
+from arr_core.views import (
     CleanupReport,
     ExtendSessionRequest,
     Health,
