@@ -10,9 +10,13 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import datetime
 from typing import Any
 
 from .errors import InvalidToken
+from .records import SessionRecord, months_between, row_for
 
 # What a position can look like: a month partition, and a row key of printable ASCII (an ISO time, "~", a session
 # id). The checksum is no secret, so a re-signed token is refused here rather than sent to Table Storage.
@@ -53,3 +57,34 @@ def decode_token(token: str, filters: dict[str, Any]) -> tuple[str, str]:
             and ROW.fullmatch(row)):
         raise InvalidToken("the continuation token is not one this app issued")
     return partition, row
+
+
+def page_filters(start: datetime, end: datetime, requested_by: str | None, size: str | None,
+                 statuses: set[str] | None) -> dict[str, Any]:
+    """What a token is bound to: the query that issued it."""
+    return {"requestedBy": requested_by, "size": size, "status": sorted(statuses) if statuses else None,
+            "from": start.isoformat(), "to": end.isoformat()}
+
+
+def page_ranges(start: datetime, end: datetime, after: tuple[str, str] | None) -> list[tuple[str, str]]:
+    """The (partition, lowest row, exclusive) to read, in order, for records created in [start, end) after the
+    position a token names."""
+    ranges = []
+    for partition in months_between(start, end):
+        if after is not None and partition < after[0]:
+            continue
+        ranges.append((partition, after[1] if after is not None and partition == after[0] else row_for(start, "")))
+    return ranges
+
+
+async def take_page(records: AsyncIterator[SessionRecord], top: int, filters: dict[str, Any],
+                    ) -> tuple[list[SessionRecord], str | None]:
+    """The first ``top`` records, and a token to go on with when there are more."""
+    out: list[SessionRecord] = []
+    async with aclosing(records) as stream:  # type: ignore[type-var]
+        async for record in stream:
+            out.append(record)
+            if len(out) == top + 1:
+                last = out[top - 1]
+                return out[:top], encode_token(last.partition, last.row, filters)
+    return out, None

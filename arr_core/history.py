@@ -54,7 +54,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from . import deadline
-from .continuation import decode_token, encode_token
+from .continuation import decode_token, page_filters, page_ranges, take_page
 from .errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
 from .lifecycle import restore
 from .views import CleanupReport
@@ -283,8 +283,7 @@ class HistoryStore:
                            ) -> tuple[list[SessionRecord], str | None]:
         """One page of records created in [start, end), oldest first, filtered in the query itself; the token
         (opaque, bound to these filters) says where the next page starts."""
-        filters = {"requestedBy": requested_by, "size": size, "status": sorted(statuses) if statuses else None,
-                   "from": start.isoformat(), "to": end.isoformat()}
+        filters = page_filters(start, end, requested_by, size, statuses)
         after = decode_token(token, filters) if token else None
         query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi and Kind eq 'session'"
         params: dict[str, Any] = {"hi": row_for(end, "")}
@@ -297,18 +296,14 @@ class HistoryStore:
         if statuses:
             query += " and ( " + " or ".join(f"Status eq @st{i}" for i in range(len(statuses))) + " )"
             params |= {f"st{i}": status for i, status in enumerate(sorted(statuses))}
-        out: list[SessionRecord] = []
-        for partition in months_between(start, end):
-            if after is not None and partition < after[0]:
-                continue
-            low = after[1] if after is not None and partition == after[0] else row_for(start, "")
-            async with aclosing(self.rows(query, pk=partition, lo=low, **params)) as rows:
-                async for row in rows:  # in key order: oldest first
-                    out.append(record_from_entity(row))
-                    if len(out) == top + 1:
-                        last = out[top - 1]
-                        return out[:top], encode_token(last.partition, last.row, filters)
-        return out, None
+
+        async def records() -> AsyncIterator[SessionRecord]:
+            for partition, low in page_ranges(start, end, after):
+                async with aclosing(self.rows(query, pk=partition, lo=low, **params)) as rows:
+                    async for row in rows:  # in key order: oldest first
+                        yield record_from_entity(row)
+
+        return await take_page(records(), top, filters)
 
     # -- idempotency ----------------------------------------------------------------------------------------
 

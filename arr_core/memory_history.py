@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .continuation import decode_token, encode_token
+from .continuation import decode_token, page_filters, page_ranges, take_page
 from .errors import HistoryConflict, HistoryUnavailable
 from .records import (
     Event,
@@ -214,8 +214,7 @@ class MemoryHistory:
                            ) -> tuple[list[SessionRecord], str | None]:
         """One page of records created in [start, end), oldest first; the token is the store's (same filters
         digest), so a token from the store continues here and an altered one raises ``InvalidToken``."""
-        filters = {"requestedBy": requested_by, "size": size, "status": sorted(statuses) if statuses else None,
-                   "from": start.isoformat(), "to": end.isoformat()}
+        filters = page_filters(start, end, requested_by, size, statuses)
         after = decode_token(token, filters) if token else None
         await self._begin("history_page")
 
@@ -225,19 +224,13 @@ class MemoryHistory:
                     and (size is None or entity.get("Size") == size)
                     and (not statuses or entity.get("Status") in statuses))
 
-        out: list[SessionRecord] = []
-        for partition in months_between(start, end):
-            if after is not None and partition < after[0]:
-                continue
-            low = after[1] if after is not None and partition == after[0] else row_for(start, "")
-            for entity in await self._scan(partition, low, row_for(end, ""), low_inclusive=False):
-                if not wanted(entity):
-                    continue
-                out.append(record_from_entity(entity))
-                if len(out) == top + 1:
-                    last = out[top - 1]
-                    return out[:top], encode_token(last.partition, last.row, filters)
-        return out, None
+        async def records() -> AsyncIterator[SessionRecord]:
+            for partition, low in page_ranges(start, end, after):
+                for entity in await self._scan(partition, low, row_for(end, ""), low_inclusive=False):
+                    if wanted(entity):
+                        yield record_from_entity(entity)
+
+        return await take_page(records(), top, filters)
 
     # -- idempotency ----------------------------------------------------------------------------------------
 
