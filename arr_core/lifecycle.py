@@ -162,7 +162,7 @@ def restore(record: SessionRecord, known: SessionRecord, now: datetime) -> Chang
     if record.requested_by is not None or not (record.reason or "").startswith("adopted"):
         return None
     new = replace(record, requested_by=known.requested_by, reason=known.reason, labels=known.labels,
-                  keep_alive=known.keep_alive if record.keep_alive is None else record.keep_alive or known.keep_alive,
+                  keep_alive=record.keep_alive or known.keep_alive,
                   idempotency_key=known.idempotency_key, stop_reason=record.stop_reason or known.stop_reason,
                   stopped_by=record.stopped_by or known.stopped_by)
     return new, [Event("restored", now, detail={"reason": "history table was lost and recreated"})]

@@ -15,7 +15,7 @@ from . import deadline
 from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
 from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError
 from .lifecycle import observe, vanished
-from .records import REQUESTED, Event, SessionRecord, utcnow
+from .records import REQUESTED, Event, utcnow
 from .usage import usage_report
 from .models import RenderingSession
 from .sessions import ACTIVE_WINDOW, SessionService
@@ -193,13 +193,7 @@ class Maintenance:
         if await self.history.update(record.session_id, lambda r: vanished(r, now, actor="cleanup")) is not None:
             report.reconciled.append(CleanupAction(id=record.session_id, reason="closed: ARR does not know it"))
 
-    # -- history and usage (kept here until the blueprints call the store and usage.py directly) ----------
-
-    async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
-                           statuses: set[str] | None, top: int, token: str | None,
-                           ) -> tuple[list[SessionRecord], str | None]:
-        return await self.history.history_page(start, end, requested_by=requested_by, size=size,
-                                               statuses=statuses, top=top, token=token)
+    # -- usage ----------------------------------------------------------------------------------------------
 
     async def usage(self, start: datetime, end: datetime, group_by: str) -> UsageReport:
         """Billed minutes (Ready to end, ARR's elapsed minutes) of sessions created in [start, end)."""

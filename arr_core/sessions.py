@@ -39,7 +39,7 @@ from .lifecycle import (
     stalled_start,
     view_status,
 )
-from .records import REQUESTED, Event, Mutation, SessionRecord, idempotency_row, utcnow
+from .records import REQUESTED, Change, Event, Mutation, SessionRecord, idempotency_row, utcnow
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
 from .validation import MAX_LEASE_MINUTES
@@ -112,10 +112,10 @@ class SessionService:
         size, lease = self.resolve_start(request)
         now = self._clock()
         session_id = request.session_id or new_session_id(now)
-        parameters = request.model_dump() | {"size": size, "lease_minutes": lease}
         if idempotency_key is not None:
-            claim = await self.history.claim_key(idempotency_key, fingerprint(parameters), session_id)
-            if claim.fingerprint != fingerprint(parameters):
+            asked = fingerprint(request.model_dump() | {"size": size, "lease_minutes": lease})
+            claim = await self.history.claim_key(idempotency_key, asked, session_id)
+            if claim.fingerprint != asked:
                 raise IdempotencyKeyReused("this Idempotency-Key was used in the last 24 h "
                                            "with different parameters", field="Idempotency-Key")
             session_id = claim.session_id
@@ -201,7 +201,7 @@ class SessionService:
         updated = await self.arr.update_session(session_id, lease_minutes=new)
         now = self._clock()
 
-        def extended(record: SessionRecord) -> tuple[SessionRecord, list[Event]] | None:
+        def extended(record: SessionRecord) -> Change:
             change = observe(record, updated, now, actor=actor)
             base, events = change if change else (record, [])
             return replace(base, lease_minutes=new), [*events, Event(
@@ -231,7 +231,8 @@ class SessionService:
             record = await self.history.get(session_id)
             if record is None:
                 raise SessionNotFound(f"neither ARR nor history knows session {session_id}") from None
-            record = await self.history.update(session_id, lambda r: cancel_start(r, reason, actor, now)) or record
+            record = await self.history.update(session_id, lambda r: cancel_start(r, reason, actor, now),
+                                               record) or record
             return SessionState(session_id, None, record)
         if known is not None and not known.status.is_terminal:
             arr_session = known.model_copy(update={"status": SessionStatus.STOPPED})

@@ -52,6 +52,16 @@ ENV_NAMES = {
 }
 
 
+def _http_url(value: str, example: str, *, base: bool = False) -> str:
+    """An absolute http(s) URL (stripped); a ``base`` URL also has no query, fragment or inner space."""
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or (base and re.search(r"[?#\s]", value)):
+        msg = f"must be an absolute http(s) URL{example}"
+        raise ValueError(msg)
+    return value
+
+
 class AppSettings(BaseModel):
     """Every setting, with the default a user gets when it is not set. The README's settings table mirrors it."""
 
@@ -94,13 +104,7 @@ class AppSettings(BaseModel):
     @field_validator("endpoint", "sts_endpoint", "table_endpoint")
     @classmethod
     def _service_url(cls, value: str | None) -> str | None:
-        if value:
-            value = value.strip()
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                msg = "must be an absolute http(s) URL, e.g. https://remoterendering.eastus.mixedreality.azure.com"
-                raise ValueError(msg)
-        return value
+        return _http_url(value, ", e.g. https://remoterendering.eastus.mixedreality.azure.com") if value else value
 
     @field_validator("region")
     @classmethod
@@ -149,12 +153,7 @@ class AppSettings(BaseModel):
     def _absolute_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[?#\s]", value):
-            msg = "must be an absolute http(s) URL without query or fragment, e.g. https://arr.contoso.com"
-            raise ValueError(msg)
-        return value.rstrip("/")
+        return _http_url(value, " without query or fragment, e.g. https://arr.contoso.com", base=True).rstrip("/")
 
     @property
     def arr_endpoint(self) -> str:

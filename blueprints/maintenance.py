@@ -87,7 +87,7 @@ async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     if token is not None and len(token) > MAX_TOKEN_CHARS:
         raise InvalidInput("the continuation token is not one this app issued", field="continuationToken")
     context = await get_context()
-    records, token = await context.maintenance.history_page(
+    records, token = await context.history.history_page(
         start, end, requested_by=requested_by, size=size, statuses=statuses, top=top, token=token)
     links = links_for(req)
     next_link = None
