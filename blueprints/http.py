@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -122,7 +122,8 @@ def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
     return errors
 
 
-def _json(raw: str | bytes, field: str) -> Any:
+def parse_json(raw: str | bytes, field: str) -> Any:
+    """JSON text from a body or a query parameter; a 400 naming ``field`` when it is not JSON."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -141,7 +142,7 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"the body must be application/json, not {content_type}", field="body")
-    data = _json(body, "body")
+    data = parse_json(body, "body")
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
     return data
@@ -153,37 +154,6 @@ def validate(model: type[M], data: dict[str, Any], *, strict: bool = True) -> M:
     except ValidationError as exc:
         errors = field_errors(exc)
         raise InvalidInput(f"invalid value for {', '.join(field for field, _ in errors)}", errors) from exc
-
-
-def query_fields(req: func.HttpRequest, names: Iterable[str], *, objects: Collection[str] = ()) -> dict[str, Any]:
-    """Query parameters for the given wire names, as strings (the model coerces them); those in ``objects`` are
-    a flat JSON object of strings (``labels``)."""
-    out: dict[str, Any] = {}
-    for wire in names:
-        if wire not in req.params:
-            continue
-        raw = req.params[wire]
-        if wire in objects:
-            value = _json(raw, wire)
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise InvalidInput(f"{wire} must be a JSON object of strings", field=wire)
-            out[wire] = value
-        else:
-            out[wire] = raw
-    return out
-
-
-def int_param(req: func.HttpRequest, name: str, default: int, low: int, high: int) -> int:
-    raw = req.params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a whole number", field=name) from None
-    if not low <= value <= high:
-        raise InvalidInput(f"{name} must be from {low} to {high}", field=name)
-    return value
 
 
 # -- links ---------------------------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from arr_core.records import RECORD_STATUSES
-from arr_core.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
+from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
+    IDEMPOTENCY_KEY,
     CleanupReport,
     ExtendSessionRequest,
     Health,
@@ -25,6 +25,8 @@ from arr_core.views import (
     StopSessionRequest,
     UsageReport,
 )
+
+from .queries import CleanupQuery, HistoryQuery, ListQuery, StartQuery, UsageQuery, query_parameters
 
 _DROP = {"default", "examples", "propertyNames", "discriminator", "$schema"}
 
@@ -87,7 +89,6 @@ def _param(name: str, where: str, description: str, summary: str, *, required: b
             "x-ms-summary": summary, **extra}
 
 
-_STATUSES = "|".join(RECORD_STATUSES)
 SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session id", required=True,
                           pattern=SESSION_ID_PATTERN.pattern, maxLength=256)
 
@@ -109,19 +110,10 @@ def openapi_document(base_url: str) -> dict[str, Any]:
 
     polling_headers = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
                        "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."}}
-    start_query = [
-        _param("size", "query", "Server size (wins over the body).", "Size", enum=["Standard", "Premium"]),
-        _param("leaseMinutes", "query", "Lease in minutes (wins over the body).", "Lease (minutes)",
-               type_="integer", minimum=0, maximum=MAX_LEASE_MINUTES),
-        _param("sessionId", "query", "Your own session id (wins over the body).", "Session id",
-               pattern=SESSION_ID_PATTERN.pattern),
-        _param("requestedBy", "query", "Who asked (wins over the body).", "Requested by", maxLength=256),
-        _param("reason", "query", "Why (wins over the body).", "Reason", maxLength=256),
-        _param("keepAlive", "query", "Exempt from the nightly shutdown.", "Keep alive", type_="boolean"),
-        _param("payload", "query", "'ignore' to skip the body entirely (for webhooks).", "Payload",
-               enum=["ignore"], **{"x-ms-visibility": "advanced"}),
+    start_parameters = [*query_parameters(StartSessionRequest, note=" Wins over the body."),
+                        *query_parameters(StartQuery),
         _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
-               "Idempotency key", minLength=1, maxLength=255, pattern="^[!-~]([ -~]{0,253}[!-~])?$"),
+               "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern),
     ]
     paths: dict[str, Any] = {
         "/sessions": {
@@ -130,7 +122,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                 "description": "Starts an Azure Remote Rendering session and answers 202 at once; poll the "
                                "Location header until the session is Ready.",
                 "parameters": [{"name": "body", "in": "body", "required": False,
-                                "schema": d.ref(StartSessionRequest, "validation")}, *start_query],
+                                "schema": d.ref(StartSessionRequest, "validation")}, *start_parameters],
                 "responses": {"202": {"description": "Starting; poll Location.", "schema": view,
                                       "headers": polling_headers},
                               **errors(400, 409, 413, 415, 502, 503, 504)},
@@ -138,8 +130,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "get": {
                 "operationId": "ListSessions", "summary": "List active sessions",
                 "description": "Lists the account's Starting and Ready sessions, merged with their history.",
-                "parameters": [_param("status", "query", "Comma list of Starting, Ready.", "Status",
-                                      pattern="^(Starting|Ready)(,(Starting|Ready))*$")],
+                "parameters": query_parameters(ListQuery),
                 "responses": {"200": {"description": "The active sessions.", "schema": d.ref(SessionList)},
                               **errors(400, 502, 503, 504)},
             },
@@ -187,18 +178,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "get": {
                 "operationId": "ListHistory", "summary": "List session history",
                 "description": "Lists past and present sessions from Table Storage, newest filters first.",
-                "parameters": [
-                    _param("from", "query", "Start (ISO 8601); default 7 days ago.", "From", format="date-time"),
-                    _param("to", "query", "End (ISO 8601); default now.", "To", format="date-time"),
-                    _param("requestedBy", "query", "Only sessions requested by this caller.", "Requested by"),
-                    _param("size", "query", "Only this size.", "Size", enum=["Standard", "Premium"]),
-                    _param("status", "query", "Only these statuses (comma list).", "Status",
-                           pattern=f"^({_STATUSES})(,({_STATUSES}))*$"),
-                    _param("top", "query", "Page size, 1-1000.", "Page size", type_="integer", minimum=1,
-                           maximum=1000),
-                    _param("continuationToken", "query", "From a previous page's nextLink.", "Continuation",
-                           **{"x-ms-visibility": "internal"}),
-                ],
+                "parameters": query_parameters(HistoryQuery),
                 "responses": {"200": {"description": "A page of sessions.", "schema": d.ref(HistoryPage)},
                               **errors(400, 503, 504)},
             },
@@ -207,11 +187,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "get": {
                 "operationId": "GetUsage", "summary": "Get usage and cost",
                 "description": "Adds up billed minutes (Ready to end) and estimated cost from configured rates.",
-                "parameters": [
-                    _param("from", "query", "Start (ISO 8601); default 30 days ago.", "From", format="date-time"),
-                    _param("to", "query", "End (ISO 8601); default now.", "To", format="date-time"),
-                    _param("groupBy", "query", "How to group rows.", "Group by", enum=["day", "size", "requestedBy"]),
-                ],
+                "parameters": query_parameters(UsageQuery),
                 "responses": {"200": {"description": "The usage report.", "schema": d.ref(UsageReport)},
                               **errors(400, 503, 504)},
             },
@@ -220,11 +196,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "post": {
                 "operationId": "RunCleanup", "summary": "Run the cleanup now",
                 "description": "Runs the lease cleanup (or the nightly shutdown) now, or only decides with dryRun.",
-                "parameters": [
-                    _param("dryRun", "query", "Decide without acting.", "Dry run", type_="boolean"),
-                    _param("mode", "query", "lease, or nightly to stop every non-exempt session.", "Mode",
-                           enum=["lease", "nightly"]),
-                ],
+                "parameters": query_parameters(CleanupQuery),
                 "responses": {"200": {"description": "What the cleanup decided and did.",
                                       "schema": d.ref(CleanupReport)}, **errors(400, 409, 502, 503, 504)},
             },

@@ -28,13 +28,11 @@ from arr_core.views import (
 if TYPE_CHECKING:
     from arr_core.sessions import SessionState
 
-from .http import absolute_url, handled, json_response, links_for, query_fields, read_json_object, validate
+from .http import absolute_url, handled, json_response, links_for, read_json_object, validate
 from .openapi import openapi_document
+from .queries import ListQuery, StartQuery, parse_query
 
 bp = func.Blueprint()
-
-START_QUERY = tuple(StartSessionRequest.model_fields[name].alias for name in StartSessionRequest.model_fields)
-
 
 def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
     return json_response(build_view(state.session_id, state.arr, state.record, links_for(req)))
@@ -54,9 +52,9 @@ def _session_id(req: func.HttpRequest) -> str:
 
 
 def _start_request(req: func.HttpRequest) -> StartSessionRequest:
-    body = {} if req.params.get("payload") == "ignore" else read_json_object(req)
+    body = {} if parse_query(req, StartQuery).payload == "ignore" else read_json_object(req)
     from_body = validate(StartSessionRequest, body)
-    from_query = validate(StartSessionRequest, query_fields(req, START_QUERY, objects={"labels"}), strict=False)
+    from_query = parse_query(req, StartSessionRequest)
     return from_body.model_copy(update=from_query.model_dump(exclude_unset=True))
 
 
@@ -130,14 +128,9 @@ async def stop_session(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="sessions", methods=["GET"])
 @handled
 async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
-    statuses = None
-    if req.params.get("status"):
-        statuses = {s.strip().capitalize() for s in req.params["status"].split(",") if s.strip()}
-        unknown = statuses - {"Starting", "Ready"}
-        if unknown:
-            raise InvalidInput("status may list Starting and Ready (ARR lists only active sessions)", field="status")
+    statuses = parse_query(req, ListQuery).status
     context = await get_context()
-    active = await context.sessions.list_active(statuses)
+    active = await context.sessions.list_active(set(statuses) if statuses else None)
     links = links_for(req)
     return json_response(SessionList(sessions=[build_view(s.session_id, s.arr, s.record, links) for s in active.states],
                                      history="ok" if active.history_available else "unavailable"))
