@@ -35,43 +35,43 @@ STS_API_VERSION = "2019-02-28-preview"
 log = logging.getLogger("arr_core.auth")
 
 
-class AccountKeyCredential:
-    """An ARR account key. Its ``repr`` never shows the key."""
+class _Secret:
+    """A secret given as text: refused when empty, never shown by ``repr``."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_secret",)
+    _what = "secret"
 
-    def __init__(self, key: str) -> None:
-        if not key:
-            msg = "the account key is empty"
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            msg = f"the {self._what} is empty"
             raise ValueError(msg)
-        self._key = key
+        self._secret = secret
 
     def __repr__(self) -> str:
-        return "AccountKeyCredential(key='***')"
+        return f"{type(self).__name__}('***')"
+
+
+class AccountKeyCredential(_Secret):
+    """An ARR account key."""
+
+    __slots__ = ()
+    _what = "account key"
 
     def bearer(self, account_id: str) -> str:
         """The STS's ``Authorization`` value for key authentication."""
-        return f"Bearer {account_id}:{self._key}"
+        return f"Bearer {account_id}:{self._secret}"
 
 
-class StaticAccessToken:
+class StaticAccessToken(_Secret):
     """An STS access token obtained elsewhere; used as is and never refreshed."""
 
-    __slots__ = ("_token",)
-
-    def __init__(self, token: str) -> None:
-        if not token:
-            msg = "the access token is empty"
-            raise ValueError(msg)
-        self._token = token
-
-    def __repr__(self) -> str:
-        return "StaticAccessToken(token='***')"
+    __slots__ = ()
+    _what = "access token"
 
     @property
     def token(self) -> str:
         """The token itself."""
-        return self._token
+        return self._secret
 
 
 @runtime_checkable

@@ -31,11 +31,21 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class AppError(Exception):
-    """Root of every error arr_core raises: a stable ``code`` and a message for people."""
+    """Root of every error arr_core raises: a stable ``code`` and a message for people.
 
-    default_code = "AppError"
+    A class's ``default_code`` is its name unless it says otherwise (``class NotFoundError(ArrError,
+    code="NotFound")``: ARR's own code).
+    """
+
+    default_code: ClassVar[str] = "AppError"
+
+    def __init_subclass__(cls, *, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.default_code = code or cls.__name__
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -45,8 +55,6 @@ class AppError(Exception):
 
 class ArrError(AppError):
     """Base class of every error the ARR client raises."""
-
-    default_code = "ArrError"
 
     def __init__(
         self,
@@ -75,63 +83,47 @@ class ArrError(AppError):
         )
 
 
-class InvalidRequestError(ArrError, ValueError):
+class InvalidRequestError(ArrError, ValueError, code="BadRequest"):
     """The request was refused as malformed, by ARR (400/422) or by the client before sending.
 
     ``argument`` names the offending argument when the client refused it itself.
     """
-
-    default_code = "BadRequest"
 
     def __init__(self, message: str, *, argument: str | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.argument = argument
 
 
-class AuthenticationError(ArrError):
+class AuthenticationError(ArrError, code="Unauthorized"):
     """The service refused our credentials (401) or their rights (403)."""
 
-    default_code = "Unauthorized"
 
-
-class NotFoundError(ArrError):
+class NotFoundError(ArrError, code="NotFound"):
     """The session does not exist (or is older than ARR's 30 days of memory)."""
 
-    default_code = "NotFound"
 
-
-class ConflictError(ArrError):
+class ConflictError(ArrError, code="Conflict"):
     """The session id is already used by a session with different settings."""
 
-    default_code = "Conflict"
 
-
-class ThrottledError(ArrError):
+class ThrottledError(ArrError, code="TooManyRequests"):
     """ARR kept answering 429; ``retry_after`` says how long it asked us to wait (seconds, or None)."""
-
-    default_code = "TooManyRequests"
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
 
 
-class ServiceError(ArrError):
+class ServiceError(ArrError, code="InternalServerError"):
     """ARR failed (5xx) or answered something the client cannot read."""
-
-    default_code = "InternalServerError"
 
 
 class TransportError(ArrError):
     """ARR could not be reached: nothing came back."""
 
-    default_code = "TransportError"
 
-
-class ServiceTimeoutError(TransportError):
+class ServiceTimeoutError(TransportError, code="Timeout"):
     """ARR did not answer within the configured timeout."""
-
-    default_code = "Timeout"
 
 
 _BY_STATUS: dict[int, type[ArrError]] = {
@@ -159,8 +151,6 @@ def error_class_for_status(status_code: int) -> type[ArrError]:
 class Refused(AppError):
     """The request cannot be done as asked; ``field`` names the input at fault, when one is."""
 
-    default_code = "Refused"
-
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.field = field
@@ -169,8 +159,6 @@ class Refused(AppError):
 class InvalidInput(Refused, ValueError):
     """Malformed input; ``errors`` holds (field, message) pairs, one per problem."""
 
-    default_code = "InvalidInput"
-
     def __init__(self, message: str, errors: list[tuple[str, str]] | None = None, *,
                  field: str | None = None) -> None:
         super().__init__(message, field=field or (errors[0][0] if errors else None))
@@ -178,17 +166,15 @@ class InvalidInput(Refused, ValueError):
 
 
 class BodyTooLarge(InvalidInput):
-    default_code = "BodyTooLarge"
+    """The body is larger than the app reads (64 KiB)."""
 
 
 class UnsupportedMediaType(InvalidInput):
-    default_code = "UnsupportedMediaType"
+    """The body is not JSON."""
 
 
-class InvalidToken(InvalidInput):
+class InvalidToken(InvalidInput, code="InvalidContinuationToken"):
     """A continuation token that this app did not issue for this query."""
-
-    default_code = "InvalidContinuationToken"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, field="continuationToken")
@@ -197,31 +183,21 @@ class InvalidToken(InvalidInput):
 class LeaseTooLong(Refused):
     """Above the configured maximum (``ARR_MAX_LEASE_MINUTES``) or ARR's 1440 minutes."""
 
-    default_code = "LeaseTooLong"
-
 
 class LeaseMustGrow(Refused):
     """ARR only ever extends a lease."""
-
-    default_code = "LeaseMustGrow"
 
 
 class SessionNotFound(Refused):
     """Neither ARR nor history knows the session."""
 
-    default_code = "SessionNotFound"
-
 
 class Conflict(Refused):
     """The request contradicts what exists."""
 
-    default_code = "Conflict"
-
 
 class SessionEnded(Conflict):
     """The session has ended (and will never be Ready); carries its status and ARR's error, if any."""
-
-    default_code = "SessionEnded"
 
     def __init__(self, message: str, *, session_status: str, error_code: str | None = None,
                  error_message: str | None = None, correlation_id: str | None = None) -> None:
@@ -233,17 +209,15 @@ class SessionEnded(Conflict):
 
 
 class SessionIdInUse(Conflict):
-    default_code = "SessionIdInUse"
+    """The id names a session that was started with another size or lease."""
 
 
 class IdempotencyKeyReused(Conflict):
-    default_code = "IdempotencyKeyReused"
+    """The key was used within 24 h for a different request."""
 
 
 class CleanupRunning(Conflict):
     """Another run holds the cleanup; this one did nothing (the caller may try again later)."""
-
-    default_code = "CleanupRunning"
 
 
 # -- the app cannot serve now -----------------------------------------------------------------------------------
@@ -251,34 +225,22 @@ class CleanupRunning(Conflict):
 class Unavailable(AppError):
     """A dependency of the app failed; a retry later may work."""
 
-    default_code = "Unavailable"
-
 
 class HistoryError(Unavailable):
     """Session history (Table Storage) failed; not ARR's doing."""
-
-    default_code = "HistoryError"
 
 
 class HistoryUnavailable(HistoryError):
     """Table Storage could not be reached or refused us; nothing was written."""
 
-    default_code = "HistoryUnavailable"
-
 
 class HistoryConflict(HistoryError):
     """A conditional write kept losing to other writers."""
-
-    default_code = "HistoryConflict"
 
 
 class Misconfigured(Unavailable, ValueError):
     """A setting is missing or malformed; the message names it."""
 
-    default_code = "Misconfigured"
-
 
 class DeadlineExceeded(AppError):
     """The request's time budget ran out before the work was done (a retry may work)."""
-
-    default_code = "DeadlineExceeded"

@@ -30,24 +30,10 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import records as layout  # the table form of records and keys, shared with the store
 from .continuation import decode_token, page_filters, page_ranges, take_page
 from .errors import HistoryConflict, HistoryUnavailable
-from .records import (
-    Event,
-    IdempotencyClaim,
-    Mutation,
-    SessionRecord,
-    _aware,
-    created_at_of,
-    event_to_entity,
-    idempotency_row,
-    index_entity,
-    months_between,
-    record_from_entity,
-    record_to_entity,
-    row_for,
-    utcnow,
-)
+from .records import Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
 
 if TYPE_CHECKING:
     from .views import CleanupReport
@@ -134,7 +120,7 @@ class MemoryHistory:
         await self._begin("claim")
         for _ in range(MAX_UPDATE_ATTEMPTS):
             try:
-                await self._batch([("insert", index_entity(record), None)])
+                await self._batch([("insert", layout.index_entity(record), None)])
             except _Exists:
                 index = await self._entity("id", record.session_id)
                 if index is None:
@@ -143,11 +129,11 @@ class MemoryHistory:
                 if existing is not None:
                     return existing, False
                 # The index's writer is still writing, or died before its record: write ours at that place.
-                record = replace(record, created_at=created_at_of(index))
+                record = replace(record, created_at=layout.created_at_of(index))
             first = replace(record, event_count=1, updated_at=event.at)
             try:
-                etag = await self._batch([("insert", record_to_entity(first), None),
-                                          ("insert", event_to_entity(first, 1, event), None)])
+                etag = await self._batch([("insert", layout.record_to_entity(first), None),
+                                          ("insert", layout.event_to_entity(first, 1, event), None)])
             except _Exists:
                 existing = await self._read(record.session_id)
                 if existing is None:
@@ -176,8 +162,8 @@ class MemoryHistory:
                 return current
             new, events = change
             new = replace(new, event_count=current.event_count + len(events), updated_at=self._clock())
-            ops: list[_Op] = [("replace", record_to_entity(new), current.etag)]
-            ops += [("insert", event_to_entity(new, current.event_count + i + 1, e), None)
+            ops: list[_Op] = [("replace", layout.record_to_entity(new), current.etag)]
+            ops += [("insert", layout.event_to_entity(new, current.event_count + i + 1, e), None)
                     for i, e in enumerate(events)]
             try:
                 etag = await self._batch(ops)
@@ -200,10 +186,10 @@ class MemoryHistory:
                                ) -> AsyncIterator[SessionRecord]:
         """Records of sessions created in [start, end), oldest first, month partition by month partition."""
         await self._begin("sessions_created")
-        for partition in months_between(start, end):
-            for entity in await self._scan(partition, row_for(start, ""), row_for(end, "")):
+        for partition in layout.months_between(start, end):
+            for entity in await self._scan(partition, layout.row_for(start, ""), layout.row_for(end, "")):
                 if entity.get("Kind") == "session" and (not only_active or entity.get("Active") is True):
-                    yield record_from_entity(entity)
+                    yield layout.record_from_entity(entity)
 
     async def since(self) -> datetime | None:
         await self._begin("since")
@@ -226,9 +212,9 @@ class MemoryHistory:
 
         async def records() -> AsyncIterator[SessionRecord]:
             for partition, low in page_ranges(start, end, after):
-                for entity in await self._scan(partition, low, row_for(end, ""), low_inclusive=False):
+                for entity in await self._scan(partition, low, layout.row_for(end, ""), low_inclusive=False):
                     if wanted(entity):
-                        yield record_from_entity(entity)
+                        yield layout.record_from_entity(entity)
 
         return await take_page(records(), top, filters)
 
@@ -239,7 +225,7 @@ class MemoryHistory:
         """Bind ``key`` to ``session_id`` unless bound within ``ttl``; an older binding is replaced, conditionally."""
         await self._begin("claim_key")
         now = self._clock()
-        entity = {"PartitionKey": "idem", "RowKey": idempotency_row(key), "Fingerprint": fingerprint,
+        entity = {"PartitionKey": "idem", "RowKey": layout.idempotency_row(key), "Fingerprint": fingerprint,
                   "SessionId": session_id, "CreatedAt": now}
         for _ in range(MAX_UPDATE_ATTEMPTS):
             try:
@@ -250,7 +236,7 @@ class MemoryHistory:
                 if found is None:
                     continue
                 existing, etag = found
-                created = _aware(existing["CreatedAt"])
+                created = layout._aware(existing["CreatedAt"])
                 if now - created < ttl:
                     return IdempotencyClaim(existing["SessionId"], existing["Fingerprint"], created, owned=False)
                 try:
@@ -274,7 +260,7 @@ class MemoryHistory:
         except _Exists:
             pass
         found = await self._stored("lease", job)
-        if found is not None and _aware(found[0]["Until"]) > now and found[0].get("Holder") != holder:
+        if found is not None and layout._aware(found[0]["Until"]) > now and found[0].get("Holder") != holder:
             return False
         try:
             await self._batch([("insert", entity, None) if found is None else ("replace", entity, found[1])])
@@ -336,7 +322,7 @@ class MemoryHistory:
 
     async def _record_at(self, partition: str, row: str) -> SessionRecord | None:
         found = await self._stored(partition, row)
-        return replace(record_from_entity(found[0]), etag=found[1]) if found is not None else None
+        return replace(layout.record_from_entity(found[0]), etag=found[1]) if found is not None else None
 
     async def _entity(self, partition: str, row: str) -> dict[str, Any] | None:
         found = await self._stored(partition, row)
@@ -383,7 +369,7 @@ class MemoryHistory:
 
 def _copy(entity: dict[str, Any]) -> dict[str, Any]:
     """What a read returns: a copy (callers may change it), datetimes as aware UTC, as the SDK gives them."""
-    return {name: _aware(value) for name, value in entity.items()}
+    return {name: layout._aware(value) for name, value in entity.items()}
 
 
 __all__ = ["MemoryHistory"]

@@ -148,6 +148,11 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     return data
 
 
+def read_body(req: func.HttpRequest, model: type[M]) -> M:
+    """The body as ``model`` (an empty body is ``{}``)."""
+    return validate(model, read_json_object(req))
+
+
 def validate(model: type[M], data: dict[str, Any], *, strict: bool = True) -> M:
     try:
         return model.model_validate(data, strict=strict)
@@ -290,3 +295,16 @@ def handled(handler: Handler) -> Handler:
             return problem(unexpected.status, unexpected.title, unexpected.detail)
 
     return wrapper
+
+
+class Api(func.Blueprint):
+    """A blueprint whose HTTP functions are declared in one line: ``@bp.endpoint("GetSession", "GET",
+    "sessions/{id}")`` names the function, routes it, and runs it through :func:`handled`."""
+
+    def endpoint(self, name: str, method: str, route: str, *, anonymous: bool = False) -> Callable[[Handler], Any]:
+        auth = {"auth_level": func.AuthLevel.ANONYMOUS} if anonymous else {}
+
+        def register(handler: Handler) -> Any:
+            return self.function_name(name)(self.route(route=route, methods=[method], **auth)(handled(handler)))
+
+        return register

@@ -12,25 +12,21 @@ from arr_core.errors import CleanupRunning
 from arr_core.lifecycle import build_view
 from arr_core.views import HistoryPage
 
-from .http import absolute_url, handled, json_response, links_for
+from .http import Api, absolute_url, json_response, links_for
 from .queries import CleanupQuery, HistoryQuery, UsageQuery, parse_query
 
-bp = func.Blueprint()
+bp = Api()
 log = logging.getLogger("arr_sessions.cleanup")
 
 
-@bp.function_name("RunCleanup")
-@bp.route(route="cleanup", methods=["POST"])
-@handled
+@bp.endpoint("RunCleanup", "POST", "cleanup")
 async def run_cleanup(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, CleanupQuery)
     context = await get_context()
     return json_response(await context.maintenance.run_cleanup(dry_run=query.dry_run, mode=query.mode))
 
 
-@bp.function_name("ListHistory")
-@bp.route(route="history", methods=["GET"])
-@handled
+@bp.endpoint("ListHistory", "GET", "history")
 async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, HistoryQuery)
     start, end = query.window(datetime.now(UTC))
@@ -48,9 +44,7 @@ async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(HistoryPage(sessions=views, next_link=next_link))
 
 
-@bp.function_name("GetUsage")
-@bp.route(route="usage", methods=["GET"])
-@handled
+@bp.endpoint("GetUsage", "GET", "usage")
 async def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, UsageQuery)
     start, end = query.window(datetime.now(UTC))

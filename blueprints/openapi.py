@@ -91,6 +91,16 @@ def _param(name: str, where: str, description: str, summary: str, *, required: b
 
 SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session id", required=True,
                           pattern=SESSION_ID_PATTERN.pattern, maxLength=256)
+IDEMPOTENCY_KEY_PARAM = _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
+                               "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern)
+POLLING_HEADERS = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
+                   "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."}}
+ERROR_TEXTS = {400: "The request is invalid; `errors` names the fields.", 404: "No such session.",
+               409: "Conflict (or a cleanup already running): see the problem's detail.",
+               413: "The body is larger than 64 KiB.", 415: "The body is not JSON.",
+               502: "ARR failed or refused our credentials.",
+               503: "ARR is throttling, Table Storage is unavailable, or a setting is wrong; see Retry-After.",
+               504: "ARR did not answer, or the request's time budget ran out; see Retry-After."}
 
 
 def openapi_document(base_url: str) -> dict[str, Any]:
@@ -99,126 +109,75 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     d = _Definitions()
     view, problem = d.ref(SessionView), d.ref(Problem)
 
-    def errors(*codes: int) -> dict[str, Any]:
-        texts = {400: "The request is invalid; `errors` names the fields.", 404: "No such session.",
-                 409: "Conflict (or a cleanup already running): see the problem's detail.",
-                 413: "The body is larger than 64 KiB.",
-                 415: "The body is not JSON.", 502: "ARR failed or refused our credentials.",
-                 503: "ARR is throttling, Table Storage is unavailable, or a setting is wrong; see Retry-After.",
-                 504: "ARR did not answer, or the request's time budget ran out; see Retry-After."}
-        return {str(c): {"description": texts[c], "schema": problem} for c in codes}
+    def operation(operation_id: str, summary: str, description: str, parameters: list[dict[str, Any]],
+                  answers: dict[int, tuple[str, dict[str, Any]]], *, anonymous: bool = False) -> dict[str, Any]:
+        """One operation; ``answers`` maps each status to its description and schema (problem+json for errors)."""
+        responses = {str(status): {"description": text, "schema": schema, **({"headers": POLLING_HEADERS}
+                                                                            if status == 202 else {})}
+                     for status, (text, schema) in answers.items()}
+        return {"operationId": operation_id, "summary": summary, "description": description,
+                "parameters": parameters, "responses": responses, **({"security": []} if anonymous else {})}
 
-    polling_headers = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
-                       "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."}}
-    start_parameters = [*query_parameters(StartSessionRequest, note=" Wins over the body."),
-                        *query_parameters(StartQuery),
-        _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
-               "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern),
-    ]
+    def errors(*codes: int) -> dict[int, tuple[str, dict[str, Any]]]:
+        return {code: (ERROR_TEXTS[code], problem) for code in codes}
+
+    def body(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
+        return {"name": "body", "in": "body", "required": required, "schema": d.ref(model, "validation")}
+
+    start_parameters = [body(StartSessionRequest, required=False),
+                        *query_parameters(StartSessionRequest, note=" Wins over the body."),
+                        *query_parameters(StartQuery), IDEMPOTENCY_KEY_PARAM]
     paths: dict[str, Any] = {
         "/sessions": {
-            "post": {
-                "operationId": "StartSession", "summary": "Start a session",
-                "description": "Starts an Azure Remote Rendering session and answers 202 at once; poll the "
-                               "Location header until the session is Ready.",
-                "parameters": [{"name": "body", "in": "body", "required": False,
-                                "schema": d.ref(StartSessionRequest, "validation")}, *start_parameters],
-                "responses": {"202": {"description": "Starting; poll Location.", "schema": view,
-                                      "headers": polling_headers},
-                              **errors(400, 409, 413, 415, 502, 503, 504)},
-            },
-            "get": {
-                "operationId": "ListSessions", "summary": "List active sessions",
-                "description": "Lists the account's Starting and Ready sessions, merged with their history.",
-                "parameters": query_parameters(ListQuery),
-                "responses": {"200": {"description": "The active sessions.", "schema": d.ref(SessionList)},
-                              **errors(400, 502, 503, 504)},
-            },
+            "post": operation(
+                "StartSession", "Start a session", "Starts an Azure Remote Rendering session and answers 202 at "
+                "once; poll the Location header until the session is Ready.", start_parameters,
+                {202: ("Starting; poll Location.", view), **errors(400, 409, 413, 415, 502, 503, 504)}),
+            "get": operation("ListSessions", "List active sessions", "Lists the account's Starting and Ready "
+                             "sessions, merged with their history.", query_parameters(ListQuery),
+                             {200: ("The active sessions.", d.ref(SessionList)), **errors(400, 502, 503, 504)}),
         },
         "/sessions/{id}": {
-            "get": {
-                "operationId": "GetSession", "summary": "Get a session",
-                "description": "Reads one session live from ARR, merged with its history.",
-                "parameters": [SESSION_ID_PARAM],
-                "responses": {"200": {"description": "The session.", "schema": view}, **errors(400, 404, 502, 503,
-                                                                                               504)},
-            },
-            "patch": {
-                "operationId": "ExtendSession", "summary": "Extend a session's lease",
-                "description": "Raises the lease to a new total, or by a number of minutes (give exactly one).",
-                "parameters": [SESSION_ID_PARAM, {"name": "body", "in": "body", "required": True,
-                                                  "schema": d.ref(ExtendSessionRequest, "validation")}],
-                "responses": {"200": {"description": "The extended session.", "schema": view},
-                              **errors(400, 404, 409, 413, 415, 502, 503, 504)},
-            },
+            "get": operation("GetSession", "Get a session", "Reads one session live from ARR, merged with its "
+                             "history.", [SESSION_ID_PARAM],
+                             {200: ("The session.", view), **errors(400, 404, 502, 503, 504)}),
+            "patch": operation(
+                "ExtendSession", "Extend a session's lease",
+                "Raises the lease to a new total, or by a number of minutes (give exactly one).",
+                [SESSION_ID_PARAM, body(ExtendSessionRequest, required=True)],
+                {200: ("The extended session.", view), **errors(400, 404, 409, 413, 415, 502, 503, 504)}),
         },
-        "/sessions/{id}/ready": {
-            "get": {
-                "operationId": "WaitUntilReady", "summary": "Wait until a session is ready",
-                "description": "The status monitor of the asynchronous pattern: 202 while Starting, 200 once "
-                               "Ready, 409 once the session has ended without being Ready.",
-                "parameters": [SESSION_ID_PARAM],
-                "responses": {"200": {"description": "Ready.", "schema": view},
-                              "202": {"description": "Still starting.", "schema": view, "headers": polling_headers},
-                              **errors(400, 404, 409, 502, 503, 504)},
-            },
-        },
-        "/sessions/{id}/stop": {
-            "post": {
-                "operationId": "StopSession", "summary": "Stop a session",
-                "description": "Stops the session so that billing ends; a session that has already ended is "
-                               "returned as it is.",
-                "parameters": [SESSION_ID_PARAM, {"name": "body", "in": "body", "required": False,
-                                                  "schema": d.ref(StopSessionRequest, "validation")}],
-                "responses": {"200": {"description": "The stopped session.", "schema": view},
-                              **errors(400, 404, 413, 415, 502, 503, 504)},
-            },
-        },
-        "/history": {
-            "get": {
-                "operationId": "ListHistory", "summary": "List session history",
-                "description": "Lists past and present sessions from Table Storage, newest filters first.",
-                "parameters": query_parameters(HistoryQuery),
-                "responses": {"200": {"description": "A page of sessions.", "schema": d.ref(HistoryPage)},
-                              **errors(400, 503, 504)},
-            },
-        },
-        "/usage": {
-            "get": {
-                "operationId": "GetUsage", "summary": "Get usage and cost",
-                "description": "Adds up billed minutes (Ready to end) and estimated cost from configured rates.",
-                "parameters": query_parameters(UsageQuery),
-                "responses": {"200": {"description": "The usage report.", "schema": d.ref(UsageReport)},
-                              **errors(400, 503, 504)},
-            },
-        },
-        "/cleanup": {
-            "post": {
-                "operationId": "RunCleanup", "summary": "Run the cleanup now",
-                "description": "Runs the lease cleanup (or the nightly shutdown) now, or only decides with dryRun.",
-                "parameters": query_parameters(CleanupQuery),
-                "responses": {"200": {"description": "What the cleanup decided and did.",
-                                      "schema": d.ref(CleanupReport)}, **errors(400, 409, 502, 503, 504)},
-            },
-        },
-        "/health": {
-            "get": {
-                "operationId": "Health", "summary": "Check health",
-                "description": "Tells whether ARR and Table Storage are reachable with the configured settings.",
-                "security": [], "parameters": [],
-                "responses": {"200": {"description": "Healthy.", "schema": d.ref(Health)},
-                              "503": {"description": "ARR or Table Storage is not reachable.",
-                                      "schema": d.ref(Health)}},
-            },
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "OpenApi", "summary": "Get this document",
-                "description": "Returns this OpenAPI 2.0 document, importable as a Power Automate custom connector.",
-                "security": [], "parameters": [],
-                "responses": {"200": {"description": "The OpenAPI 2.0 document.", "schema": {"type": "object"}}},
-            },
-        },
+        "/sessions/{id}/ready": {"get": operation(
+            "WaitUntilReady", "Wait until a session is ready", "The status monitor of the asynchronous pattern: "
+            "202 while Starting, 200 once Ready, 409 once the session has ended without being Ready.",
+            [SESSION_ID_PARAM], {200: ("Ready.", view), 202: ("Still starting.", view),
+                                 **errors(400, 404, 409, 502, 503, 504)})},
+        "/sessions/{id}/stop": {"post": operation(
+            "StopSession", "Stop a session",
+            "Stops the session so that billing ends; a session that has already ended is returned as it is.",
+            [SESSION_ID_PARAM, body(StopSessionRequest, required=False)],
+            {200: ("The stopped session.", view), **errors(400, 404, 413, 415, 502, 503, 504)})},
+        "/history": {"get": operation(
+            "ListHistory", "List session history",
+            "Lists past and present sessions from Table Storage, newest filters first.",
+            query_parameters(HistoryQuery), {200: ("A page of sessions.", d.ref(HistoryPage)), **errors(400, 503, 504)})},
+        "/usage": {"get": operation(
+            "GetUsage", "Get usage and cost", "Adds up billed minutes (Ready to end) and estimated cost from "
+            "configured rates.", query_parameters(UsageQuery),
+            {200: ("The usage report.", d.ref(UsageReport)), **errors(400, 503, 504)})},
+        "/cleanup": {"post": operation(
+            "RunCleanup", "Run the cleanup now",
+            "Runs the lease cleanup (or the nightly shutdown) now, or only decides with dryRun.",
+            query_parameters(CleanupQuery),
+            {200: ("What the cleanup decided and did.", d.ref(CleanupReport)), **errors(400, 409, 502, 503, 504)})},
+        "/health": {"get": operation(
+            "Health", "Check health", "Tells whether ARR and Table Storage are reachable with the configured "
+            "settings.", [], {200: ("Healthy.", d.ref(Health)),
+                              503: ("ARR or Table Storage is not reachable.", d.ref(Health))}, anonymous=True)},
+        "/openapi.json": {"get": operation(
+            "OpenApi", "Get this document",
+            "Returns this OpenAPI 2.0 document, importable as a Power Automate custom connector.", [],
+            {200: ("The OpenAPI 2.0 document.", {"type": "object"})}, anonymous=True)},
     }
     return {
         "swagger": "2.0",

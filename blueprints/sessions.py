@@ -28,11 +28,11 @@ from arr_core.views import (
 if TYPE_CHECKING:
     from arr_core.sessions import SessionState
 
-from .http import absolute_url, handled, json_response, links_for, read_json_object, validate
+from .http import Api, absolute_url, json_response, links_for, read_body, read_json_object, validate
 from .openapi import openapi_document
 from .queries import ListQuery, StartQuery, parse_query
 
-bp = func.Blueprint()
+bp = Api()
 
 def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
     return json_response(build_view(state.session_id, state.arr, state.record, links_for(req)))
@@ -68,9 +68,7 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     return key
 
 
-@bp.function_name("StartSession")
-@bp.route(route="sessions", methods=["POST"])
-@handled
+@bp.endpoint("StartSession", "POST", "sessions")
 async def start_session(req: func.HttpRequest) -> func.HttpResponse:
     request = _start_request(req)
     key = _idempotency_key(req)
@@ -79,17 +77,13 @@ async def start_session(req: func.HttpRequest) -> func.HttpResponse:
     return _pending(req, result, context.settings.poll_seconds)
 
 
-@bp.function_name("GetSession")
-@bp.route(route="sessions/{id}", methods=["GET"])
-@handled
+@bp.endpoint("GetSession", "GET", "sessions/{id}")
 async def get_session(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     return _view(req, await context.sessions.read(_session_id(req)))
 
 
-@bp.function_name("WaitUntilReady")
-@bp.route(route="sessions/{id}/ready", methods=["GET"])
-@handled
+@bp.endpoint("WaitUntilReady", "GET", "sessions/{id}/ready")
 async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     state = await context.sessions.read(_session_id(req))
@@ -104,29 +98,23 @@ async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
     return _pending(req, state, context.settings.poll_seconds)
 
 
-@bp.function_name("ExtendSession")
-@bp.route(route="sessions/{id}", methods=["PATCH"])
-@handled
+@bp.endpoint("ExtendSession", "PATCH", "sessions/{id}")
 async def extend_session(req: func.HttpRequest) -> func.HttpResponse:
     session_id = _session_id(req)
-    request = validate(ExtendSessionRequest, read_json_object(req))
+    request = read_body(req, ExtendSessionRequest)
     context = await get_context()
     return _view(req, await context.sessions.extend(session_id, request))
 
 
-@bp.function_name("StopSession")
-@bp.route(route="sessions/{id}/stop", methods=["POST"])
-@handled
+@bp.endpoint("StopSession", "POST", "sessions/{id}/stop")
 async def stop_session(req: func.HttpRequest) -> func.HttpResponse:
     session_id = _session_id(req)
-    request = validate(StopSessionRequest, read_json_object(req))
+    reason = read_body(req, StopSessionRequest).reason
     context = await get_context()
-    return _view(req, await context.sessions.stop(session_id, request.reason))
+    return _view(req, await context.sessions.stop(session_id, reason))
 
 
-@bp.function_name("ListSessions")
-@bp.route(route="sessions", methods=["GET"])
-@handled
+@bp.endpoint("ListSessions", "GET", "sessions")
 async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
     statuses = parse_query(req, ListQuery).status
     context = await get_context()
@@ -136,9 +124,7 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
                                      history="ok" if active.history_available else "unavailable"))
 
 
-@bp.function_name("Health")
-@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@handled
+@bp.endpoint("Health", "GET", "health", anonymous=True)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     try:
         context = await get_context()
@@ -149,9 +135,7 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(report, 200 if report.status == "ok" else 503)
 
 
-@bp.function_name("OpenApi")
-@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-@handled
+@bp.endpoint("OpenApi", "GET", "openapi.json", anonymous=True)
 async def openapi(req: func.HttpRequest) -> func.HttpResponse:
     host_url = absolute_url(req, "")
     return json_response(openapi_document(host_url))
