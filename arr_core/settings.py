@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,6 +50,8 @@ ENV_NAMES = {
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
 }
 
+HOST_RESOLVED = frozenset({"cleanup_schedule"})  # %ARR_CLEANUP_SCHEDULE% in the timer binding: the host reads it
+
 
 def _http_url(value: str, example: str, *, base: bool = False) -> str:
     """An absolute http(s) URL (stripped); a ``base`` URL also has no query, fragment or inner space."""
@@ -93,13 +94,6 @@ class AppSettings(BaseModel):
     public_base_url: str | None = None
     request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
     cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
-
-    @field_validator("sts_endpoint", "account_key", "managed_identity_client_id", "storage_connection",
-                     "table_endpoint", "nightly_shutdown_at", "max_session_minutes", "rate_standard_per_hour",
-                     "rate_premium_per_hour", "public_base_url", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("endpoint", "sts_endpoint", "table_endpoint")
     @classmethod
@@ -174,9 +168,12 @@ class AppSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
-        """Read the settings; a malformed one raises :class:`Misconfigured` naming the variable."""
+        """Read the settings; a malformed one raises :class:`Misconfigured` naming the variable. A blank setting
+        is unset (its default applies): portals and ``local.settings.json`` keep blanks for "not used"; but not
+        one the Functions host resolves itself (a blank schedule would stop the timer), which is refused."""
         env = os.environ if env is None else env
-        values = {field: env[name] for field, name in ENV_NAMES.items() if name in env}
+        values = {field: env[name] for field, name in ENV_NAMES.items()
+                  if env.get(name, "").strip() or (name in env and field in HOST_RESOLVED)}
         try:
             return cls(**values)
         except ValidationError as exc:

@@ -1,7 +1,9 @@
-"""``make run``: Azurite (Table Storage, in memory), the ARR emulator and the functions host, together.
+"""``make run``: Azurite (Table, Blob and Queue storage, in memory), the ARR emulator and the functions host.
 
 Prints the URLs, and stops all three on Ctrl-C or as soon as one of them dies. Ports: ``AZURITE_TABLE_PORT``
-(10002), ``ARR_EMULATOR_PORT`` (7072), ``FUNCTIONS_PORT`` (7071).
+(10002), ``AZURITE_BLOB_PORT`` (10000), ``AZURITE_QUEUE_PORT`` (10001), ``ARR_EMULATOR_PORT`` (7072),
+``FUNCTIONS_PORT`` (7071). Blob and Queue are there for the real host: ``func start`` keeps the timer's schedule
+monitor and its singleton lock in blob storage (``UseDevelopmentStorage=true`` finds them on these ports).
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite-table"
+AZURITE_ALL = ROOT / "node_modules" / ".bin" / "azurite"
 DEV_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def azurite_connection_string(port: int) -> str:
+def azurite_connection_string(port: int, *, blob_port: int | None = None, queue_port: int | None = None) -> str:
     """Azurite's well-known development account (a public, documented key, not a secret)."""
+    endpoints = {"Table": port, "Blob": blob_port, "Queue": queue_port}
     return (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_ACCOUNT_KEY};"
-            f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+            + "".join(f"{kind}Endpoint=http://127.0.0.1:{p}/devstoreaccount1;" for kind, p in endpoints.items() if p))
 
 
 def free_port() -> int:
@@ -59,9 +63,15 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(msg)
 
 
-def azurite_command(port: int) -> list[str]:
-    return [str(AZURITE), "--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent",
-            "--tableHost", "127.0.0.1", "--tablePort", str(port)]
+def azurite_command(port: int, *, blob_port: int | None = None, queue_port: int | None = None) -> list[str]:
+    """Azurite's Table service alone (tests), or with Blob and Queue when their ports are given (``make run``)."""
+    both = blob_port is not None and queue_port is not None
+    command = [str(AZURITE_ALL if both else AZURITE), "--inMemoryPersistence", "--disableTelemetry",
+               "--skipApiVersionCheck", "--silent", "--tableHost", "127.0.0.1", "--tablePort", str(port)]
+    if both:
+        command += ["--blobHost", "127.0.0.1", "--blobPort", str(blob_port),
+                    "--queueHost", "127.0.0.1", "--queuePort", str(queue_port)]
+    return command
 
 
 def ensure_local_settings() -> Path:
@@ -82,24 +92,27 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     ports = {"azurite": int(os.environ.get("AZURITE_TABLE_PORT", "10002")),
+             "azurite blob": int(os.environ.get("AZURITE_BLOB_PORT", "10000")),
+             "azurite queue": int(os.environ.get("AZURITE_QUEUE_PORT", "10001")),
              "emulator": int(os.environ.get("ARR_EMULATOR_PORT", "7072")),
              "functions": int(os.environ.get("FUNCTIONS_PORT", "7071"))}
     taken = [f"{name} port {port}" for name, port in ports.items() if port_taken(port)]
     if taken:
         print(f"cannot start: {', '.join(taken)} already in use. Stop what uses it, or set AZURITE_TABLE_PORT, "
-              "ARR_EMULATOR_PORT or FUNCTIONS_PORT.", file=sys.stderr)
+              "AZURITE_BLOB_PORT, AZURITE_QUEUE_PORT, ARR_EMULATOR_PORT or FUNCTIONS_PORT.", file=sys.stderr)
         return 2
     settings = ensure_local_settings()
     values = json.loads(settings.read_text()).get("Values", {})
     emulator_url = f"http://127.0.0.1:{ports['emulator']}"
     env = dict(os.environ)
-    env.setdefault("AzureWebJobsStorage", azurite_connection_string(ports["azurite"]))
+    storage = {"blob_port": ports["azurite blob"], "queue_port": ports["azurite queue"]}
+    env.setdefault("AzureWebJobsStorage", azurite_connection_string(ports["azurite"], **storage))
     env.setdefault("ARR_ENDPOINT", emulator_url)
     env.setdefault("ARR_STS_ENDPOINT", emulator_url)
     account_id = env.get("ARR_ACCOUNT_ID") or values.get("ARR_ACCOUNT_ID", "")
     account_key = env.get("ARR_ACCOUNT_KEY") or values.get("ARR_ACCOUNT_KEY", "")
     commands = {
-        "azurite": azurite_command(ports["azurite"]),
+        "azurite": azurite_command(ports["azurite"], **storage),
         "emulator": [sys.executable, "-m", "arr_emulator", "--port", str(ports["emulator"]),
                      "--account-id", account_id, "--account-key", account_key],
         "functions": [sys.executable, "-m", "devhost", "--port", str(ports["functions"])],
@@ -112,7 +125,8 @@ def main() -> int:
         print(f"\nready in {time.monotonic() - started:.1f} s")
         print(f"  functions     http://127.0.0.1:{ports['functions']}/api/health  (OpenAPI: /api/openapi.json)")
         print(f"  ARR emulator  {emulator_url}  (state: {emulator_url}/_emulator/state)")
-        print(f"  Azurite       http://127.0.0.1:{ports['azurite']}/devstoreaccount1 (Table Storage, in memory)")
+        print(f"  Azurite       tables http://127.0.0.1:{ports['azurite']}/devstoreaccount1, "
+              f"blobs :{ports['azurite blob']}, queues :{ports['azurite queue']} (in memory)")
         print("Ctrl-C stops all three.\n", flush=True)
         while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)

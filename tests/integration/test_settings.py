@@ -20,7 +20,7 @@ from conftest import ROOT, Azurite, Emulator, Host, function_app_env, start_host
 
 import blueprints.http as edge
 from arr_core import context
-from arr_core.settings import AppSettings
+from arr_core.settings import ENV_NAMES, AppSettings
 
 # -- read and checked at load ----------------------------------------------------------------------------------
 
@@ -87,10 +87,13 @@ def test_settings_defaults_and_region() -> None:
 
 
 def test_the_example_settings_are_valid() -> None:
-    """``local.settings.example.json`` (what ``make run`` copies) passes its own checks and has the new settings."""
+    """``local.settings.example.json`` (what ``make run`` copies) passes its own checks and lists every setting the
+    app reads, so that a user who runs ``func start`` sees them all; its blanks are unset (defaults apply)."""
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
-    assert {"ARR_PUBLIC_BASE_URL", "ARR_REQUEST_TIMEOUT_SECONDS", "ARR_CLEANUP_BUDGET_SECONDS"} <= set(values)
-    AppSettings.from_env(values)
+    assert set(ENV_NAMES.values()) - set(values) == set()
+    settings = AppSettings.from_env(values)
+    assert (settings.max_session_minutes, settings.region, settings.rate_standard_per_hour) == (None, "", None)
+    assert AppSettings.from_env({"ARR_STOP_CONCURRENCY": " ", "ARR_POLL_SECONDS": ""}).stop_concurrency == 16
 
 
 # -- links on the app's own base URL, in-process ---------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""``make run`` (``python -m devhost.stack``): all parts start, answer, and stop together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devhost.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_path: Path) -> None:
+    """The stack answers /api/health, and Azurite serves Blob and Queue beside Table (the real host's timer keeps
+    its schedule monitor and lock in blobs); Ctrl-C (here TERM) stops every process and exits 0."""
+    ports = {name: free_port() for name in ("AZURITE_TABLE_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT",
+                                            "ARR_EMULATOR_PORT", "FUNCTIONS_PORT")}
+    env = {**os.environ, **{name: str(port) for name, port in ports.items()}}
+    env.pop("AzureWebJobsStorage", None)
+    log = tmp_path / "stack.log"
+    with log.open("wb") as out:
+        stack = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT, env=env, stdout=out,
+                                 stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready in" not in log.read_bytes():
+            assert stack.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        health = httpx.get(f"http://127.0.0.1:{ports['FUNCTIONS_PORT']}/api/health", timeout=30)
+        assert (health.status_code, health.json()["status"]) == (200, "ok")
+        for kind in ("BLOB", "QUEUE"):  # Azurite's services answer their own protocol (an unsigned call is refused)
+            answer = httpx.get(f"http://127.0.0.1:{ports[f'AZURITE_{kind}_PORT']}/devstoreaccount1?comp=list")
+            assert answer.status_code in (400, 403) and "x-ms-request-id" in answer.headers, (kind, answer.text)
+        printed = log.read_text()
+        assert f"blobs :{ports['AZURITE_BLOB_PORT']}, queues :{ports['AZURITE_QUEUE_PORT']}" in printed
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        code = stack.wait(timeout=30)
+    assert code == 0, log.read_text()
+    time.sleep(0.5)
+    for port in ports.values():
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.TransportError:
+            continue
+        raise AssertionError(f"port {port} still answers after the stack stopped")
