@@ -106,100 +106,145 @@ class StopSessionRequest(ApiModel):
 
 
 # -- responses ---------------------------------------------------------------------------------------------------
+# Every field has a description and an ``x-ms-summary`` (its label in the Power Automate designer; title case).
 
 class ErrorInfo(ApiModel):
-    code: str
-    message: str
+    code: str = Field(description="The error code ARR reported.", json_schema_extra={"x-ms-summary": "Code"})
+    message: str = Field(description="The error message ARR reported.", json_schema_extra={"x-ms-summary": "Message"})
 
 
 class SessionLinks(ApiModel):
-    self_: str = Field(alias="self", description="This session.")
-    ready: str = Field(description="Poll this until the session is Ready (202 while Starting).")
-    stop: str = Field(description="POST here to stop the session.")
+    self_: str = Field(alias="self", description="This session.", json_schema_extra={"x-ms-summary": "Session URL"})
+    ready: str = Field(description="Poll this until the session is Ready (202 while Starting).",
+                       json_schema_extra={"x-ms-summary": "Ready URL"})
+    stop: str = Field(description="POST here to stop the session.", json_schema_extra={"x-ms-summary": "Stop URL"})
 
 
 class SessionView(ApiModel):
     """A session as ARR reports it now, merged with its history. Unknown values are null, never missing."""
 
-    id: str
-    status: StatusName
-    size: SizeName | None
-    lease_minutes: int | None
-    elapsed_minutes: int | None
-    remaining_minutes: int | None = Field(description="Lease minutes left; null until Ready.")
-    hostname: str | None
-    handshake_port: int | None
-    arr_inspector_port: int | None
-    teraflops: float | None
-    created_at: datetime | None
-    ready_at: datetime | None
-    ended_at: datetime | None
-    requested_by: str | None
-    reason: str | None
-    labels: dict[str, str]
-    keep_alive: bool
-    billed_minutes: int | None = Field(description="Minutes from Ready to now or to the end, as ARR bills.")
-    error: ErrorInfo | None
-    links: SessionLinks
+    id: str = Field(description="The session's id, as ARR knows it.", json_schema_extra={"x-ms-summary": "Session ID"})
+    status: StatusName = Field(description="Starting, Ready, Stopped, Expired or Error.",
+                               json_schema_extra={"x-ms-summary": "Status"})
+    size: SizeName | None = Field(description="The server size: Standard or Premium.",
+                                  json_schema_extra={"x-ms-summary": "Size"})
+    lease_minutes: int | None = Field(description="The total lease in minutes: how long the session may run.",
+                                      json_schema_extra={"x-ms-summary": "Lease Minutes"})
+    elapsed_minutes: int | None = Field(description="Minutes the session has run since it was Ready, as ARR counts.",
+                                        json_schema_extra={"x-ms-summary": "Elapsed Minutes"})
+    remaining_minutes: int | None = Field(description="Lease minutes left; null until Ready.",
+                                          json_schema_extra={"x-ms-summary": "Remaining Minutes"})
+    hostname: str | None = Field(description="The host a client connects to once the session is Ready.",
+                                 json_schema_extra={"x-ms-summary": "Hostname"})
+    handshake_port: int | None = Field(description="The port a client connects to once the session is Ready.",
+                                       json_schema_extra={"x-ms-summary": "Handshake Port"})
+    arr_inspector_port: int | None = Field(description="The port of the session's ArrInspector diagnostics page.",
+                                           json_schema_extra={"x-ms-summary": "Inspector Port"})
+    teraflops: float | None = Field(description="The computing power of the session's server, as ARR reports it.",
+                                    json_schema_extra={"x-ms-summary": "Teraflops"})
+    created_at: datetime | None = Field(description="When the session was created (ISO 8601).",
+                                        json_schema_extra={"x-ms-summary": "Created At"})
+    ready_at: datetime | None = Field(description="When the session became Ready; null until then.",
+                                      json_schema_extra={"x-ms-summary": "Ready At"})
+    ended_at: datetime | None = Field(description="When the session stopped, expired or failed; null while it runs.",
+                                      json_schema_extra={"x-ms-summary": "Ended At"})
+    requested_by: str | None = Field(description="Who asked for the session, as given when it was started.",
+                                     json_schema_extra={"x-ms-summary": "Requested By"})
+    reason: str | None = Field(description="Why the session was started, or why it was stopped.",
+                               json_schema_extra={"x-ms-summary": "Reason"})
+    labels: dict[str, str] = Field(description="The labels given when the session was started.",
+                                   json_schema_extra={"x-ms-summary": "Labels"})
+    keep_alive: bool = Field(description="True when the session is exempt from the nightly shutdown.",
+                             json_schema_extra={"x-ms-summary": "Keep Alive"})
+    billed_minutes: int | None = Field(description="Minutes from Ready to now or to the end, as ARR bills.",
+                                       json_schema_extra={"x-ms-summary": "Billed Minutes"})
+    error: ErrorInfo | None = Field(description="What ARR reported when the session failed; null otherwise.",
+                                    json_schema_extra={"x-ms-summary": "Error"})
+    links: SessionLinks = Field(description="URLs of this session in this app.",
+                                json_schema_extra={"x-ms-summary": "Links"})
 
 
 class SessionList(ApiModel):
-    sessions: list[SessionView]
+    sessions: list[SessionView] = Field(description="The active sessions: Starting or Ready.",
+                                        json_schema_extra={"x-ms-summary": "Sessions"})
     history: Literal["ok", "unavailable"] = Field(
-        default="ok", description="unavailable: Table Storage did not answer, so history fields are null.")
+        default="ok", description="unavailable: Table Storage did not answer, so history fields are null.",
+        json_schema_extra={"x-ms-summary": "History Status"})
 
 
 class HistoryPage(ApiModel):
-    sessions: list[SessionView]
-    next_link: str | None = Field(description="The next page, or null on the last page.")
+    sessions: list[SessionView] = Field(description="The sessions on this page.",
+                                        json_schema_extra={"x-ms-summary": "Sessions"})
+    next_link: str | None = Field(description="The next page, or null on the last page.",
+                                  json_schema_extra={"x-ms-summary": "Next Page Link"})
 
 
 class UsageRow(ApiModel):
-    key: str
-    sessions: int
-    billed_minutes: int
-    estimated_cost: float | None = Field(description="Null when no rate is configured for a size in the row.")
+    key: str = Field(description="The day, size or caller the row adds up (\"total\" for the total).",
+                     json_schema_extra={"x-ms-summary": "Group"})
+    sessions: int = Field(description="How many sessions the row counts.",
+                          json_schema_extra={"x-ms-summary": "Sessions"})
+    billed_minutes: int = Field(description="Minutes billed, from Ready to the end of each session.",
+                                json_schema_extra={"x-ms-summary": "Billed Minutes"})
+    estimated_cost: float | None = Field(description="Null when no rate is configured for a size in the row.",
+                                         json_schema_extra={"x-ms-summary": "Estimated Cost"})
 
 
 class UsageReport(ApiModel):
-    from_: datetime = Field(alias="from")
-    to: datetime
-    currency: str
-    rows: list[UsageRow]
-    total: UsageRow
+    from_: datetime = Field(alias="from", description="The start of the period (ISO 8601).",
+                            json_schema_extra={"x-ms-summary": "From"})
+    to: datetime = Field(description="The end of the period (ISO 8601).", json_schema_extra={"x-ms-summary": "To"})
+    currency: str = Field(description="The currency of the estimated costs.",
+                          json_schema_extra={"x-ms-summary": "Currency"})
+    rows: list[UsageRow] = Field(description="One row per day, size or caller.",
+                                 json_schema_extra={"x-ms-summary": "Rows"})
+    total: UsageRow = Field(description="All rows added up.", json_schema_extra={"x-ms-summary": "Total"})
 
 
 class CleanupAction(ApiModel):
-    id: str
-    reason: str
+    id: str = Field(description="The session's id.", json_schema_extra={"x-ms-summary": "Session ID"})
+    reason: str = Field(description="Why the cleanup decided so, or what failed.",
+                        json_schema_extra={"x-ms-summary": "Reason"})
 
 
 class CleanupReport(ApiModel):
-    ran_at: datetime
-    dry_run: bool
-    mode: str
-    stopped: list[CleanupAction]
-    kept: list[CleanupAction]
-    reconciled: list[CleanupAction]
-    errors: list[CleanupAction]
+    ran_at: datetime = Field(description="When the cleanup ran (ISO 8601).",
+                             json_schema_extra={"x-ms-summary": "Ran At"})
+    dry_run: bool = Field(description="True when the cleanup only decided, without acting.",
+                          json_schema_extra={"x-ms-summary": "Dry Run"})
+    mode: str = Field(description="Which run it was: lease or nightly.", json_schema_extra={"x-ms-summary": "Mode"})
+    stopped: list[CleanupAction] = Field(description="Sessions stopped (in a dry run: that would be stopped).",
+                                         json_schema_extra={"x-ms-summary": "Stopped"})
+    kept: list[CleanupAction] = Field(description="Sessions left running, and why.",
+                                      json_schema_extra={"x-ms-summary": "Kept"})
+    reconciled: list[CleanupAction] = Field(description="History records brought in line with ARR.",
+                                            json_schema_extra={"x-ms-summary": "Reconciled"})
+    errors: list[CleanupAction] = Field(description="Sessions the cleanup failed to handle, and why.",
+                                        json_schema_extra={"x-ms-summary": "Errors"})
     deferred: list[CleanupAction] = Field(
-        default_factory=list, description="Left for the next run: the run's time budget was spent.")
+        default_factory=list, description="Left for the next run: the run's time budget was spent.",
+        json_schema_extra={"x-ms-summary": "Deferred"})
 
 
 class ComponentHealth(ApiModel):
-    status: Literal["ok", "unavailable", "misconfigured"]
-    detail: str | None = None
+    status: Literal["ok", "unavailable", "misconfigured"] = Field(
+        description="ok, unavailable or misconfigured.", json_schema_extra={"x-ms-summary": "Status"})
+    detail: str | None = Field(default=None, description="What is wrong, when something is.",
+                               json_schema_extra={"x-ms-summary": "Detail"})
 
 
 class Health(ApiModel):
-    status: Literal["ok", "degraded", "misconfigured"]
-    arr: ComponentHealth
-    history: ComponentHealth
+    status: Literal["ok", "degraded", "misconfigured"] = Field(description="ok, degraded or misconfigured.",
+                                                               json_schema_extra={"x-ms-summary": "Status"})
+    arr: ComponentHealth = Field(description="Whether ARR and its token service answer.",
+                                 json_schema_extra={"x-ms-summary": "ARR"})
+    history: ComponentHealth = Field(description="Whether Table Storage answers.",
+                                     json_schema_extra={"x-ms-summary": "History"})
 
 
 class FieldError(ApiModel):
-    field: str
-    message: str
+    field: str = Field(description="The input that is wrong.", json_schema_extra={"x-ms-summary": "Field"})
+    message: str = Field(description="What is wrong with it.", json_schema_extra={"x-ms-summary": "Message"})
 
 
 class Problem(ApiModel):
@@ -207,13 +252,20 @@ class Problem(ApiModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldError] | None = None
-    arr_error: ErrorInfo | None = None
-    correlation_id: str | None = None
-    session_status: StatusName | None = None
+    type: str = Field(default="about:blank", description="A URI naming the kind of problem.",
+                      json_schema_extra={"x-ms-summary": "Type"})
+    title: str = Field(description="A short summary of the problem.", json_schema_extra={"x-ms-summary": "Title"})
+    status: int = Field(description="The HTTP status code.", json_schema_extra={"x-ms-summary": "Status"})
+    detail: str | None = Field(default=None, description="What went wrong, in words.",
+                               json_schema_extra={"x-ms-summary": "Detail"})
+    errors: list[FieldError] | None = Field(default=None, description="The inputs that are wrong (with a 400).",
+                                            json_schema_extra={"x-ms-summary": "Errors"})
+    arr_error: ErrorInfo | None = Field(default=None, description="ARR's own error, when ARR refused.",
+                                        json_schema_extra={"x-ms-summary": "ARR Error"})
+    correlation_id: str | None = Field(default=None, description="ARR's MS-CV, for a support request.",
+                                       json_schema_extra={"x-ms-summary": "Correlation ID"})
+    session_status: StatusName | None = Field(default=None, description="The session's status once it has ended.",
+                                              json_schema_extra={"x-ms-summary": "Session Status"})
     session_id: str | None = Field(default=None, description="The session a failed start may have created: poll "
-                                   "its Location rather than starting again.")
+                                   "its Location rather than starting again.",
+                                   json_schema_extra={"x-ms-summary": "Session ID"})

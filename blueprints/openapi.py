@@ -1,7 +1,9 @@
 """The OpenAPI 2.0 (Swagger) document of the HTTP API, generated from the models in :mod:`arr_core.views`.
 
 Power Automate custom connectors accept only OpenAPI 2.0, so pydantic's JSON Schema (2020-12) is translated: a
-nullable ``anyOf`` becomes ``x-nullable``, ``$defs`` become ``definitions``, ``const`` an ``enum``.
+nullable ``anyOf`` becomes ``x-nullable``, ``$defs`` become ``definitions``, ``const`` an ``enum``. The
+``x-ms-*`` extensions (labels, visibility, the session picker) serve the designer; :mod:`blueprints.connector`
+derives the custom connector's file from this document.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ from .queries import CleanupQuery, HistoryQuery, ListQuery, StartQuery, UsageQue
 _DROP = {"default", "examples", "propertyNames", "discriminator", "$schema"}
 
 
+def _ref(ref: str, siblings: dict[str, Any], *, nullable: bool) -> dict[str, Any]:
+    """A ``$ref`` takes no siblings in 2.0: one that may be null or carries a description or designer label is
+    wrapped in ``allOf``."""
+    kept = {k: v for k, v in siblings.items() if k == "description" or k.startswith("x-ms-")}
+    if not nullable and not kept:
+        return {"$ref": ref}
+    return {"allOf": [{"$ref": ref}], **({"x-nullable": True} if nullable else {}), **kept}
+
+
 def to_swagger2(schema: Any) -> Any:
     """A JSON Schema from pydantic as an OpenAPI 2.0 schema object."""
     if isinstance(schema, list):
@@ -43,13 +54,13 @@ def to_swagger2(schema: Any) -> Any:
         options = [s for s in any_of if s.get("type") != "null"]
         nullable = len(options) < len(any_of)
         merged = {**to_swagger2(options[0]), **{k: v for k, v in schema.items() if k not in _DROP}}
-        if "$ref" in merged:  # a $ref takes no siblings in 2.0: wrap it to say it may be null
-            ref = {"$ref": merged.pop("$ref")}
-            return {"allOf": [ref], "x-nullable": True, **{k: v for k, v in merged.items() if k == "description"}} \
-                if nullable else ref
+        if "$ref" in merged:
+            return _ref(merged.pop("$ref"), merged, nullable=nullable)
         if nullable:
             merged["x-nullable"] = True
         return to_swagger2(merged)
+    if "$ref" in schema and len(schema) > 1:
+        return _ref(schema.pop("$ref"), schema, nullable=False)
     if "patternProperties" in schema:  # 2.0 has no key patterns: keep the value schema
         schema.setdefault("additionalProperties", next(iter(schema.pop("patternProperties").values())))
     if "const" in schema:
@@ -89,8 +100,11 @@ def _param(name: str, where: str, description: str, summary: str, *, required: b
             "x-ms-summary": summary, **extra}
 
 
-SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session id", required=True,
-                          pattern=SESSION_ID_PATTERN.pattern, maxLength=256)
+SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session ID", required=True,
+                          pattern=SESSION_ID_PATTERN.pattern, maxLength=256, **{
+                              "x-ms-url-encoding": "single",
+                              "x-ms-dynamic-values": {"operationId": "ListSessions", "value-collection": "sessions",
+                                                      "value-path": "id", "value-title": "id"}})
 IDEMPOTENCY_KEY_PARAM = _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
                                "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern)
 POLLING_HEADERS = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
@@ -111,20 +125,26 @@ def openapi_document(base_url: str) -> dict[str, Any]:
 
     def operation(operation_id: str, summary: str, description: str, parameters: list[dict[str, Any]],
                   answers: dict[int, tuple[str, dict[str, Any]]], *, anonymous: bool = False) -> dict[str, Any]:
-        """One operation; ``answers`` maps each status to its description and schema (problem+json for errors)."""
+        """One operation; ``answers`` maps each status to its description and schema (problem+json for errors).
+        The anonymous ones (health, this document) are for operators, so the designer does not list them."""
         responses = {str(status): {"description": text, "schema": schema, **({"headers": POLLING_HEADERS}
                                                                             if status == 202 else {})}
                      for status, (text, schema) in answers.items()}
         return {"operationId": operation_id, "summary": summary, "description": description,
-                "parameters": parameters, "responses": responses, **({"security": []} if anonymous else {})}
+                "parameters": parameters, "responses": responses,
+                **({"security": [], "x-ms-visibility": "internal"} if anonymous else {})}
 
     def errors(*codes: int) -> dict[int, tuple[str, dict[str, Any]]]:
         return {code: (ERROR_TEXTS[code], problem) for code in codes}
 
-    def body(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
-        return {"name": "body", "in": "body", "required": required, "schema": d.ref(model, "validation")}
+    def body(model: type[BaseModel], summary: str, description: str, *, required: bool) -> dict[str, Any]:
+        return {"name": "body", "in": "body", "required": required, "schema": d.ref(model, "validation"),
+                "description": description, "x-ms-summary": summary}
 
-    start_parameters = [body(StartSessionRequest, required=False),
+    start_body = body(StartSessionRequest, "Session settings",
+                      "The new session's settings; each one is optional and defaults to the app's settings.",
+                      required=False)
+    start_parameters = [start_body,
                         *query_parameters(StartSessionRequest, note=" Wins over the body."),
                         *query_parameters(StartQuery), IDEMPOTENCY_KEY_PARAM]
     paths: dict[str, Any] = {
@@ -142,9 +162,11 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                              "history.", [SESSION_ID_PARAM],
                              {200: ("The session.", view), **errors(400, 404, 502, 503, 504)}),
             "patch": operation(
-                "ExtendSession", "Extend a session's lease",
+                "ExtendSession", "Extend the lease of a session",
                 "Raises the lease to a new total, or by a number of minutes (give exactly one).",
-                [SESSION_ID_PARAM, body(ExtendSessionRequest, required=True)],
+                [SESSION_ID_PARAM, body(ExtendSessionRequest, "Lease",
+                                        "Give exactly one: the new total lease, or the minutes to add.",
+                                        required=True)],
                 {200: ("The extended session.", view), **errors(400, 404, 409, 413, 415, 502, 503, 504)}),
         },
         "/sessions/{id}/ready": {"get": operation(
@@ -155,7 +177,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "/sessions/{id}/stop": {"post": operation(
             "StopSession", "Stop a session",
             "Stops the session so that billing ends; a session that has already ended is returned as it is.",
-            [SESSION_ID_PARAM, body(StopSessionRequest, required=False)],
+            [SESSION_ID_PARAM, body(StopSessionRequest, "Stop details", "Why the session is stopped, for its history.",
+                                    required=False)],
             {200: ("The stopped session.", view), **errors(400, 404, 413, 415, 502, 503, 504)})},
         "/history": {"get": operation(
             "ListHistory", "List session history",
@@ -176,7 +199,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                               503: ("ARR or Table Storage is not reachable.", d.ref(Health))}, anonymous=True)},
         "/openapi.json": {"get": operation(
             "OpenApi", "Get this document",
-            "Returns this OpenAPI 2.0 document, importable as a Power Automate custom connector.", [],
+            "Returns this OpenAPI 2.0 document, which can be imported as a custom connector.", [],
             {200: ("The OpenAPI 2.0 document.", {"type": "object"})}, anonymous=True)},
     }
     return {
