@@ -4,8 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+RUNTIME_VENV ?= .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
+# The offline infra checkers (checkov, pycep-parser, azure-functions-doctor) in their own venv: their dependencies
+# would clash with ours. tests/integration/test_infra.py runs them from there.
+IAC_PYTHON ?= python3.11
+IAC_VENV ?= .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean runtime-venv iac-tools
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -14,15 +21,37 @@ $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+iac-tools: $(IAC_STAMP)
+
+$(IAC_STAMP): infra/requirements-check.txt
+	$(IAC_PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-check.txt
+	touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Python 3.13 with Microsoft's worker runtime, for tests/integration/test_real_runtime.py (fails without 3.13).
+runtime-venv: $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): requirements.txt tests/runtime/requirements.txt tests/runtime/functionrpc.txt \
+		tests/runtime/build_venv.py
+	$(PYTHON) tests/runtime/build_venv.py $(RUNTIME_VENV)
+
 run: install
 	$(PY) -m devhost.stack
 
-test: install
-	$(PY) -m pytest
+# The Power Platform custom connector's definition, generated from the models behind /api/openapi.json;
+# tests/unit/test_connector.py fails when the committed file is stale.
+.PHONY: connector
+connector: install
+	$(PY) -m blueprints.connector connector/apiDefinition.swagger.json
+
+# With a coverage report of arr_core and blueprints at the end, the functions host's subprocesses included (settings
+# in pyproject.toml); `$(PY) -m coverage report -m` afterwards lists the missed lines. No threshold: it informs.
+test: install runtime-venv iac-tools
+	$(PY) -m pytest --cov --cov-report=term
 
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

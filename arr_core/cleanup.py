@@ -14,7 +14,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 from .lifecycle import adopted_record
-from .records import REQUESTED, SessionRecord
+from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord
 from .models import RenderingSession, SessionStatus
 
 
@@ -81,14 +81,15 @@ class Decision:
     arr: RenderingSession | None = None
     record: SessionRecord | None = None
     adopt: bool = False
+    actor: str = CLEANUP_ACTOR
 
     @property
     def stop_as(self) -> tuple[str, str | None]:
         """The reason and actor a stop is recorded with: a stop someone asked for and a crash cut short keeps
-        theirs; any other is the cleanup's."""
+        theirs; any other is the cleanup's (or the nightly shutdown's)."""
         if self.record is not None and self.record.stop_reason and not self.adopt:
             return self.record.stop_reason, self.record.stopped_by
-        return self.reason, "cleanup"
+        return self.reason, self.actor
 
 
 def _started(arr: RenderingSession, record: SessionRecord | None) -> datetime | None:
@@ -131,7 +132,7 @@ def judge(arr: RenderingSession, record: SessionRecord, now: datetime, policy: C
     if nightly_cutoff is not None and record.keep_alive is False and (started is None or started < nightly_cutoff):
         local = nightly_cutoff.astimezone(policy.time_zone)
         return Decision(arr.id, Action.STOP, f"nightly shutdown ({local:%H:%M} {policy.time_zone.key})",
-                        arr, record)
+                        arr, record, actor=NIGHTLY_ACTOR)
     if arr.status is SessionStatus.STARTING and started is not None:
         starting_minutes = (now - started).total_seconds() / 60
         if starting_minutes >= policy.stuck_starting_minutes:

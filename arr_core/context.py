@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, a
     from .client import ArrClient
     from .history import HistoryStore
     from .maintenance import Maintenance
+    from .notifier import Notifier
+    from .queues import StorageQueues
     from .sessions import SessionService
 
 
@@ -55,6 +57,21 @@ def build_history(settings: AppSettings) -> HistoryStore:
     raise Misconfigured(msg)
 
 
+def build_queues(settings: AppSettings) -> StorageQueues:
+    from .queues import StorageQueues  # noqa: PLC0415
+
+    connection = settings.storage_connection
+    if connection and "=" in connection:
+        if "AccountName=devstoreaccount1" in connection and "QueueEndpoint=" not in connection:
+            # Azurite's account without its Queue service: the SDK would try devstoreaccount1.queue.core.windows.net
+            return StorageQueues.unavailable("the development storage account has no QueueEndpoint")
+        return StorageQueues.from_connection_string(connection)
+    if settings.queue_endpoint:
+        return StorageQueues.from_endpoint(settings.queue_endpoint, _managed_identity(settings))
+    msg = "setting AzureWebJobsStorage (a connection string) or ARR_QUEUE_ENDPOINT is required"
+    raise Misconfigured(msg)
+
+
 @dataclass
 class AppContext:
     settings: AppSettings
@@ -62,19 +79,26 @@ class AppContext:
     history: HistoryStore
     sessions: SessionService
     maintenance: Maintenance
+    notifier: Notifier
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> AppContext:
+        import httpx  # noqa: PLC0415
+
         from .maintenance import Maintenance  # noqa: PLC0415
+        from .notifier import Notifier  # noqa: PLC0415
         from .sessions import SessionService  # noqa: PLC0415
 
         arr, history = build_arr_client(settings), build_history(settings)
         sessions = SessionService(arr, history, settings)
-        return cls(settings, arr, history, sessions, Maintenance(sessions))
+        notifier = Notifier(sessions, history, build_queues(settings), httpx.AsyncClient(),
+                            poll_seconds=settings.poll_seconds, development=settings.development)
+        return cls(settings, arr, history, sessions, Maintenance(sessions, notifier), notifier)
 
     async def aclose(self) -> None:
         await self.arr.aclose()
         await self.history.aclose()
+        await self.notifier.aclose()
 
 
 @functools.cache

@@ -17,7 +17,7 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
     │   ├── InvalidInput            malformed input (``errors``: one per field)
     │   │   ├── BodyTooLarge, UnsupportedMediaType, InvalidToken
     │   ├── LeaseTooLong, LeaseMustGrow
-    │   ├── SessionNotFound
+    │   ├── SessionNotFound, SubscriptionNotFound
     │   └── Conflict
     │       ├── SessionEnded        carries the session's status and ARR's error
     │       ├── SessionIdInUse, IdempotencyKeyReused
@@ -25,6 +25,7 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
     ├── Unavailable                 the app cannot serve now; a retry later may work
     │   ├── HistoryUnavailable      Table Storage did not answer or refused us
     │   ├── HistoryConflict         a conditional write kept losing to other writers
+    │   ├── QueueUnavailable        Queue Storage did not answer (watcher and notification messages)
     │   └── Misconfigured           a setting is missing or malformed
     └── DeadlineExceeded            the request's time budget ran out
 """
@@ -192,6 +193,10 @@ class SessionNotFound(Refused):
     """Neither ARR nor history knows the session."""
 
 
+class SubscriptionNotFound(Refused):
+    """No such subscription (already removed, or never made)."""
+
+
 class Conflict(Refused):
     """The request contradicts what exists."""
 
@@ -236,6 +241,10 @@ class HistoryUnavailable(HistoryError):
 
 class HistoryConflict(HistoryError):
     """A conditional write kept losing to other writers."""
+
+
+class QueueUnavailable(Unavailable):
+    """Queue Storage (the watcher's and the notifications' messages) could not be reached."""
 
 
 class Misconfigured(Unavailable, ValueError):

@@ -18,11 +18,21 @@ table epoch   ``meta``                            ``table``                     
 lease         ``lease``                           the job (``cleanup``)               one cleanup at a time
 cleanup run   ``run-<yyyymm>``                    inverted ticks                      newest first
 nightly mark  ``nightly``                         local date                          once per night
+subscription  ``sub``                             subscription id                     trigger webhooks
 ============  ==================================  ==================================  =============================
 
 Every change to a session is an ETag-conditional update of its record *and* the insert of its events in one
 entity-group transaction: two writers can never both record the same change, and a lost race is retried on fresh
 data. A record is only ever *inserted*, at the place its id index names, so racing writers make one record.
+
+Group commit: each change is one caller's write, but writes to the same partition (a month's sessions share one),
+under the same request budget, that come while a batch of them is on its way (:data:`BATCHES_IN_FLIGHT`) wait and
+go together in the next transaction, up to Table Storage's 100 entities. Each keeps its own ETag condition and the
+transaction is all or nothing, so no write lands without its events and none lands twice; a transaction the table
+refuses (one lost race, say) wrote nothing, and each of its writes is sent again alone, answering its caller exactly
+as it would have alone. A write is acknowledged only once its transaction is, so the order of a session's writes
+(a stop's reason before ARR is asked) is kept. The cleanup's concurrent stops cost a few transactions, not two
+calls each.
 
 Faults: every call is bounded in time (:data:`CALL_SECONDS`, and the request's budget); a table that has gone
 (deleted, or an emulator restarted) is created again and the call retried once, and what this process remembers
@@ -34,12 +44,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.request
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from azure.core import MatchConditions
@@ -57,7 +69,7 @@ from . import deadline
 from .continuation import decode_token, page_filters, page_ranges, take_page
 from .errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
 from .lifecycle import restore
-from .views import CleanupReport
+from .notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
 from .records import (
     Event,
     IdempotencyClaim,
@@ -68,24 +80,95 @@ from .records import (
     event_to_entity,
     idempotency_row,
     index_entity,
+    RUN_MONTHS,
     months_between,
     record_from_entity,
     record_to_entity,
     row_for,
     utcnow,
 )
+from .views import CleanupReport, CleanupRun
 
 log = logging.getLogger("arr_core.history")
 
 MAX_TICKS = 3155378975999999999  # .NET's DateTime.MaxValue in ticks: run rows sort newest first
+
+
+def _ticks(at: datetime) -> int:
+    return int((at - datetime(1, 1, 1, tzinfo=UTC)).total_seconds() * 10_000_000)
+
+
+def _run_from_row(row: dict[str, Any]) -> CleanupRun:
+    """A run row as a :class:`CleanupRun`: its kept report, or (if that was cut at the column's limit) its counts."""
+    try:
+        return CleanupRun.of(CleanupReport.model_validate_json(row["Report"]))
+    except (KeyError, ValueError):
+        return CleanupRun(ran_at=_aware(row["RanAt"]), mode=row.get("Mode", "lease"), stopped=[],
+                          kept=row.get("Kept", 0), reconciled=row.get("Reconciled", 0), errors=[],
+                          deferred=row.get("Deferred", 0))
 MAX_UPDATE_ATTEMPTS = 8
 MAX_REMEMBERED_WRITES = 4096
 CALL_SECONDS = 5.0  # one Table call (or one page of a query): an outage answers 503 in seconds, not minutes
 # azure-core retries on its own; within CALL_SECONDS that is one quick retry of a dropped connection.
 CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2, "retry_backoff_max": 1,
-                                  "connection_timeout": 3, "read_timeout": CALL_SECONDS}
+                                  "connection_timeout": 3, "read_timeout": CALL_SECONDS,
+                                  # aiohttp's trust_env looks up ~/.netrc and the proxy variables in a worker
+                                  # thread on every request: two thread hops per Table call. Only a proxy set in
+                                  # the environment needs it (netrc cannot apply: each request carries its own
+                                  # Authorization), and the environment changes only with a restart.
+                                  "use_env_settings": bool(urllib.request.getproxies())}
 # What a caller handles itself (a lost race, an entity that is not there); everything else is "unavailable".
 _PASSED_ON = {404, 409, 412}
+MAX_BATCH_OPS = 100  # Table Storage's limit for one entity-group transaction
+MAX_BATCH_CHARS = 600_000  # its limit is 4 MiB of payload: a character costs at most 6 bytes (a JSON \u escape)
+# Batches on their way at once, per partition and budget: writes that come meanwhile wait, and go together in the
+# next one. One batches best (the least CPU per write); two measured no faster on the nightly benchmark.
+BATCHES_IN_FLIGHT = 1
+_LEAD = object()  # what a waiting write is told when it is its turn to send a batch
+_ALONE: ContextVar[bool] = ContextVar("arr_core_history_alone", default=False)  # while restoring a lost table
+
+
+@dataclass(eq=False)
+class _Write:
+    """One caller's change: operations on one partition that succeed or fail together, and its answer."""
+
+    ops: list[Any]
+    done: asyncio.Future[Any]
+    keys: frozenset[str] = field(init=False)
+    size: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = frozenset(op[1]["RowKey"] for op in self.ops)
+        self.size = sum(_weight(op[1]) for op in self.ops)
+
+
+@dataclass(eq=False)
+class _Lane:
+    """Writes to one partition, under one request budget, waiting for a batch, and how many are on their way."""
+
+    waiting: list[_Write] = field(default_factory=list)
+    sending: int = 0
+
+
+def _weight(entity: dict[str, Any]) -> int:
+    """An upper bound of an entity's characters in a batch (names, values, OData type annotations)."""
+    return sum(len(name) * 2 + 64 + (len(value) if isinstance(value, str) else 0) for name, value in entity.items())
+
+
+def _failed(exc: BaseException) -> Exception:
+    """What a write raises whose batch another caller sent and got no answer for: that error, as its own."""
+    if isinstance(exc, (HistoryUnavailable, DeadlineExceeded)):
+        failure: Exception = type(exc)(exc.message)
+    else:
+        failure = HistoryUnavailable(f"Table Storage did not answer the batch with this write ({type(exc).__name__})")
+    failure.__cause__ = exc
+    return failure
+
+
+def _refused(exc: BaseException) -> bool:
+    """The table answered a transaction with an error: nothing of it was written."""
+    cause = exc if isinstance(exc, HttpResponseError) else exc.__cause__
+    return isinstance(cause, HttpResponseError)
 
 
 def _table_missing(exc: BaseException) -> bool:
@@ -125,6 +208,10 @@ class History(Protocol):
     async def nights_done(self, nights: list[date]) -> set[date]: ...
     async def mark_night(self, night: date, ran_at: datetime) -> None: ...
     async def record_run(self, report: CleanupReport) -> None: ...
+    async def runs(self, before: datetime, top: int) -> list[CleanupRun]: ...
+    async def add_subscription(self, subscription: Subscription) -> None: ...
+    async def remove_subscription(self, subscription_id: str) -> Subscription | None: ...
+    async def subscriptions(self) -> list[Subscription]: ...
 
 
 class HistoryStore:
@@ -139,6 +226,8 @@ class HistoryStore:
         self._written: OrderedDict[str, SessionRecord] = OrderedDict()
         self._ready = False
         self._recreating = asyncio.Lock()
+        self._restoring: asyncio.Future[None] | None = None  # the write-back after a lost table, while under way
+        self._lanes: dict[tuple[str, Any], _Lane] = {}  # (partition, request budget) -> writes waiting to be sent
 
     @classmethod
     def from_connection_string(cls, connection_string: str, table_name: str) -> HistoryStore:
@@ -165,7 +254,7 @@ class HistoryStore:
         """
         for _ in range(MAX_UPDATE_ATTEMPTS):
             try:
-                await self._call(self._table.create_entity, index_entity(record))
+                await self._transact([("create", index_entity(record))])
             except ResourceExistsError:
                 index = await self._call(self._table_get, "id", record.session_id)
                 if index is None:
@@ -179,8 +268,8 @@ class HistoryStore:
                 record = replace(record, created_at=created_at_of(index))
             first = replace(record, event_count=1, updated_at=event.at)
             try:
-                result = await self._call(self._table.submit_transaction, [
-                    ("create", record_to_entity(first)), ("create", event_to_entity(first, 1, event))])
+                result = await self._transact([("create", record_to_entity(first)),
+                                               ("create", event_to_entity(first, 1, event))])
             except (TableTransactionError, ResourceExistsError) as exc:
                 if getattr(exc, "status_code", None) != 409:
                     raise HistoryUnavailable(_describe(exc)) from exc
@@ -194,6 +283,15 @@ class HistoryStore:
         raise HistoryConflict(msg)
 
     async def get(self, session_id: str) -> SessionRecord | None:
+        record = await self._lookup(session_id)
+        restoring = self._restoring
+        if record is None and restoring is not None and restoring is not asyncio.current_task():
+            # The table was lost and this process is writing back what it remembers: this one may be among them.
+            await asyncio.wait([restoring], timeout=deadline.bounded(CALL_SECONDS))
+            record = await self._lookup(session_id)
+        return record
+
+    async def _lookup(self, session_id: str) -> SessionRecord | None:
         pointer = self._pointers.get(session_id)
         if pointer is not None:
             record = await self._read_at(pointer)
@@ -217,7 +315,8 @@ class HistoryStore:
         None when history has no record of the session. ``current`` (a record just read, with its ETag) saves
         the first read; a lost race, or a record that has gone, re-reads.
         """
-        current = current or self._written.get(session_id)
+        if current is None or current.etag is None:
+            current = self._written.get(session_id) or current
         for _ in range(MAX_UPDATE_ATTEMPTS):
             if current is None or current.etag is None:
                 current = await self.get(session_id)
@@ -228,16 +327,12 @@ class HistoryStore:
                 return current
             new, events = change
             new = replace(new, event_count=current.event_count + len(events), updated_at=self._clock())
-            condition = {"etag": current.etag, "match_condition": MatchConditions.IfNotModified}
+            condition = {"mode": UpdateMode.REPLACE, "etag": current.etag,
+                         "match_condition": MatchConditions.IfNotModified}
             try:
-                if events:
-                    result = await self._call(self._table.submit_transaction, [
-                        ("update", record_to_entity(new), {"mode": UpdateMode.REPLACE, **condition}),
-                        *(("create", event_to_entity(new, current.event_count + i + 1, e))
-                          for i, e in enumerate(events))])
-                else:  # one entity: a plain conditional write, no batch to encode
-                    result = [await self._call(self._table.update_entity, record_to_entity(new),
-                                               mode=UpdateMode.REPLACE, **condition)]
+                result = await self._transact([
+                    ("update", record_to_entity(new), condition),
+                    *(("create", event_to_entity(new, current.event_count + i + 1, e)) for i, e in enumerate(events))])
             except (TableTransactionError, ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as exc:
                 # Another writer got there first (412/409), or the record has gone (404): decide again on
                 # fresh data. A record gone from a table another host recreated is written back first, if
@@ -389,7 +484,7 @@ class HistoryStore:
 
     async def record_run(self, report: CleanupReport) -> None:
         """Keep the run's report (newest first: inverted ticks), so an operator can see what each run did."""
-        ticks = int((report.ran_at - datetime(1, 1, 1, tzinfo=timezone.utc)).total_seconds() * 10_000_000)
+        ticks = _ticks(report.ran_at)
         await self._call(self._table.upsert_entity, {
             "PartitionKey": f"run-{report.ran_at:%Y%m}", "RowKey": f"{MAX_TICKS - ticks:019d}_{uuid.uuid4().hex[:8]}",
             "Kind": "run", "RanAt": report.ran_at, "Mode": report.mode, "Stopped": len(report.stopped),
@@ -397,10 +492,42 @@ class HistoryStore:
             "Deferred": len(report.deferred), "Report": report.model_dump_json(by_alias=True)[:30_000],
         }, mode=UpdateMode.REPLACE)
 
+    async def runs(self, before: datetime, top: int) -> list[CleanupRun]:
+        """Up to ``top`` cleanup runs that started before ``before``, newest first, from the last RUN_MONTHS."""
+        after = f"{MAX_TICKS - _ticks(before):019d}~"  # "_" < "~": the rows of exactly ``before`` are left out
+        found: list[CleanupRun] = []
+        for month in reversed(months_between(before - timedelta(days=31 * RUN_MONTHS), before + timedelta(days=1))):
+            rows = self.rows("PartitionKey eq @pk and RowKey gt @after", pk=f"run-{month[2:]}", after=after)
+            async with aclosing(rows):
+                async for row in rows:
+                    found.append(_run_from_row(row))
+                    if len(found) == top:
+                        return found
+        return found
+
+    # -- subscriptions (the trigger's webhooks) ----------------------------------------------------------
+
+    async def add_subscription(self, subscription: Subscription) -> None:
+        await self._call(self._table.create_entity, subscription_to_entity(subscription))
+
+    async def remove_subscription(self, subscription_id: str) -> Subscription | None:
+        """Remove it; the one removed, or None when there was none (a repeated DELETE)."""
+        entity = await self._call(self._table_get, SUBSCRIPTION_PARTITION, subscription_id)
+        if entity is None:
+            return None
+        try:
+            await self._call(self._table.delete_entity, SUBSCRIPTION_PARTITION, subscription_id)
+        except ResourceNotFoundError:
+            return None
+        return subscription_from_entity(entity)
+
+    async def subscriptions(self) -> list[Subscription]:
+        return [subscription_from_entity(row) for row in await self.query(f"PartitionKey eq '{SUBSCRIPTION_PARTITION}'")]
+
     # -- queries --------------------------------------------------------------------------------------------
 
     async def query(self, query: str, **parameters: Any) -> list[dict[str, Any]]:
-        return [row async for row in self.rows(query, **parameters)]
+        return [dict(row) async for row in self.rows(query, **parameters)]
 
     async def rows(self, query: str, **parameters: Any) -> AsyncIterator[dict[str, Any]]:
         """Entities matching ``query``, page by page, each page bounded in time like any other call."""
@@ -414,7 +541,7 @@ class HistoryStore:
                         pages = self._table.query_entities(query, parameters=parameters,
                                                            results_per_page=1000).by_page()
                     page = await anext(pages)
-                    rows = [dict(e) async for e in page]
+                    rows = [e async for e in page]  # with their ETags (``metadata``): a record read here is current
             except StopAsyncIteration:
                 return
             except ResourceNotFoundError as exc:
@@ -429,6 +556,124 @@ class HistoryStore:
                 yield row
 
     # -- plumbing -------------------------------------------------------------------------------------------
+
+    async def _transact(self, ops: list[Any]) -> list[Any]:
+        """Write ``ops`` (one session's change, all in one partition) all or nothing; each operation's metadata.
+
+        Alone, the write is sent as it always was (one entity: a single call; more: one transaction). Writes to the
+        same partition, under the same request budget, that come while :data:`BATCHES_IN_FLIGHT` batches of them
+        are on their way are sent together in the next transaction (group commit): each keeps its own conditions,
+        and the transaction is all or nothing. If the table refuses it (a lost race, an entity there already, a bad
+        entity), nothing was written, and each write in it is sent again alone, so that each caller gets exactly the
+        answer it would have got alone. A write waits for its batch within the bounds of any call.
+        """
+        if _ALONE.get():
+            return await self._send(ops)
+        loop = asyncio.get_running_loop()
+        lane_key = (ops[0][1]["PartitionKey"], deadline._deadline.get())  # the budget itself, not what is left of it
+        lane = self._lanes.get(lane_key)
+        if lane is None:
+            lane = self._lanes[lane_key] = _Lane()
+        write = _Write(ops, loop.create_future())
+        if lane.sending >= BATCHES_IN_FLIGHT:
+            lane.waiting.append(write)
+            try:
+                async with self._bounded():
+                    outcome = await write.done
+            except BaseException:  # out of time, or cancelled: a write never sent is dropped, a turn passed on
+                if write in lane.waiting:
+                    lane.waiting.remove(write)
+                if write.done.done() and not write.done.cancelled() and write.done.exception() is None \
+                        and write.done.result() is _LEAD:
+                    self._pass_lead(lane_key, lane)
+                raise
+            if outcome is not _LEAD:
+                return outcome
+            write.done = loop.create_future()  # its turn (and out of the queue): it sends the next batch
+        else:
+            lane.sending += 1
+        try:
+            await self._send_batch(lane, write)
+        finally:
+            self._pass_lead(lane_key, lane)
+        return write.done.result()
+
+    def _pass_lead(self, lane_key: tuple[str, Any], lane: _Lane) -> None:
+        """The next write still waiting sends the next batch in place of the one just sent."""
+        while lane.waiting:
+            first = lane.waiting.pop(0)
+            if not first.done.done():  # else its caller gave up
+                first.done.set_result(_LEAD)
+                return
+        lane.sending -= 1
+        if not lane.sending:
+            self._lanes.pop(lane_key, None)
+
+    async def _send_batch(self, lane: _Lane, leader: _Write) -> None:
+        """Send ``leader`` with the writes waiting behind it that fit one transaction; settle each one's future."""
+        batch = [leader]
+        keys = set(leader.keys)
+        count, size = len(leader.ops), leader.size
+        for write in list(lane.waiting):
+            if count >= MAX_BATCH_OPS:
+                break
+            if write.done.done():  # its caller gave up
+                lane.waiting.remove(write)
+                continue
+            if (count + len(write.ops) > MAX_BATCH_OPS or size + write.size > MAX_BATCH_CHARS
+                    or not keys.isdisjoint(write.keys)):
+                continue  # the next batch's (a transaction may touch an entity only once)
+            batch.append(write)
+            lane.waiting.remove(write)
+            keys |= write.keys
+            count += len(write.ops)
+            size += write.size
+        try:
+            if len(batch) == 1:
+                await self._settle(leader)
+                return
+            try:
+                result = await self._send([op for write in batch for op in write.ops])
+            except Exception as exc:
+                if not _refused(exc):
+                    raise
+                # The table refused the whole transaction (one write's condition, say): nothing was written.
+                await asyncio.gather(*(self._settle(write) for write in batch))
+                return
+            offset = 0
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_result(result[offset:offset + len(write.ops)])
+                offset += len(write.ops)
+        except BaseException as exc:  # out of time, unreachable, or cancelled: no one knows if it was written
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_exception(exc if write is leader and isinstance(exc, Exception) else _failed(exc))
+            if not isinstance(exc, Exception):
+                if not leader.done.cancelled():
+                    leader.done.exception()  # its caller is cancelled: it will never look
+                raise
+
+    async def _settle(self, write: _Write) -> None:
+        """Send one write alone and settle its future with the answer."""
+        try:
+            result = await self._send(write.ops)
+        except Exception as exc:  # noqa: BLE001 - handed to its caller, who raises it
+            if not write.done.done():
+                write.done.set_exception(exc)
+            return
+        if not write.done.done():
+            write.done.set_result(result)
+
+    async def _send(self, ops: list[Any]) -> list[Any]:
+        """One call: a lone entity as a single write (no batch to encode), more as one transaction."""
+        if len(ops) == 1:
+            kind, entity, *options = ops[0]
+            if kind == "create":
+                return [await self._call(self._table.create_entity, entity)]
+            if kind == "update":
+                return [await self._call(self._table.update_entity, entity, **(options[0] if options else {}))]
+        return await self._call(self._table.submit_transaction, ops)
 
     async def _read_at(self, pointer: tuple[str, str]) -> SessionRecord | None:
         entity = await self._call(self._table_get, *pointer)
@@ -528,24 +773,49 @@ class HistoryStore:
 
     async def _recreate(self) -> None:
         """The table has gone: create it again, forget stale places and ETags, and write back what this process
-        remembers of active sessions (so their keepAlive, requester and reason survive)."""
+        remembers of active sessions (so their keepAlive, requester and reason survive).
+
+        Calls that find the table gone while that write-back is under way wait for it (and then try again on the
+        records it restored) instead of starting another: one that forgot what the first is writing back would
+        find those records missing, and decide on nothing.
+        """
         async with self._recreating:
-            remembered = [r for r in self._written.values() if r.is_active]
-            self._pointers.clear()
-            self._written.clear()
-            created = await self._create_table()
-        if created or remembered:
-            log.error("history table was missing (recreated %s); restoring %d active sessions this process knew",
-                      "here" if created else "elsewhere", len(remembered))
-        await self._write_back(remembered)
+            restoring = self._restoring
+            if restoring is None or restoring is asyncio.current_task():  # (lost again while writing back)
+                remembered = [r for r in self._written.values() if r.is_active]
+                self._pointers.clear()
+                self._written.clear()
+                created = await self._create_table()
+                if created or remembered:
+                    log.error("history table was missing (recreated %s); restoring %d active sessions this process "
+                              "knew", "here" if created else "elsewhere", len(remembered))
+                restoring = self._restoring = asyncio.ensure_future(self._write_back(remembered))
+                restoring.add_done_callback(self._restored)
+        await asyncio.shield(restoring)
+
+    def _restored(self, restoring: asyncio.Future[None]) -> None:
+        if self._restoring is restoring:
+            self._restoring = None
+        if not restoring.cancelled():
+            restoring.exception()  # retrieved: every caller waiting on it raises it itself
 
     async def _write_back(self, remembered: list[SessionRecord]) -> None:
-        """Write records this process remembers into a table that lost them (merging into adoptions)."""
+        """Write records this process remembers into a table that lost them (merging into adoptions).
+
+        Sent alone, never batched: this may run inside the sending of a batch (whose call found the table gone).
+        """
         now = self._clock()
+        token = _ALONE.set(True)
+        try:
+            await self._restore(remembered, now)
+        finally:
+            _ALONE.reset(token)
+
+    async def _restore(self, remembered: list[SessionRecord], now: datetime) -> None:
         for record in remembered:
             event = Event("restored", now, to_status=record.status,
                           detail={"reason": "history table was lost and recreated"})
-            held, wrote = await self.claim(replace(record, event_count=0, etag=None), event)
+            _, wrote = await self.claim(replace(record, event_count=0, etag=None), event)
             if not wrote:  # adopted meanwhile, knowing less than we do
                 await self.update(record.session_id, lambda r, known=record: restore(r, known, now))
 

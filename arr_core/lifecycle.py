@@ -208,6 +208,8 @@ def build_view(session_id: str, arr: RenderingSession | None, record: SessionRec
         ended_at=record.ended_at if record else None,
         requested_by=record.requested_by if record else None,
         reason=record.reason if record else None,
+        stop_reason=record.stop_reason if record else None,
+        stopped_by=record.stopped_by if record else None,
         labels=dict(record.labels) if record else {},
         keep_alive=bool(record.keep_alive) if record else False,
         billed_minutes=_billed(status, elapsed),

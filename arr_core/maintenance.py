@@ -9,18 +9,22 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import deadline
 from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
-from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError
+from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError, Unavailable
 from .lifecycle import observe, vanished
-from .records import REQUESTED, Event, utcnow
-from .usage import usage_report
 from .models import RenderingSession
+from .notifications import pending_change
+from .records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
+from .usage import usage_report
 from .views import CleanupAction, CleanupReport, UsageReport
+
+if TYPE_CHECKING:
+    from .notifier import Links, Notifier
 
 log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
@@ -41,8 +45,10 @@ def policy_from(settings: AppSettings) -> CleanupPolicy:
 class Maintenance:
     """Runs the cleanup and answers history and usage questions."""
 
-    def __init__(self, sessions: SessionService, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, sessions: SessionService, notifier: Notifier | None = None, *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.sessions = sessions
+        self.notifier = notifier
         self.history = sessions.history
         self.settings = sessions.settings
         self.policy = policy_from(self.settings)
@@ -54,13 +60,15 @@ class Maintenance:
 
     # -- cleanup --------------------------------------------------------------------------------------------
 
-    async def run_cleanup(self, *, dry_run: bool = False, mode: str = "lease",
-                          budget_seconds: float | None = None) -> CleanupReport:
+    async def run_cleanup(self, *, dry_run: bool = False, mode: str = "lease", budget_seconds: float | None = None,
+                          links: Links | None = None) -> CleanupReport:
         """Decide (pure), then act on each session with bounded concurrency; one failure stops nothing else.
 
         One run at a time across instances (a lease row in the table; :class:`CleanupRunning` otherwise). Work
         not done within the time budget is reported as ``deferred`` and left to the next run, so an HTTP caller
         always gets its answer in time. ``dry_run`` decides and reports without acting (and without the lease).
+        With ``links`` (key-less: they go to third parties), the changes it made, and any a crash left unannounced,
+        are announced to subscribers.
         """
         loop = asyncio.get_running_loop()
         budget = budget_seconds or self.settings.cleanup_budget_seconds
@@ -69,21 +77,21 @@ class Maintenance:
             budget = max(1.0, min(budget, left - BOOKKEEPING_SECONDS))
         ends = loop.time() + budget
         if dry_run:
-            return await self._run(dry_run, mode, ends)
+            return await self._run(dry_run, mode, ends, None)
         if self._running.locked():
             raise CleanupRunning("this instance is running the cleanup")
         async with self._running:
             if not await self.history.take_lease(CLEANUP_LEASE, self._holder, budget + LEASE_MARGIN_SECONDS):
                 raise CleanupRunning("another instance is running the cleanup")
             try:
-                return await self._run(dry_run, mode, ends)
+                return await self._run(dry_run, mode, ends, links)
             finally:
                 try:
                     await self.history.release_lease(CLEANUP_LEASE, self._holder)
                 except (HistoryError, DeadlineExceeded) as exc:  # it expires by itself
                     log.warning("cleanup lease not released: %s", exc)
 
-    async def _run(self, dry_run: bool, mode: str, ends: float) -> CleanupReport:
+    async def _run(self, dry_run: bool, mode: str, ends: float, links: Links | None) -> CleanupReport:
         now = self._clock()
         arr_sessions = [s async for s in self.sessions.arr.list_sessions()]
         records = [r async for r in self.history.sessions_created(now - ACTIVE_WINDOW, now + timedelta(minutes=5),
@@ -111,12 +119,13 @@ class Maintenance:
             return report
         loop = asyncio.get_running_loop()
         limit = asyncio.Semaphore(self.settings.stop_concurrency)
+        changed: list[SessionRecord] = []
 
         async def carry_out(d: Decision) -> None:
             async with limit:
                 if loop.time() >= ends:
                     raise _OutOfTime
-                await self._carry_out(d, report, cutoff, since)
+                await self._carry_out(d, report, cutoff, since, changed)
 
         tasks = {asyncio.create_task(self._guard(report, d, carry_out(d))): d for d in decisions}
         try:
@@ -128,25 +137,27 @@ class Maintenance:
             await asyncio.gather(*late, return_exceptions=True)
         report.deferred.extend(CleanupAction(id=tasks[t].session_id, reason=f"{tasks[t].action.value}: out of "
                                              "time, left to the next run") for t in pending)
+        if links is not None and self.notifier is not None:
+            await self._announce([*(r for r in records if pending_change(r)), *changed], links, ends)
         if night is not None and not report.errors and not report.deferred:
             await self.history.mark_night(night, now)
         await self.history.record_run(report)
         return report
 
     async def _carry_out(self, d: Decision, report: CleanupReport, cutoff: datetime | None,
-                         since: datetime | None) -> None:
+                         since: datetime | None, changed: list[SessionRecord]) -> None:
         now = self._clock()
         record = d.record
         if d.adopt:
             assert d.arr is not None and record is not None
             record, wrote = await self.history.claim(record, Event("adopted", now, to_status=REQUESTED,
-                                                                   actor="cleanup"))
+                                                                   actor=CLEANUP_ACTOR))
             if wrote:
                 report.reconciled.append(CleanupAction(id=d.session_id, reason="adopted into history"))
             else:  # someone else wrote it meanwhile (a lost race is no error): judge on what they wrote
                 d = judge(d.arr, record, now, self.policy, cutoff)
         if d.action is Action.RECONCILE:
-            await self._reconcile(d, report)
+            changed.extend(r for r in [await self._reconcile(d, report)] if r is not None)
             return
         arr = d.arr
         if arr is None:  # a start in progress: nothing to act on yet
@@ -154,12 +165,14 @@ class Maintenance:
             return
         if d.action is Action.STOP:
             reason, actor = d.stop_as
-            await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record)
+            state = await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record)
+            changed.extend(r for r in [state.record] if r is not None)
             report.stopped.append(CleanupAction(id=d.session_id, reason=d.reason))
             return
         report.kept.append(CleanupAction(id=d.session_id, reason=d.reason))
         before = record.status if record is not None else None
-        written = await self.history.update(d.session_id, lambda r: observe(r, arr, now, actor="cleanup"), record)
+        written = await self.history.update(d.session_id, lambda r: observe(r, arr, now, actor=CLEANUP_ACTOR), record)
+        changed.extend(r for r in [written] if r is not None)
         if written is not None and before is not None and written.status != before and not d.adopt:
             report.reconciled.append(CleanupAction(id=d.session_id, reason=f"history updated from ARR: {before} "
                                                    f"-> {written.status}"))
@@ -175,7 +188,7 @@ class Maintenance:
             detail = str(exc) if isinstance(exc, (ArrError, HistoryError)) else type(exc).__name__
             report.errors.append(CleanupAction(id=decision.session_id, reason=f"{decision.action.value}: {detail}"))
 
-    async def _reconcile(self, decision: Decision, report: CleanupReport) -> None:
+    async def _reconcile(self, decision: Decision, report: CleanupReport) -> SessionRecord | None:
         record = decision.record
         assert record is not None
         now = self._clock()
@@ -184,14 +197,32 @@ class Maintenance:
         except NotFoundError:
             arr = None
         if arr is not None:
-            written = await self.history.update(record.session_id, lambda r: observe(r, arr, now, actor="cleanup"))
+            written = await self.history.update(record.session_id, lambda r: observe(r, arr, now, actor=CLEANUP_ACTOR))
             if written is not None and arr.status.is_terminal:
                 report.reconciled.append(CleanupAction(
                     id=record.session_id, reason=f"closed: ARR reports {arr.status.value}, "
                     f"{arr.elapsed_minutes or 0} billed minutes"))
-            return
-        if await self.history.update(record.session_id, lambda r: vanished(r, now, actor="cleanup")) is not None:
+            return written
+        written = await self.history.update(record.session_id, lambda r: vanished(r, now, actor=CLEANUP_ACTOR))
+        if written is not None:
             report.reconciled.append(CleanupAction(id=record.session_id, reason="closed: ARR does not know it"))
+        return written
+
+    async def _announce(self, records: list[SessionRecord], links: Links, ends: float) -> None:
+        """Announce what changed, within the run's budget; what is left stays unannounced on its record, for the
+        next run. Best effort: a queue outage never fails the cleanup."""
+        assert self.notifier is not None
+        loop = asyncio.get_running_loop()
+        latest = {r.session_id: r for r in records}  # the last one given wins: what this run wrote
+        for record in latest.values():
+            if loop.time() >= ends:
+                log.info("announcements left to the next run: out of time")
+                return
+            try:
+                await self.notifier.announce(record, links)
+            except (Unavailable, DeadlineExceeded) as exc:
+                log.warning("announcements left to the next run: %s", exc)
+                return
 
     # -- usage ----------------------------------------------------------------------------------------------
 

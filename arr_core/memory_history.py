@@ -14,7 +14,7 @@ it keeps the same *rules*, not just the same method names:
 
 Test hooks (no mocks of internals needed): :meth:`MemoryHistory.fail_next` makes calls raise,
 :meth:`MemoryHistory.lose_table` drops everything as a deleted table or a restarted emulator would, ``latency``
-slows every table operation, ``calls`` counts calls per method, ``runs`` keeps the cleanup reports.
+slows every table operation, ``calls`` counts calls per method, ``reports`` keeps the cleanup reports.
 
 Not modelled: the store's per-call timeout, and its write-back of the active records one process remembers when
 it finds its table gone (``lose_table`` is a lost table *and* a process that remembers nothing).
@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 from . import records as layout  # the table form of records and keys, shared with the store
 from .continuation import decode_token, page_filters, page_ranges, take_page
 from .errors import HistoryConflict, HistoryUnavailable
+from .notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
 from .records import Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
+from .views import CleanupRun
 
 if TYPE_CHECKING:
     from .views import CleanupReport
@@ -73,7 +75,7 @@ class MemoryHistory:
         self._since = since
         self.latency = latency  # seconds each table operation takes: a slow table, for time-budget tests
         self.calls: Counter[str] = Counter()  # public calls by method name, faulted ones included
-        self.runs: list[CleanupReport] = []  # record_run's reports, oldest first
+        self.reports: list[CleanupReport] = []  # record_run's reports, oldest first
         self._table: dict[_Key, tuple[dict[str, Any], str]] = {}  # (PartitionKey, RowKey) -> (entity, ETag)
         self._etags = itertools.count(1)
         self._faults: list[_Fault] = []
@@ -101,7 +103,7 @@ class MemoryHistory:
         """Everything gone, as after the table was deleted or an in-memory emulator restarted; :meth:`since`
         then answers now, so sessions ARR runs that are older are adopted with ``keepAlive`` unknown."""
         self._table.clear()
-        self.runs.clear()
+        self.reports.clear()
         self._since = self._clock()
 
     # -- health ---------------------------------------------------------------------------------------------
@@ -236,7 +238,7 @@ class MemoryHistory:
                 if found is None:
                     continue
                 existing, etag = found
-                created = layout._aware(existing["CreatedAt"])
+                created = layout.aware(existing["CreatedAt"])
                 if now - created < ttl:
                     return IdempotencyClaim(existing["SessionId"], existing["Fingerprint"], created, owned=False)
                 try:
@@ -260,7 +262,7 @@ class MemoryHistory:
         except _Exists:
             pass
         found = await self._stored("lease", job)
-        if found is not None and layout._aware(found[0]["Until"]) > now and found[0].get("Holder") != holder:
+        if found is not None and layout.aware(found[0]["Until"]) > now and found[0].get("Holder") != holder:
             return False
         try:
             await self._batch([("insert", entity, None) if found is None else ("replace", entity, found[1])])
@@ -292,10 +294,36 @@ class MemoryHistory:
             pass
 
     async def record_run(self, report: CleanupReport) -> None:
-        """Keep the run's report in :attr:`runs` (the store writes a row per run)."""
+        """Keep the run's report in :attr:`reports` (the store writes a row per run)."""
         await self._begin("record_run")
         await self._io()
-        self.runs.append(report)
+        self.reports.append(report)
+
+    async def runs(self, before: datetime, top: int) -> list[CleanupRun]:
+        await self._begin("runs")
+        await self._io()
+        earliest = before - timedelta(days=31 * layout.RUN_MONTHS)
+        kept = sorted((r for r in self.reports if earliest <= r.ran_at < before), key=lambda r: r.ran_at, reverse=True)
+        return [CleanupRun.of(r) for r in kept[:top]]
+
+    # -- subscriptions --------------------------------------------------------------------------------------
+
+    async def add_subscription(self, subscription: Subscription) -> None:
+        await self._begin("add_subscription")
+        await self._batch([("insert", subscription_to_entity(subscription), None)])
+
+    async def remove_subscription(self, subscription_id: str) -> Subscription | None:
+        await self._begin("remove_subscription")
+        found = await self._stored(SUBSCRIPTION_PARTITION, subscription_id)
+        if found is None:
+            return None
+        await self._io()
+        self._table.pop((SUBSCRIPTION_PARTITION, subscription_id), None)
+        return subscription_from_entity(found[0])
+
+    async def subscriptions(self) -> list[Subscription]:
+        await self._begin("subscriptions")
+        return [subscription_from_entity(e) for e in await self._scan(SUBSCRIPTION_PARTITION, "", "~")]
 
     # -- the table --------------------------------------------------------------------------------------------
 
@@ -369,7 +397,7 @@ class MemoryHistory:
 
 def _copy(entity: dict[str, Any]) -> dict[str, Any]:
     """What a read returns: a copy (callers may change it), datetimes as aware UTC, as the SDK gives them."""
-    return {name: layout._aware(value) for name, value in entity.items()}
+    return {name: layout.aware(value) for name, value in entity.items()}
 
 
 __all__ = ["MemoryHistory"]

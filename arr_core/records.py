@@ -17,6 +17,9 @@ from .models import SessionStatus
 REQUESTED = "Requested"  # history's own status: the start is recorded, ARR has not confirmed it yet
 RECORD_STATUSES = (REQUESTED, *(status.value for status in SessionStatus))
 ACTIVE_STATUSES = (REQUESTED, SessionStatus.STARTING.value, SessionStatus.READY.value)
+CLEANUP_ACTOR = "cleanup"  # who a change made by the lease cleanup is recorded as
+NIGHTLY_ACTOR = "nightly"  # and one made by the nightly shutdown
+RUN_MONTHS = 3  # how far back the cleanup runs are listed (their rows are kept by month)
 
 
 
@@ -75,6 +78,8 @@ class SessionRecord:
     stop_reason: str | None = None
     stopped_by: str | None = None
     idempotency_key: str | None = None
+    callback_url: str | None = None  # a start's own callback: told once, when Ready or ended without being Ready
+    notified_status: str | None = None  # the last status announced (see arr_core.notifications)
     event_count: int = 0
     updated_at: datetime | None = None
     etag: str | None = None
@@ -106,11 +111,13 @@ _RECORD_FIELDS = {
     "arr_created_at": "ArrCreatedAt", "ready_at": "ReadyAt", "ended_at": "EndedAt",
     "elapsed_minutes": "ElapsedMinutes", "error_code": "ErrorCode", "error_message": "ErrorMessage",
     "stop_reason": "StopReason", "stopped_by": "StoppedBy", "idempotency_key": "IdempotencyKey",
+    "callback_url": "CallbackUrl", "notified_status": "NotifiedStatus",
     "event_count": "EventCount", "updated_at": "UpdatedAt",
 }
 
 
-def _aware(value: Any) -> Any:
+def aware(value: Any) -> Any:
+    """A datetime from the table (the SDK's own subclass, or naive) as a plain aware UTC datetime."""
     if isinstance(value, datetime):
         return datetime.fromtimestamp(value.timestamp(), timezone.utc)
     return value
@@ -131,7 +138,7 @@ def record_to_entity(record: SessionRecord) -> dict[str, Any]:
 
 
 def record_from_entity(entity: dict[str, Any]) -> SessionRecord:
-    values = {attr: _aware(entity.get(name)) for attr, name in _RECORD_FIELDS.items() if entity.get(name) is not None}
+    values = {attr: aware(entity.get(name)) for attr, name in _RECORD_FIELDS.items() if entity.get(name) is not None}
     values["labels"] = json.loads(entity.get("Labels") or "{}")
     values.setdefault("keep_alive", None)  # not stored: unknown
     etag = getattr(entity, "metadata", {}).get("etag") if hasattr(entity, "metadata") else None
@@ -148,6 +155,13 @@ def event_to_entity(record: SessionRecord, seq: int, event: Event) -> dict[str, 
     return {k: v for k, v in entity.items() if v is not None}
 
 
+def event_from_entity(entity: dict[str, Any]) -> tuple[int, Event]:
+    """An event row as (its sequence number, the event)."""
+    detail = json.loads(entity.get("Detail") or "{}")
+    return int(entity["Seq"]), Event(entity["Type"], aware(entity["At"]), entity.get("FromStatus"),
+                                     entity.get("ToStatus"), entity.get("Actor"), detail)
+
+
 def index_entity(record: SessionRecord) -> dict[str, Any]:
     """The id index row: where a session's one record lives. Whoever inserts it first decides that place."""
     return {"PartitionKey": "id", "RowKey": record.session_id, "RecordPartition": record.partition,
@@ -157,7 +171,7 @@ def index_entity(record: SessionRecord) -> dict[str, Any]:
 def created_at_of(index: dict[str, Any]) -> datetime:
     """The creation time an index row fixes (older rows carry it only in their RecordRow)."""
     if index.get("CreatedAt") is not None:
-        return _aware(index["CreatedAt"])
+        return aware(index["CreatedAt"])
     return datetime.fromisoformat(str(index["RecordRow"]).split("~", 1)[0])
 
 
@@ -179,3 +193,6 @@ class IdempotencyClaim:
 Change = tuple[SessionRecord, list[Event]] | None
 """What a rule changes in a record: the new record and its events, or None for nothing worth writing."""
 Mutation = Callable[[SessionRecord], Change]
+
+
+_aware = aware  # the name history.py imports (until it is renamed there)

@@ -39,6 +39,7 @@ from .lifecycle import (
     stalled_start,
     view_status,
 )
+from .notifications import require_callback
 from .records import REQUESTED, Change, Event, Mutation, SessionRecord, idempotency_row, utcnow
 from .models import RenderingSession, SessionStatus
 from .settings import AppSettings
@@ -110,6 +111,8 @@ class SessionService:
         """Record the intent, then ask ARR. Repeats (same key, or same id and settings) start nothing new, and
         drive again a start that a crash cut short: ARR's create is idempotent for the same id and settings."""
         size, lease = self.resolve_start(request)
+        if request.callback_url is not None:
+            require_callback(request.callback_url, field="callbackUrl", development=self.settings.development)
         now = self._clock()
         session_id = request.session_id or new_session_id(now)
         if idempotency_key is not None:
@@ -122,7 +125,7 @@ class SessionService:
         intent = SessionRecord(
             session_id=session_id, created_at=now, size=size, lease_minutes=lease,
             requested_by=request.requested_by, reason=request.reason, labels=request.labels or {},
-            keep_alive=bool(request.keep_alive),
+            keep_alive=bool(request.keep_alive), callback_url=request.callback_url,
             idempotency_key=idempotency_row(idempotency_key)[:16] if idempotency_key else None,
         )
         record, wrote = await self.history.claim(intent, Event(

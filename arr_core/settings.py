@@ -31,6 +31,7 @@ ENV_NAMES = {
     "managed_identity_client_id": "ARR_MANAGED_IDENTITY_CLIENT_ID",
     "storage_connection": "AzureWebJobsStorage",
     "table_endpoint": "ARR_HISTORY_TABLE_ENDPOINT",
+    "queue_endpoint": "ARR_QUEUE_ENDPOINT",
     "history_table": "ARR_HISTORY_TABLE",
     "default_size": "ARR_DEFAULT_SIZE",
     "default_lease_minutes": "ARR_DEFAULT_LEASE_MINUTES",
@@ -49,6 +50,7 @@ ENV_NAMES = {
     "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
 }
+PLATFORM_NAMES = {"website_instance_id": "WEBSITE_INSTANCE_ID"}  # set by Azure itself, never by users
 
 HOST_RESOLVED = frozenset({"cleanup_schedule"})  # %ARR_CLEANUP_SCHEDULE% in the timer binding: the host reads it
 
@@ -77,6 +79,7 @@ class AppSettings(BaseModel):
     managed_identity_client_id: str | None = None
     storage_connection: str | None = Field(default=None, repr=False)
     table_endpoint: str | None = None
+    queue_endpoint: str | None = None
     history_table: str = Field(default="arrsessions", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$")
     default_size: SessionSize = SessionSize.STANDARD
     default_lease_minutes: int = Field(default=60, ge=0, le=MAX_LEASE_MINUTES)
@@ -94,8 +97,9 @@ class AppSettings(BaseModel):
     public_base_url: str | None = None
     request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
     cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
+    website_instance_id: str | None = None
 
-    @field_validator("endpoint", "sts_endpoint", "table_endpoint")
+    @field_validator("endpoint", "sts_endpoint", "table_endpoint", "queue_endpoint")
     @classmethod
     def _service_url(cls, value: str | None) -> str | None:
         return _http_url(value, ", e.g. https://remoterendering.eastus.mixedreality.azure.com") if value else value
@@ -163,6 +167,11 @@ class AppSettings(BaseModel):
         return bool(self.account_id and self.account_domain and self.arr_endpoint)
 
     @property
+    def development(self) -> bool:
+        """Not in Azure (Azure sets WEBSITE_INSTANCE_ID): callbacks may then be http and local."""
+        return self.website_instance_id is None
+
+    @property
     def uses_managed_identity(self) -> bool:
         return not self.account_key
 
@@ -172,7 +181,7 @@ class AppSettings(BaseModel):
         is unset (its default applies): portals and ``local.settings.json`` keep blanks for "not used"; but not
         one the Functions host resolves itself (a blank schedule would stop the timer), which is refused."""
         env = os.environ if env is None else env
-        values = {field: env[name] for field, name in ENV_NAMES.items()
+        values = {field: env[name] for field, name in (ENV_NAMES | PLATFORM_NAMES).items()
                   if env.get(name, "").strip() or (name in env and field in HOST_RESOLVED)}
         try:
             return cls(**values)

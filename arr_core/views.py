@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from .models import SessionSize, SessionStatus
+from .notifications import Cause
 from .validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 
 MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
@@ -37,6 +38,7 @@ LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 LabelValue = ShortText
 StatusName = Literal[tuple(status.value for status in SessionStatus)]  # type: ignore[valid-type]
 SizeName = Literal["Standard", "Premium"]
+CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=2048)]  # checked further by the notifier
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")  # printable ASCII, trimmed
 
 
@@ -68,6 +70,9 @@ class StartSessionRequest(ApiModel):
                                                       json_schema_extra={"x-ms-summary": "Labels"})
     keep_alive: bool | None = Field(default=None, description="Exempt from the nightly shutdown.",
                                     json_schema_extra={"x-ms-summary": "Keep alive overnight"})
+    callback_url: CallbackUrl | None = Field(
+        default=None, description="The app POSTs the session here once, when it is Ready or ends without being "
+        "Ready (https in Azure).", json_schema_extra={"x-ms-summary": "Callback URL", "x-ms-visibility": "advanced"})
 
     @field_validator("size", mode="before")
     @classmethod
@@ -150,8 +155,13 @@ class SessionView(ApiModel):
                                       json_schema_extra={"x-ms-summary": "Ended At"})
     requested_by: str | None = Field(description="Who asked for the session, as given when it was started.",
                                      json_schema_extra={"x-ms-summary": "Requested By"})
-    reason: str | None = Field(description="Why the session was started, or why it was stopped.",
+    reason: str | None = Field(description="Why the session was started.",
                                json_schema_extra={"x-ms-summary": "Reason"})
+    stop_reason: str | None = Field(default=None, description="Why it was stopped, once a stop was asked for.",
+                                    json_schema_extra={"x-ms-summary": "Stop Reason"})
+    stopped_by: str | None = Field(default=None, description="Who asked for the stop: a caller, cleanup (the lease "
+                                   "cleanup) or nightly (the nightly shutdown).",
+                                   json_schema_extra={"x-ms-summary": "Stopped By"})
     labels: dict[str, str] = Field(description="The labels given when the session was started.",
                                    json_schema_extra={"x-ms-summary": "Labels"})
     keep_alive: bool = Field(description="True when the session is exempt from the nightly shutdown.",
@@ -226,6 +236,56 @@ class CleanupReport(ApiModel):
         json_schema_extra={"x-ms-summary": "Deferred"})
 
 
+class CleanupRun(ApiModel):
+    """One cleanup run as history keeps it: when, which, what it did (counts), and what it stopped."""
+
+    ran_at: datetime = Field(description="When the run started (ISO 8601).", json_schema_extra={"x-ms-summary": "Ran At"})
+    mode: str = Field(description="lease or nightly.", json_schema_extra={"x-ms-summary": "Mode"})
+    stopped: list[CleanupAction] = Field(description="The sessions it stopped, and why.",
+                                         json_schema_extra={"x-ms-summary": "Stopped"})
+    kept: int = Field(description="How many sessions it left running.", json_schema_extra={"x-ms-summary": "Kept"})
+    reconciled: int = Field(description="How many records it brought in line with ARR.",
+                            json_schema_extra={"x-ms-summary": "Reconciled"})
+    errors: list[CleanupAction] = Field(description="What failed, per session.",
+                                        json_schema_extra={"x-ms-summary": "Errors"})
+    deferred: int = Field(description="How many it left to the next run (out of time).",
+                          json_schema_extra={"x-ms-summary": "Deferred"})
+
+    @classmethod
+    def of(cls, report: CleanupReport) -> CleanupRun:
+        return cls(ran_at=report.ran_at, mode=report.mode, stopped=report.stopped, kept=len(report.kept),
+                   reconciled=len(report.reconciled), errors=report.errors, deferred=len(report.deferred))
+
+
+class CleanupRuns(ApiModel):
+    runs: list[CleanupRun] = Field(description="Runs, newest first.", json_schema_extra={"x-ms-summary": "Runs"})
+    next_link: str | None = Field(description="Older runs, or null when there are none.",
+                                  json_schema_extra={"x-ms-summary": "Next Page Link"})
+
+
+class SessionEvent(ApiModel):
+    """One change to a session, as history recorded it."""
+
+    seq: int = Field(description="1, 2, 3 ... in the order they happened.", json_schema_extra={"x-ms-summary": "Seq"})
+    type: str = Field(description="requested, status, stopped, extended, adopted, reconciled, ...",
+                      json_schema_extra={"x-ms-summary": "Type"})
+    at: datetime = Field(description="When (ISO 8601).", json_schema_extra={"x-ms-summary": "At"})
+    from_status: str | None = Field(description="The status before, for a status change.",
+                                    json_schema_extra={"x-ms-summary": "From Status"})
+    to_status: str | None = Field(description="The status after, for a status change.",
+                                  json_schema_extra={"x-ms-summary": "To Status"})
+    actor: str | None = Field(description="Who or what made the change: a caller, cleanup, nightly, or none (ARR).",
+                              json_schema_extra={"x-ms-summary": "Actor"})
+    detail: dict[str, Any] = Field(description="What else is known: a reason, sizes, minutes.",
+                                   json_schema_extra={"x-ms-summary": "Detail"})
+
+
+class SessionEvents(ApiModel):
+    session_id: str = Field(description="The session.", json_schema_extra={"x-ms-summary": "Session ID"})
+    events: list[SessionEvent] = Field(description="Its changes, oldest first.",
+                                       json_schema_extra={"x-ms-summary": "Events"})
+
+
 class ComponentHealth(ApiModel):
     status: Literal["ok", "unavailable", "misconfigured"] = Field(
         description="ok, unavailable or misconfigured.", json_schema_extra={"x-ms-summary": "Status"})
@@ -269,3 +329,54 @@ class Problem(ApiModel):
     session_id: str | None = Field(default=None, description="The session a failed start may have created: poll "
                                    "its Location rather than starting again.",
                                    json_schema_extra={"x-ms-summary": "Session ID"})
+
+
+# -- notifications -------------------------------------------------------------------------------------------------
+
+class SubscriptionRequest(ApiModel):
+    """A trigger subscription: the callback URL the workflow platform gives, and optional filters."""
+
+    notification_url: CallbackUrl = Field(description="Where the app POSTs each change (https in Azure).",
+                                          json_schema_extra={"x-ms-summary": "Notification URL",
+                                                             "x-ms-notification-url": True,
+                                                             "x-ms-visibility": "internal"})
+    statuses: list[StatusName] | None = Field(default=None, max_length=8,
+                                              description="Only changes to these statuses; all when empty.",
+                                              json_schema_extra={"x-ms-summary": "Statuses"})
+    session_id: SessionId | None = Field(default=None, description="Only this session.",
+                                         json_schema_extra={"x-ms-summary": "Session ID"})
+    requested_by: ShortText | None = Field(default=None, description="Only sessions requested by this caller.",
+                                           json_schema_extra={"x-ms-summary": "Requested By"})
+
+
+class SubscriptionView(ApiModel):
+    id: str = Field(description="The subscription's id.", json_schema_extra={"x-ms-summary": "Subscription ID"})
+    statuses: list[str] | None = Field(description="The statuses it hears about; null for all.",
+                                       json_schema_extra={"x-ms-summary": "Statuses"})
+    session_id: str | None = Field(description="The one session it hears about, if any.",
+                                   json_schema_extra={"x-ms-summary": "Session ID"})
+    requested_by: str | None = Field(description="The caller whose sessions it hears about, if any.",
+                                     json_schema_extra={"x-ms-summary": "Requested By"})
+    created_at: datetime = Field(description="When it was made (ISO 8601).",
+                                 json_schema_extra={"x-ms-summary": "Created At"})
+
+
+class StatusNotification(ApiModel):
+    """What the app POSTs when a session changes status. Delivered at least once: deduplicate on ``eventId``."""
+
+    event_id: str = Field(description="The same for every delivery of this change.",
+                          json_schema_extra={"x-ms-summary": "Event ID"})
+    event_type: Literal["SessionStatusChanged"] = Field(default="SessionStatusChanged",
+                                                        description="Always SessionStatusChanged.",
+                                                        json_schema_extra={"x-ms-summary": "Event Type"})
+    at: datetime = Field(description="When the change was recorded (ISO 8601).",
+                         json_schema_extra={"x-ms-summary": "At"})
+    previous_status: str | None = Field(description="The status announced before; null for a session's first.",
+                                        json_schema_extra={"x-ms-summary": "Previous Status"})
+    status: StatusName = Field(description="The session's status now.", json_schema_extra={"x-ms-summary": "Status"})
+    cause: Cause = Field(
+        description="Who made the change: a caller's stop, the lease cleanup, the nightly shutdown, or ARR itself.",
+        json_schema_extra={"x-ms-summary": "Cause"})
+    actor: str | None = Field(description="Who stopped the session, when someone did.",
+                              json_schema_extra={"x-ms-summary": "Actor"})
+    session: SessionView = Field(description="The session as it is now.", json_schema_extra={"x-ms-summary": "Session"})

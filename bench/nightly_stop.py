@@ -5,35 +5,83 @@ Measured in one run, on one machine:
 - the lower bound ``ceil(N / C) x RTT`` for C concurrent stops of RTT each;
 - the same job as a user would write it with the official SDK: list, then a loop over ``stop_rendering_session``.
 Prints the times and their ratios. Not a test: the numbers depend on the machine.
+
+``BENCH_PROFILE=1`` also profiles our process (cProfile) during the starts and during the nightly run, and prints
+the top 30 functions of each by cumulative and by own time (``BENCH_PROFILE_OUT=DIR`` keeps the raw ``.prof``
+files); ``BENCH_PROFILE=pyinstrument`` samples instead (far less overhead; pyinstrument must be importable) and
+prints its call tree. Profiling slows everything: the wall and CPU numbers of a profiled run are not the benchmark's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import io
 import math
 import os
+import pstats
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arr_core import AccountKeyCredential, ArrClient, RetryPolicy  # noqa: E402
-from arr_core.context import AppContext  # noqa: E402
-from arr_core.settings import AppSettings  # noqa: E402
-from arr_core.views import StartSessionRequest  # noqa: E402
-from devhost.stack import azurite_command, azurite_connection_string, free_port, wait_for_port  # noqa: E402
+from arr_core import AccountKeyCredential, ArrClient, RetryPolicy
+from arr_core.context import AppContext
+from arr_core.settings import AppSettings
+from arr_core.views import StartSessionRequest
+from devhost.stack import azurite_command, azurite_connection_string, free_port, wait_for_port
 
 N = int(os.environ.get("BENCH_SESSIONS", "1000"))
 LATENCY_MS = 20.0
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000b1"
 ACCOUNT_KEY = "bench-key"
+PROFILE = os.environ.get("BENCH_PROFILE", "")
+PROFILE_OUT = os.environ.get("BENCH_PROFILE_OUT")
+PROFILE_TOP = 30
+
+
+class _Profiled:
+    """cProfile (BENCH_PROFILE=1) or pyinstrument (BENCH_PROFILE=pyinstrument) around one phase; else nothing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.profile: Any = None
+        if PROFILE == "1":
+            self.profile = cProfile.Profile()
+        elif PROFILE == "pyinstrument":
+            from pyinstrument import Profiler  # a profiling aid, not a requirement
+
+            self.profile = Profiler(interval=0.001, async_mode="disabled")
+
+    def __enter__(self) -> None:
+        if self.profile is not None:
+            self.profile.start() if PROFILE == "pyinstrument" else self.profile.enable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.profile is None:
+            return
+        if PROFILE == "pyinstrument":
+            self.profile.stop()
+            print(f"--- pyinstrument profile of {self.name} ---")
+            print(self.profile.output_text(unicode=False, color=False, show_all=False))
+            return
+        self.profile.disable()
+        if PROFILE_OUT:
+            Path(PROFILE_OUT).mkdir(parents=True, exist_ok=True)
+            self.profile.dump_stats(str(Path(PROFILE_OUT) / f"{self.name}.prof"))
+        for key in ("cumulative", "tottime"):
+            out = io.StringIO()
+            pstats.Stats(self.profile, stream=out).strip_dirs().sort_stats(key).print_stats(PROFILE_TOP)
+            print(f"--- profile of {self.name}, top {PROFILE_TOP} by {key} ---")
+            print(out.getvalue().split("\n\n", 1)[-1].strip())  # without the header lines
 
 
 def control(url: str, path: str, body: dict | None = None) -> None:
@@ -64,11 +112,13 @@ async def ours(url: str, azurite_port: int) -> tuple[float, int, float, float]:
             await context.sessions.start(StartSessionRequest(session_id=f"ours-{i}", lease_minutes=240))
 
     cpu = time.process_time()
-    await asyncio.gather(*(start(i) for i in range(N)))
+    with _Profiled("starts"):
+        await asyncio.gather(*(start(i) for i in range(N)))
     cpu_per_start = (time.process_time() - cpu) / N
     control(url, "config", {"latencyMs": LATENCY_MS})
     started, cpu = time.perf_counter(), time.process_time()
-    report = await context.maintenance.run_cleanup(mode="nightly", budget_seconds=90)
+    with _Profiled("nightly"):
+        report = await context.maintenance.run_cleanup(mode="nightly", budget_seconds=90)
     elapsed = time.perf_counter() - started
     cpu_per_stop = (time.process_time() - cpu) / max(1, len(report.stopped))
     await context.aclose()

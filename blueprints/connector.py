@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .openapi import openapi_document
+from .openapi import SESSION_ID_PARAM, openapi_document
 
 PLACEHOLDER_HOST = "your-function-app.invalid"  # never resolves: an unedited connector cannot send a key anywhere
 DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "connector" / "apiDefinition.swagger.json"
@@ -51,13 +51,17 @@ METADATA = [
 TAGS = {
     "Sessions": ("Start, watch, extend, stop and list rendering sessions.",
                  ["StartSession", "GetSession", "WaitUntilReady", "ExtendSession", "StopSession", "ListSessions"]),
-    "History and usage": ("Past sessions and what they cost.", ["ListHistory", "GetUsage"]),
-    "Operations": ("Cleanup and health of the app.", ["RunCleanup", "Health", "OpenApi"]),
+    "History and usage": ("Past sessions, their changes, and what they cost.",
+                          ["ListHistory", "ListSessionEvents", "GetUsage"]),
+    "Triggers": ("Hear when sessions change status.", ["SubscribeSessionChanges", "Unsubscribe"]),
+    "Operations": ("Cleanup and health of the app.", ["RunCleanup", "ListCleanupRuns", "Health", "OpenApi"]),
 }
 # Where the served document says nothing (Health and OpenApi are internal there already).
 OPERATION_VISIBILITY = {"StartSession": "important", "GetSession": "important", "StopSession": "important",
                         "ExtendSession": "important", "ListSessions": "important", "WaitUntilReady": "advanced",
-                        "ListHistory": "advanced", "GetUsage": "advanced", "RunCleanup": "advanced"}
+                        "ListHistory": "advanced", "GetUsage": "advanced", "RunCleanup": "advanced",
+                        "SubscribeSessionChanges": "important", "ListSessionEvents": "advanced",
+                        "ListCleanupRuns": "advanced"}
 ADVANCED_PARAMETERS = {"StartSession": {"Idempotency-Key"}, "ListHistory": {"requestedBy", "size", "top"},
                        "RunCleanup": {"mode"}}
 ADVANCED_BODY_FIELDS = {"StartSessionRequest": {"sessionId", "labels", "keepAlive"}}
@@ -162,9 +166,10 @@ def _labels(node: Any) -> None:
 def _responses(responses: dict[str, Any]) -> dict[str, Any]:
     """200 (for StartSession: the ready monitor's 200, where the platform's polling ends) keeps its schema; every
     other response keeps its description and headers."""
-    if "200" not in responses:
+    if "200" not in responses and "202" in responses:
         responses = {"200": {"description": READY_TEXT, "schema": responses["202"]["schema"]}, **responses}
-    return {status: {k: v for k, v in answer.items() if k != "schema" or status == "200"}
+    success = min(status for status in responses if status.startswith("2"))
+    return {status: {k: v for k, v in answer.items() if k != "schema" or status == success}
             for status, answer in responses.items()}
 
 
@@ -174,7 +179,7 @@ def _operation(op: dict[str, Any], tag: str, schemas: _Schemas) -> dict[str, Any
     for parameter in op["parameters"]:
         if operation_id == "StartSession" and parameter["in"] == "query":
             continue  # each field once: in the body
-        if parameter["in"] == "path" and parameter["name"] == "id":
+        if parameter == SESSION_ID_PARAM:
             parameters.append({"$ref": f"#/parameters/{SESSION_ID_REF}"})
             continue
         if parameter["name"] in ADVANCED_PARAMETERS.get(operation_id, ()):
@@ -189,6 +194,18 @@ def _operation(op: dict[str, Any], tag: str, schemas: _Schemas) -> dict[str, Any
         out["x-ms-pageable"] = {"nextLinkName": NEXT_LINK}
     if "security" in op:
         out["security"] = op["security"]
+    if "x-ms-trigger" in op:
+        out["x-ms-trigger"] = op["x-ms-trigger"]
+    return out
+
+
+def _path_item(item: dict[str, Any], tag_of: dict[str, str], schemas: _Schemas) -> dict[str, Any]:
+    """A path's operations, and its notification content (the payload a trigger's subscribers receive)."""
+    out = {method: _operation(op, tag_of[op["operationId"]], schemas) for method, op in item.items()
+           if not method.startswith("x-")}
+    if "x-ms-notification-content" in item:
+        content = item["x-ms-notification-content"]
+        out["x-ms-notification-content"] = {**content, "schema": schemas.plain(content["schema"])}
     return out
 
 
@@ -197,8 +214,7 @@ def connector_document(host: str = PLACEHOLDER_HOST) -> dict[str, Any]:
     served = copy.deepcopy(openapi_document(f"https://{host}/api/"))
     schemas = _Schemas(served["definitions"])
     tag_of = {operation_id: tag for tag, (_, operation_ids) in TAGS.items() for operation_id in operation_ids}
-    paths = {path: {method: _operation(op, tag_of[op["operationId"]], schemas) for method, op in item.items()}
-             for path, item in served["paths"].items()}
+    paths = {path: _path_item(item, tag_of, schemas) for path, item in served["paths"].items()}
     session_id = next(p for item in served["paths"].values() for op in item.values() for p in op["parameters"]
                       if p["in"] == "path" and p["name"] == "id")
     parameters = {SESSION_ID_REF: session_id}

@@ -43,16 +43,19 @@ from arr_core.errors import (
     SessionEnded,
     SessionIdInUse,
     SessionNotFound,
+    SubscriptionNotFound,
     ThrottledError,
     TransportError,
     Unavailable,
     UnsupportedMediaType,
 )
 from arr_core.settings import ENV_NAMES, AppSettings
+from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import FieldError, Problem, SessionLinks
 
 log = logging.getLogger("arr_sessions.http")
 MAX_BODY_BYTES = 64 * 1024
+LOCAL_BASE = "http://localhost:7071"  # where `func start` and `make run` serve the app
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -77,6 +80,7 @@ PROBLEMS: dict[type[AppError], Answer] = {
     LeaseTooLong: Answer(400, "Lease too long"),
     LeaseMustGrow: Answer(400, "Lease must grow"),
     SessionNotFound: Answer(404, "Session not found"),
+    SubscriptionNotFound: Answer(404, "Subscription not found"),
     Conflict: Answer(409, "Conflict"),
     SessionEnded: Answer(409, "Session has ended"),
     SessionIdInUse: Answer(409, "Session id in use"),
@@ -148,6 +152,14 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     return data
 
 
+def session_id_of(req: func.HttpRequest) -> str:
+    """The ``{id}`` of a session route; a 400 naming it when it cannot be a session id."""
+    session_id = req.route_params.get("id", "")
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise InvalidInput("the session id must be 1-256 letters, digits, '-' or '_'", field="id")
+    return session_id
+
+
 def read_body(req: func.HttpRequest, model: type[M]) -> M:
     """The body as ``model`` (an empty body is ``{}``)."""
     return validate(model, read_json_object(req))
@@ -198,10 +210,21 @@ def absolute_url(req: func.HttpRequest, path: str, **params: str) -> str:
 
 
 def links_for(req: func.HttpRequest) -> Callable[[str], SessionLinks]:
+    """A session's links for the caller of ``req`` (they keep its ``code``)."""
+    return _links(lambda path: absolute_url(req, path))
+
+
+def app_links() -> Callable[[str], SessionLinks]:
+    """A session's links with no caller's key, for notifications (they go to third parties). On the configured
+    base URL; locally, where there is none, on Core Tools' default address."""
+    base = _configured_base() or LOCAL_BASE
+    return _links(lambda path: f"{base}/api/{path}")
+
+
+def _links(url: Callable[[str], str]) -> Callable[[str], SessionLinks]:
     def links(session_id: str) -> SessionLinks:
-        return SessionLinks(self_=absolute_url(req, f"sessions/{session_id}"),
-                            ready=absolute_url(req, f"sessions/{session_id}/ready"),
-                            stop=absolute_url(req, f"sessions/{session_id}/stop"))
+        return SessionLinks(self_=url(f"sessions/{session_id}"), ready=url(f"sessions/{session_id}/ready"),
+                            stop=url(f"sessions/{session_id}/stop"))
 
     return links
 

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from arr_core.context import get_context
-from arr_core.errors import CleanupRunning
+from arr_core.errors import CleanupRunning, SessionNotFound
 from arr_core.lifecycle import build_view
-from arr_core.views import HistoryPage
+from arr_core.records import event_from_entity
+from arr_core.views import CleanupRuns, HistoryPage, SessionEvent, SessionEvents
 
-from .http import Api, absolute_url, json_response, links_for
-from .queries import CleanupQuery, HistoryQuery, UsageQuery, parse_query
+from .http import Api, absolute_url, app_links, json_response, links_for, session_id_of
+from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query
 
 bp = Api()
 log = logging.getLogger("arr_sessions.cleanup")
@@ -23,7 +24,8 @@ log = logging.getLogger("arr_sessions.cleanup")
 async def run_cleanup(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, CleanupQuery)
     context = await get_context()
-    return json_response(await context.maintenance.run_cleanup(dry_run=query.dry_run, mode=query.mode))
+    report = await context.maintenance.run_cleanup(dry_run=query.dry_run, mode=query.mode, links=app_links())
+    return json_response(report)
 
 
 @bp.endpoint("ListHistory", "GET", "history")
@@ -57,10 +59,33 @@ async def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 async def lease_cleanup(timer: func.TimerRequest) -> None:
     context = await get_context()
     try:
-        report = await context.maintenance.run_cleanup()
+        report = await context.maintenance.run_cleanup(links=app_links())
     except CleanupRunning as exc:  # every instance's timer fires; one of them runs
         log.info("cleanup skipped: %s", exc)
         return
     log.info("cleanup (%s%s): stopped %d, kept %d, reconciled %d, errors %d, deferred %d", report.mode,
              ", past due" if timer.past_due else "", len(report.stopped), len(report.kept),
              len(report.reconciled), len(report.errors), len(report.deferred))
+
+
+@bp.endpoint("ListCleanupRuns", "GET", "cleanup/runs")
+async def list_cleanup_runs(req: func.HttpRequest) -> func.HttpResponse:
+    query = parse_query(req, RunsQuery)
+    context = await get_context()
+    runs = await context.history.runs(query.before or datetime.now(UTC), query.top)
+    next_link = None
+    if len(runs) == query.top:
+        next_link = absolute_url(req, "cleanup/runs", before=runs[-1].ran_at.isoformat(), top=str(query.top))
+    return json_response(CleanupRuns(runs=runs, next_link=next_link))
+
+
+@bp.endpoint("ListSessionEvents", "GET", "sessions/{id}/events")
+async def list_session_events(req: func.HttpRequest) -> func.HttpResponse:
+    session_id = session_id_of(req)
+    context = await get_context()
+    rows = await context.history.events(session_id)
+    if not rows:
+        raise SessionNotFound(f"history knows no session {session_id}")
+    events = [SessionEvent(seq=seq, type=e.type, at=e.at, from_status=e.from_status, to_status=e.to_status,
+                           actor=e.actor, detail=e.detail) for seq, e in sorted(map(event_from_entity, rows))]
+    return json_response(SessionEvents(session_id=session_id, events=events))

@@ -13,22 +13,28 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from arr_core.notifications import SUBSCRIPTION_ID
 from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
     CleanupReport,
+    CleanupRuns,
     ExtendSessionRequest,
     Health,
     HistoryPage,
     Problem,
+    SessionEvents,
     SessionList,
     SessionView,
     StartSessionRequest,
+    StatusNotification,
     StopSessionRequest,
+    SubscriptionRequest,
+    SubscriptionView,
     UsageReport,
 )
 
-from .queries import CleanupQuery, HistoryQuery, ListQuery, StartQuery, UsageQuery, query_parameters
+from .queries import CleanupQuery, HistoryQuery, ListQuery, RunsQuery, StartQuery, UsageQuery, query_parameters
 
 _DROP = {"default", "examples", "propertyNames", "discriminator", "$schema"}
 
@@ -105,10 +111,15 @@ SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session ID", require
                               "x-ms-url-encoding": "single",
                               "x-ms-dynamic-values": {"operationId": "ListSessions", "value-collection": "sessions",
                                                       "value-path": "id", "value-title": "id"}})
+SUBSCRIPTION_ID_PARAM = _param("id", "path", "The subscription id, from the Location of its creation.",
+                               "Subscription ID", required=True, pattern=SUBSCRIPTION_ID.pattern,
+                               **{"x-ms-url-encoding": "single"})
 IDEMPOTENCY_KEY_PARAM = _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
                                "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern)
 POLLING_HEADERS = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
                    "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."}}
+RESPONSE_HEADERS = {202: POLLING_HEADERS, 201: {"Location": {"type": "string",
+                                                             "description": "DELETE this URL to unsubscribe."}}}
 ERROR_TEXTS = {400: "The request is invalid; `errors` names the fields.", 404: "No such session.",
                409: "Conflict (or a cleanup already running): see the problem's detail.",
                413: "The body is larger than 64 KiB.", 415: "The body is not JSON.",
@@ -124,15 +135,16 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     view, problem = d.ref(SessionView), d.ref(Problem)
 
     def operation(operation_id: str, summary: str, description: str, parameters: list[dict[str, Any]],
-                  answers: dict[int, tuple[str, dict[str, Any]]], *, anonymous: bool = False) -> dict[str, Any]:
+                  answers: dict[int, tuple[str, dict[str, Any] | None]], *, anonymous: bool = False,
+                  **extensions: Any) -> dict[str, Any]:
         """One operation; ``answers`` maps each status to its description and schema (problem+json for errors).
         The anonymous ones (health, this document) are for operators, so the designer does not list them."""
-        responses = {str(status): {"description": text, "schema": schema, **({"headers": POLLING_HEADERS}
-                                                                            if status == 202 else {})}
+        responses = {str(status): {"description": text, **({"schema": schema} if schema is not None else {}),
+                                   **({"headers": RESPONSE_HEADERS[status]} if status in RESPONSE_HEADERS else {})}
                      for status, (text, schema) in answers.items()}
         return {"operationId": operation_id, "summary": summary, "description": description,
                 "parameters": parameters, "responses": responses,
-                **({"security": [], "x-ms-visibility": "internal"} if anonymous else {})}
+                **({"security": [], "x-ms-visibility": "internal"} if anonymous else {}), **extensions}
 
     def errors(*codes: int) -> dict[int, tuple[str, dict[str, Any]]]:
         return {code: (ERROR_TEXTS[code], problem) for code in codes}
@@ -193,6 +205,30 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "Runs the lease cleanup (or the nightly shutdown) now, or only decides with dryRun.",
             query_parameters(CleanupQuery),
             {200: ("What the cleanup decided and did.", d.ref(CleanupReport)), **errors(400, 409, 502, 503, 504)})},
+        "/sessions/{id}/events": {"get": operation(
+            "ListSessionEvents", "List the changes of a session",
+            "The session's audit trail from history, oldest first: who or what changed it (a caller, the cleanup, "
+            "the nightly shutdown, ARR), when and why.",
+            [SESSION_ID_PARAM], {200: ("Its events.", d.ref(SessionEvents)), **errors(400, 404, 503, 504)})},
+        "/cleanup/runs": {"get": operation(
+            "ListCleanupRuns", "List cleanup runs",
+            "The cleanup runs of the last three months, newest first, with what each stopped.",
+            query_parameters(RunsQuery), {200: ("A page of runs.", d.ref(CleanupRuns)), **errors(400, 503, 504)})},
+        "/subscriptions": {"post": operation(
+            "SubscribeSessionChanges", "When a session changes status",
+            "Calls the given URL each time a session changes status (Ready, Stopped, Expired, Error), with what "
+            "caused it; deliveries are at least once, so deduplicate on eventId.",
+            [body(SubscriptionRequest, "Subscription", "The callback URL and which changes to hear about.",
+                  required=True)],
+            {201: ("Subscribed; DELETE the Location to unsubscribe.", d.ref(SubscriptionView)),
+             **errors(400, 413, 415, 503, 504)}, **{"x-ms-trigger": "single"}),
+            "x-ms-notification-content": {"description": "The status change.", "schema": d.ref(StatusNotification)}},
+        "/subscriptions/{id}": {"delete": operation(
+            "Unsubscribe", "Stop hearing about session changes",
+            "Removes a subscription; the platform calls this when a flow with the trigger is turned off or deleted.",
+            [SUBSCRIPTION_ID_PARAM], {200: ("Unsubscribed; the subscription as it was.", d.ref(SubscriptionView)),
+                                      **errors(404, 503, 504)},
+            **{"x-ms-visibility": "internal"})},
         "/health": {"get": operation(
             "Health", "Check health", "Tells whether ARR and Table Storage are reachable with the configured "
             "settings.", [], {200: ("Healthy.", d.ref(Health)),

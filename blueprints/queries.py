@@ -125,6 +125,14 @@ class CleanupQuery(Query):
                                               description="lease, or nightly to stop every non-exempt session.")
 
 
+class RunsQuery(Query):
+    """ListCleanupRuns: newest first, a page at a time."""
+
+    before: Instant | None = Field(default=None, description="Only runs that started before this (ISO 8601); "
+                                   "default now. A page's nextLink sets it.", json_schema_extra=_summary("Before"))
+    top: int = Field(default=20, ge=1, le=100, description="Page size, 1-100.", json_schema_extra=_summary("Page size"))
+
+
 class ListQuery(Query):
     """ListSessions: ARR lists only active sessions, so only their statuses filter."""
 

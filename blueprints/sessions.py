@@ -14,7 +14,6 @@ from arr_core.context import get_context
 from arr_core.errors import InvalidInput, Misconfigured, SessionEnded
 from arr_core.lifecycle import build_view
 from arr_core.models import SessionStatus
-from arr_core.validation import SESSION_ID_PATTERN
 from arr_core.views import (
     IDEMPOTENCY_KEY,
     ComponentHealth,
@@ -28,7 +27,17 @@ from arr_core.views import (
 if TYPE_CHECKING:
     from arr_core.sessions import SessionState
 
-from .http import Api, absolute_url, json_response, links_for, read_body, read_json_object, validate
+from .http import (
+    Api,
+    absolute_url,
+    app_links,
+    json_response,
+    links_for,
+    read_body,
+    read_json_object,
+    session_id_of,
+    validate,
+)
 from .openapi import openapi_document
 from .queries import ListQuery, StartQuery, parse_query
 
@@ -42,13 +51,6 @@ def _pending(req: func.HttpRequest, state: SessionState, poll_seconds: int) -> f
     """202 with Location (the ready monitor) and Retry-After: Logic Apps' asynchronous pattern."""
     view = build_view(state.session_id, state.arr, state.record, links_for(req))
     return json_response(view, 202, headers={"Location": view.links.ready, "Retry-After": str(poll_seconds)})
-
-
-def _session_id(req: func.HttpRequest) -> str:
-    session_id = req.route_params.get("id", "")
-    if not SESSION_ID_PATTERN.fullmatch(session_id):
-        raise InvalidInput("the session id must be 1-256 letters, digits, '-' or '_'", field="id")
-    return session_id
 
 
 def _start_request(req: func.HttpRequest) -> StartSessionRequest:
@@ -74,19 +76,20 @@ async def start_session(req: func.HttpRequest) -> func.HttpResponse:
     key = _idempotency_key(req)
     context = await get_context()
     result = await context.sessions.start(request, key)
+    await context.notifier.started(result, app_links())
     return _pending(req, result, context.settings.poll_seconds)
 
 
 @bp.endpoint("GetSession", "GET", "sessions/{id}")
 async def get_session(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
-    return _view(req, await context.sessions.read(_session_id(req)))
+    return _view(req, await context.sessions.read(session_id_of(req)))
 
 
 @bp.endpoint("WaitUntilReady", "GET", "sessions/{id}/ready")
 async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
-    state = await context.sessions.read(_session_id(req))
+    state = await context.sessions.read(session_id_of(req))
     if SessionStatus(state.status).is_terminal:
         error = state.arr.error if state.arr is not None else None
         code = error.code if error is not None else (state.record.error_code if state.record else None)
@@ -100,7 +103,7 @@ async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.endpoint("ExtendSession", "PATCH", "sessions/{id}")
 async def extend_session(req: func.HttpRequest) -> func.HttpResponse:
-    session_id = _session_id(req)
+    session_id = session_id_of(req)
     request = read_body(req, ExtendSessionRequest)
     context = await get_context()
     return _view(req, await context.sessions.extend(session_id, request))
@@ -108,10 +111,12 @@ async def extend_session(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.endpoint("StopSession", "POST", "sessions/{id}/stop")
 async def stop_session(req: func.HttpRequest) -> func.HttpResponse:
-    session_id = _session_id(req)
+    session_id = session_id_of(req)
     reason = read_body(req, StopSessionRequest).reason
     context = await get_context()
-    return _view(req, await context.sessions.stop(session_id, reason))
+    state = await context.sessions.stop(session_id, reason)
+    await context.notifier.changed(state.record, app_links())
+    return _view(req, state)
 
 
 @bp.endpoint("ListSessions", "GET", "sessions")

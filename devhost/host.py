@@ -4,7 +4,9 @@ It uses only the public ``azure-functions`` API, the way the Python worker does:
 ``func.HttpRequest`` per call, ``get_user_function()`` to run it. It follows the host's conventions: the ``api``
 route prefix, ASP.NET route templates, 404 for no route and 405 for a route with another method, function keys
 (``x-functions-key`` header or ``code`` parameter) when keys are configured, async functions on one event loop and
-sync ones in threads, timer functions on their NCRONTAB schedules and on demand at ``POST /admin/functions/{name}``.
+sync ones in threads, timer functions on their NCRONTAB schedules and on demand at ``POST /admin/functions/{name}``,
+and queue functions on their Azure Queue storage queues with host.json's ``extensions.queues`` settings
+(``devhost.queues``: batches, retries, ``<queue>-poison``). Other triggers are reported and not run.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -29,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .queues import QueueFunction, QueueListeners, load_queues_options, normalize_queue_name, resolve_expression
 from .schedule import Schedule, parse_schedule, resolve_setting
 
 log = logging.getLogger("devhost")
@@ -111,7 +116,10 @@ class FunctionsHost:
         master_key: str | None = None,
         route_prefix: str = "api",
         run_timers: bool = True,
+        run_queues: bool = True,
+        script_root: str | Path | None = None,
     ) -> None:
+        """``script_root`` holds host.json (default: ``AzureWebJobsScriptRoot``, else the working directory)."""
         self.function_keys = {k for k in function_keys if k}
         self.master_key = master_key or (secrets.token_urlsafe(24) if self.function_keys else None)
         self.route_prefix = route_prefix.strip("/")
@@ -119,6 +127,8 @@ class FunctionsHost:
         self.http: list[HttpFunction] = []
         self.timers: dict[str, TimerFunction] = {}
         self.timer_runs: dict[str, int] = {}
+        self.run_queues = run_queues
+        self.queue_functions: list[QueueFunction] = []
         for function in app.get_functions():  # callable only once per app instance
             trigger = function.get_trigger()
             name = function.get_function_name()
@@ -133,8 +143,15 @@ class FunctionsHost:
                 schedule = parse_schedule(resolve_setting(trigger.schedule))
                 self.timers[name] = TimerFunction(name, function, trigger.name, schedule,
                                                   bool(getattr(trigger, "run_on_startup", False)))
+            elif kind == "queueTrigger":
+                queue_name = normalize_queue_name(resolve_expression(trigger.queue_name))
+                self.queue_functions.append(QueueFunction(name, function, trigger.name, queue_name,
+                                                          getattr(trigger, "connection", None)))
             else:
                 log.warning("function %s has a %s trigger, which this host does not run", name, kind)
+        root = script_root or os.environ.get("AzureWebJobsScriptRoot") or os.getcwd()
+        self.queues = QueueListeners(self.queue_functions, load_queues_options(root) if self.queue_functions
+                                     else None, invoke)
         self._tasks: list[asyncio.Task[None]] = []
         self.asgi = Starlette(
             routes=[Route("/admin/functions/{name}", self._admin_invoke, methods=["POST"]),
@@ -229,18 +246,23 @@ class FunctionsHost:
         if timer.run_on_startup:
             await self.run_timer(timer.name)
         while True:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             due = timer.schedule.next_after(now)
             await asyncio.sleep(max(0.0, (due - now).total_seconds()))
-            late = (datetime.now(timezone.utc) - due).total_seconds() > 5
+            late = (datetime.now(UTC) - due).total_seconds() > 5
             await self.run_timer(timer.name, past_due=late)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         if self.run_timers:
             self._tasks += [asyncio.create_task(self._schedule_loop(t)) for t in self.timers.values()]
+        if self.run_queues:
+            self.queues.start()
         try:
             yield
         finally:
-            for task in list(self._tasks):
+            tasks = list(self._tasks)
+            for task in tasks:
                 task.cancel()
+            await self.queues.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -21,7 +21,7 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
-from devhost.stack import AZURITE, azurite_command, azurite_connection_string, free_port
+from devhost.stack import AZURITE, AZURITE_ALL, azurite_command, azurite_connection_string, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -82,6 +82,20 @@ def azurite() -> Iterator[Azurite]:
     port = free_port()
     process = start(azurite_command(port), port)
     yield Azurite(port, azurite_connection_string(port), process)
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def azurite_queues() -> Iterator[Azurite]:
+    """Real Azurite with its Queue service (and Blob and Table, which come with it), in memory, for the session.
+
+    ``port`` is the Queue port; the connection string names all three endpoints.
+    """
+    if not AZURITE_ALL.exists():
+        pytest.fail(f"{AZURITE_ALL} is missing: run `npm ci` (make test does)")
+    table, blob, queue = free_port(), free_port(), free_port()
+    process = start(azurite_command(table, blob_port=blob, queue_port=queue), queue)
+    yield Azurite(queue, azurite_connection_string(table, blob_port=blob, queue_port=queue), process)
     stop(process)
 
 

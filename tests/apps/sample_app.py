@@ -50,5 +50,9 @@ def boom(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.timer_trigger(schedule="%SAMPLE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 async def tick(timer: func.TimerRequest) -> None:
-    with open(TIMER_LOG, "a") as log:
-        log.write(f"tick past_due={timer.past_due}\n")
+    _append(TIMER_LOG, f"tick past_due={timer.past_due}\n")
+
+
+def _append(path: str, line: str) -> None:
+    with open(path, "a") as log:
+        log.write(line)

@@ -99,7 +99,8 @@ def validator() -> jsonschema.Draft4Validator:
 def operations(doc: Doc) -> Iterator[tuple[str, str, Doc]]:
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            yield path, method, op
+            if not method.startswith("x-"):  # x-ms-notification-content sits beside a trigger's operation
+                yield path, method, op
 
 
 def parameters(doc: Doc, op: Doc) -> list[Doc]:
@@ -329,7 +330,8 @@ def rule_internal_parameters(doc: Doc, _: Doc) -> list[str]:
         entities += [(f"{where}.{name}", prop, name in node.get("required", [])) for name, prop in
                      node.get("properties", {}).items()]
     return [f"{where}: internal, default {e.get('default')!r}, required {required}" for where, e, required in entities
-            if e.get("x-ms-visibility") == "internal" and ("default" in e) != required]
+            if e.get("x-ms-visibility") == "internal" and ("default" in e) != required
+            and not e.get("x-ms-notification-url")]  # the platform fills in its callback URL itself
 
 
 def rule_each_field_once(doc: Doc, _: Doc) -> list[str]:
@@ -363,7 +365,8 @@ def rule_dynamic_values(doc: Doc, _: Doc) -> list[str]:
         items = resolve(doc, listed.get("items", {})) if listed.get("type") == "array" else {}
         problems += [f"{where}: {target['operationId']} answers no {value.get(key_)!r} in {value['value-collection']!r}"
                      for key_ in ("value-path", "value-title") if value.get(key_) not in items.get("properties", {})]
-    session_id = [p for _, _, op in operations(doc) for p in parameters(doc, op) if p["in"] == "path"]
+    session_id = [p for path, _, op in operations(doc) for p in parameters(doc, op)
+                  if p["in"] == "path" and path.startswith("/sessions/")]
     if not session_id or any(p.get("x-ms-dynamic-values", {}).get("operationId") != "ListSessions" for p in session_id):
         problems.append("the session id parameter does not offer ListSessions")
     return problems
@@ -654,7 +657,7 @@ def test_connector_has_the_served_operations_and_fields(doc: Doc) -> None:
 def test_advanced_inputs_are_advanced(doc: Doc) -> None:
     start = doc["definitions"]["StartSessionRequest"]["properties"]
     assert {name for name, prop in start.items() if prop.get("x-ms-visibility") == "advanced"} == \
-        {"sessionId", "labels", "keepAlive"}
+        {"sessionId", "labels", "keepAlive", "callbackUrl"}
     advanced = {(op["operationId"], p["name"]) for _, _, op in operations(doc) for p in parameters(doc, op)
                 if p.get("x-ms-visibility") == "advanced"}
     assert advanced == {("StartSession", "Idempotency-Key"), ("ListHistory", "requestedBy"), ("ListHistory", "size"),

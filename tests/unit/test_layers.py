@@ -11,9 +11,10 @@ import pytest
 import blueprints.http as edge
 
 ARR_CORE = Path(__file__).resolve().parents[2] / "arr_core"
-# The two adapters speak other services' HTTP (ARR's REST API, Table Storage): status codes are their vocabulary.
+# The adapters speak other services' HTTP (ARR's REST API, Table Storage, webhook receivers): status codes are
+# their vocabulary.
 ADAPTERS = {"client.py", "responses.py", "retries.py", "auth.py", "transport.py", "errors.py", "history.py",
-            "memory_history.py"}
+            "memory_history.py", "webhooks.py"}
 HTTP_STATUSES = {*range(400, 432), *range(500, 512)}
 APP_HALF = sorted(p for p in ARR_CORE.glob("*.py") if p.name not in ADAPTERS)
 

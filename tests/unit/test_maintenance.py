@@ -50,7 +50,7 @@ async def test_sessions_started_outside_are_adopted_once(world: World) -> None:
                                          ("outside-2", "history updated from ARR: Starting -> Ready")]
     assert [r.session_id for r in await world.records()] == ["outside-1", "outside-2"]
     assert [t for _, t, _, _ in await world.event_types("outside-1")] == ["adopted", "status", "status"]
-    assert len(world.history.runs) == 2
+    assert len(world.history.reports) == 2
 
 
 async def test_a_second_cleanup_while_the_first_holds_the_lease_is_refused(world: World) -> None:
@@ -107,7 +107,7 @@ async def test_a_dry_run_decides_and_writes_nothing(make_world: Callable[..., Wo
     assert actions(report.reconciled) == [("outside", "would adopt into history")]
     assert world.arr_statuses() == {"plain": "Ready", "outside": "Ready"}
     assert [r.session_id for r in await world.records()] == ["plain"]
-    assert (world.history.calls["take_lease"], world.history.calls["mark_night"], world.history.runs) == (0, 0, [])
+    assert (world.history.calls["take_lease"], world.history.calls["mark_night"], world.history.reports) == (0, 0, [])
 
 
 async def test_a_dead_holders_lease_frees_the_cleanup_when_it_runs_out(world: World) -> None:
@@ -145,7 +145,7 @@ async def test_nightly_shutdown_keeps_keep_alive_and_unknown_and_stops_the_rest(
     assert lost is not None and (lost.keep_alive, lost.reason) == (None, "adopted: history was lost")
     plain = await world.history.get("plain")
     assert plain is not None and (plain.status, plain.stop_reason, plain.stopped_by) == (
-        "Stopped", NIGHTLY_REASON, "cleanup")
+        "Stopped", NIGHTLY_REASON, "nightly")
     assert await world.history.nights_done([NIGHT]) == {NIGHT}
     assert world.history.calls["mark_night"] == 1
 

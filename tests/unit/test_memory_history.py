@@ -18,8 +18,9 @@ from arr_core.continuation import decode_token, encode_token
 from arr_core.errors import HistoryConflict, HistoryUnavailable, InvalidToken
 from arr_core.history import History
 from arr_core.memory_history import MemoryHistory
+from arr_core.notifications import Subscription
 from arr_core.records import Event, SessionRecord
-from arr_core.views import CleanupReport
+from arr_core.views import CleanupAction, CleanupReport
 
 from .harness import START, Clock
 
@@ -289,6 +290,34 @@ async def test_a_night_is_marked_once_and_only_asked_nights_are_answered(history
     assert await history.nights_done([before]) == set()
 
 
+async def test_subscriptions_are_added_listed_and_removed_once(history: History) -> None:
+    one = Subscription("1" * 32, "https://hooks.example/one", START, frozenset({"Ready"}), None, "alice")
+    two = Subscription("2" * 32, "https://hooks.example/two", START + timedelta(seconds=1))
+    await history.add_subscription(one)
+    await history.add_subscription(two)
+    assert sorted(await history.subscriptions(), key=lambda s: s.id) == [one, two]
+    assert await history.remove_subscription(one.id) == one
+    assert await history.remove_subscription(one.id) is None  # a repeated DELETE
+    assert await history.subscriptions() == [two]
+
+
+async def test_runs_are_listed_newest_first_before_a_time(history: History) -> None:
+    def report(minutes: int, stopped: list[str]) -> CleanupReport:
+        return CleanupReport(ran_at=START + timedelta(minutes=minutes), dry_run=False, mode="lease",
+                             stopped=[CleanupAction(id=i, reason="lease") for i in stopped], kept=[], reconciled=[],
+                             errors=[])
+
+    for minutes, stopped in ((0, ["a"]), (5, []), (10, ["b", "c"]), (60 * 24 * 40, ["d"])):  # the last: next month
+        await history.record_run(report(minutes, stopped))
+    later = START + timedelta(days=60)
+    runs = await history.runs(later, 10)
+    assert [(r.ran_at - START, [a.id for a in r.stopped]) for r in runs] == [
+        (timedelta(days=40), ["d"]), (timedelta(minutes=10), ["b", "c"]), (timedelta(minutes=5), []),
+        (timedelta(0), ["a"])]
+    assert [r.ran_at for r in await history.runs(START + timedelta(minutes=10), 2)] == [
+        START + timedelta(minutes=5), START]  # strictly before; the page's last is the next page's ``before``
+
+
 async def test_ping_and_record_run_answer(history: History) -> None:
     await history.ping()
     await history.record_run(CleanupReport(ran_at=START, dry_run=False, mode="lease", stopped=[], kept=[],
@@ -312,7 +341,7 @@ async def test_record_run_keeps_the_reports_in_order() -> None:
                              reconciled=[], errors=[]) for i in range(2)]
     for report in reports:
         await history.record_run(report)
-    assert history.runs == reports
+    assert history.reports == reports
 
 
 async def test_fail_next_raises_for_n_calls_then_answers_again(clock: Clock) -> None:

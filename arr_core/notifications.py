@@ -1,0 +1,186 @@
+"""Who is told what when a session changes status. Pure: no I/O.
+
+A change is read off a session's record: its ``status`` against the last status people were told about
+(``notified_status``). Deriving it from the record rather than from the write that caused it keeps delivery
+at-least-once whatever crashes: a change written but not yet announced is still a difference on the record, and
+the watcher or the next cleanup announces it. Its ``event_id`` is the same each time it is announced, so a
+receiver can drop repeats.
+
+Callers give URLs that the app will call: the rules in :func:`callback_refusal` keep them from pointing the app at
+itself, at the cloud's metadata service, or at anything that is not plain HTTPS in Azure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import InvalidInput
+from .models import SessionStatus
+from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord, aware
+
+WATCH_QUEUE = "arr-watch"  # {"sessionId": ...}: read the session again and announce what changed
+NOTIFY_QUEUE = "arr-notify"  # one notification to one receiver, with its attempt number
+MAX_URL_CHARS = 2048
+MAX_DELIVERY_ATTEMPTS = 8  # 5 s, 10 s, 20 s ... about 10 minutes in all, then the event is dropped and logged
+FIRST_RETRY = timedelta(seconds=5)
+LAST_RETRY = timedelta(minutes=5)
+WATCHED_STATUSES = (REQUESTED, SessionStatus.STARTING.value)  # the watcher looks again while a session is here
+ENDED_STATUSES = (SessionStatus.STOPPED.value, SessionStatus.EXPIRED.value, SessionStatus.ERROR.value)
+
+# Addresses no callback may reach, in any environment: the link-local block (169.254.169.254 is the cloud's
+# instance metadata service), Azure's wireserver, and addresses that are not one host.
+_NEVER = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "168.63.129.16/32", "0.0.0.0/8",
+                                            "224.0.0.0/4", "ff00::/8", "::/128")]
+
+
+class Cause(StrEnum):
+    """What made a session change status, as a notification names it."""
+
+    CALLER = "caller"
+    LEASE_CLEANUP = "lease-cleanup"
+    NIGHTLY_SHUTDOWN = "nightly-shutdown"
+    ARR = "arr"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A Power Automate / Logic Apps trigger: where to POST changes, and which ones."""
+
+    id: str
+    callback_url: str
+    created_at: datetime
+    statuses: frozenset[str] | None = None
+    session_id: str | None = None
+    requested_by: str | None = None
+
+    def wants(self, change: StatusChange) -> bool:
+        return ((self.statuses is None or change.status in self.statuses)
+                and (self.session_id is None or change.session_id == self.session_id)
+                and (self.requested_by is None or change.requested_by == self.requested_by))
+
+
+SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{32}$")
+SUBSCRIPTION_PARTITION = "sub"  # in the history table: one row per subscription, RowKey its id
+
+
+def subscription_to_entity(subscription: Subscription) -> dict[str, Any]:
+    entity = {"PartitionKey": SUBSCRIPTION_PARTITION, "RowKey": subscription.id, "Kind": "subscription",
+              "CallbackUrl": subscription.callback_url, "CreatedAt": subscription.created_at,
+              "Statuses": ",".join(sorted(subscription.statuses)) if subscription.statuses else None,
+              "SessionId": subscription.session_id, "RequestedBy": subscription.requested_by}
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def subscription_from_entity(entity: dict[str, Any]) -> Subscription:
+    statuses = entity.get("Statuses")
+    return Subscription(id=entity["RowKey"], callback_url=entity["CallbackUrl"],
+                        created_at=aware(entity["CreatedAt"]),
+                        statuses=frozenset(statuses.split(",")) if statuses else None,
+                        session_id=entity.get("SessionId"), requested_by=entity.get("RequestedBy"))
+
+
+def new_subscription_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One status change of one session, as it is announced."""
+
+    session_id: str
+    previous_status: str | None
+    status: str
+    cause: str
+    actor: str | None
+    requested_by: str | None
+
+    @property
+    def event_id(self) -> str:
+        """The same for every announcement of this change: receivers deduplicate on it."""
+        return f"{self.session_id}.{self.previous_status or 'None'}.{self.status}"
+
+
+def pending_change(record: SessionRecord) -> StatusChange | None:
+    """The change people have not been told about, or None. A start only announces what ARR did with it: the
+    ``Requested`` intent itself is no news."""
+    if record.status == record.notified_status or record.status == REQUESTED:
+        return None
+    return StatusChange(record.session_id, record.notified_status, record.status, cause_of(record),
+                        record.stopped_by if record.status == SessionStatus.STOPPED.value else None,
+                        record.requested_by)
+
+
+def cause_of(record: SessionRecord) -> str:
+    """Who made the record's current status: a stop that was asked for names its actor (a caller, when none is
+    recorded); everything else ARR did."""
+    if record.status != SessionStatus.STOPPED.value or not (record.stop_reason or record.stopped_by):
+        return Cause.ARR
+    if record.stopped_by == NIGHTLY_ACTOR:
+        return Cause.NIGHTLY_SHUTDOWN
+    if record.stopped_by == CLEANUP_ACTOR:
+        return Cause.LEASE_CLEANUP
+    return Cause.CALLER
+
+
+def callback_due(record: SessionRecord, change: StatusChange) -> bool:
+    """A start's own callback fires once: when the session is Ready, or when it ends without having been Ready."""
+    if not record.callback_url:
+        return False
+    if change.status == SessionStatus.READY.value:
+        return True
+    return change.status in ENDED_STATUSES and change.previous_status != SessionStatus.READY.value
+
+
+def retry_delay(attempt: int) -> timedelta | None:
+    """How long to wait before delivery attempt ``attempt + 1`` (attempts count from 1); None: give up."""
+    if attempt >= MAX_DELIVERY_ATTEMPTS:
+        return None
+    return min(LAST_RETRY, FIRST_RETRY * 2 ** (attempt - 1))
+
+
+def callback_refusal(url: str, *, development: bool) -> str | None:
+    """Why the app will not call ``url``, or None. In Azure only https; in development (the local host) http too,
+    and to loopback or private addresses; never link-local (the metadata service), never credentials in the URL."""
+    if len(url) > MAX_URL_CHARS:
+        return f"the URL is longer than {MAX_URL_CHARS} characters"
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an absolute http(s) URL"
+    if parts.scheme == "http" and not development:
+        return "must be https"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    return address_refusal(parts.hostname, development=development)
+
+
+def require_callback(url: str, *, field: str, development: bool) -> str:
+    """``url`` when the app may call it; else :class:`InvalidInput` naming ``field`` and the reason."""
+    refusal = callback_refusal(url, development=development)
+    if refusal is not None:
+        raise InvalidInput(f"{field} {refusal}", field=field)
+    return url
+
+
+def address_refusal(host: str, *, development: bool) -> str | None:
+    """Why the app will not connect to ``host`` (a name or an address), or None. Names are checked again, as the
+    addresses they resolve to, when a delivery connects."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # ::ffff:169.254.169.254 reaches the IPv4 address
+    except ValueError:
+        if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+            return None if development else "must not be this machine"
+        return None
+    if any(address in network for network in _NEVER):
+        return "must not be a link-local, metadata or non-unicast address"
+    if not development and (address.is_loopback or address.is_private or address.is_reserved):
+        return "must be a public address"
+    return None

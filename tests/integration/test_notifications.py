@@ -1,0 +1,217 @@
+"""Notifications end to end over real sockets: the function app on the local host with Azurite's queues, the ARR
+emulator, and a webhook receiver listening on a port of this process. The watcher (arr-watch) and the delivery
+function (arr-notify) run as queue triggers, exactly as the Functions host would run them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
+
+from devhost.stack import free_port
+
+WAIT = 30.0
+
+
+@dataclass
+class Received:
+    path: str
+    event_id: str
+    body: dict[str, Any]
+    at: float
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: answers each path from a script (then 200), and keeps what arrived."""
+
+    port: int
+    script: dict[str, list[int]] = field(default_factory=dict)
+    stall: dict[str, float] = field(default_factory=dict)
+    got: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def on(self, path: str) -> list[Received]:
+        with self.lock:
+            return [r for r in self.got if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = WAIT) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.on(path)) < count:
+            assert time.monotonic() < deadline, f"{path}: {[(r.body['status']) for r in self.on(path)]}"
+            time.sleep(0.1)
+        return self.on(path)
+
+
+def serve(receiver: Receiver) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with receiver.lock:
+                receiver.got.append(Received(self.path, self.headers["X-Event-Id"], body, time.monotonic()))
+                answers = receiver.script.get(self.path, [])
+                status = answers.pop(0) if answers else 200
+            time.sleep(receiver.stall.pop(self.path, 0.0))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver(free_port())
+    server = serve(receiver)
+    yield receiver
+    server.shutdown()
+
+
+def notifying_env(emulator: Emulator, azurite_queues: Azurite) -> dict[str, str]:
+    return function_app_env(emulator, azurite_queues, f"n{uuid.uuid4().hex[:12]}", ARR_POLL_SECONDS="1",
+                            DEVHOST_QUEUE_LEASE_SECONDS="4")
+
+
+@pytest.fixture(scope="module")
+def notifying_host(emulator_process: Emulator, azurite_queues: Azurite) -> Iterator[Host]:
+    host = start_host(notifying_env(emulator_process, azurite_queues), "function_app", "--no-timers")
+    yield host
+    stop(host.process)
+
+
+@pytest.fixture
+def client(notifying_host: Host, emulator: Emulator) -> Iterator[httpx.Client]:
+    emulator.reset(startupSeconds=2)
+    with notifying_host.client() as http:
+        yield http
+
+
+def subscribe(http: httpx.Client, receiver: Receiver, path: str, **filters: Any) -> str:
+    r = http.post("/api/subscriptions", json={"notificationUrl": receiver.url(path), **filters})
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"].split("?")[0].endswith(f"/api/subscriptions/{r.json()['id']}")
+    return r.headers["Location"]
+
+
+def statuses(received: list[Received]) -> list[tuple[str | None, str, str]]:
+    return [(r.body["previousStatus"], r.body["status"], r.body["cause"]) for r in received]
+
+
+def test_start_ready_stop_reaches_the_callback_and_the_subscriber_once_each(
+        client: httpx.Client, receiver: Receiver, emulator: Emulator) -> None:
+    """Start with a callbackUrl, nobody polling: the watcher sees Ready within a poll interval and the callback
+    hears it once; a subscriber hears Starting, Ready, then the caller's stop. Each delivery carries its event id."""
+    session_id = f"n-{uuid.uuid4().hex[:8]}"
+    location = subscribe(client, receiver, "/all", sessionId=session_id)
+    began = time.monotonic()
+    r = client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 30,
+                                           "callbackUrl": receiver.url("/callback")})
+    assert r.status_code == 202
+    [ready] = receiver.wait_for("/callback", 1)
+    latency = ready.at - began - 2.0  # the emulator's start takes 2 s
+    print(f"Ready delivered {latency:.1f} s after ARR reported it")
+    assert (ready.body["status"], ready.body["session"]["id"], ready.event_id) == ("Ready", session_id,
+                                                                                  ready.body["eventId"])
+    assert latency < 5.0
+    record = client.get(f"/api/sessions/{session_id}").json()
+    assert record["readyAt"] is not None  # known within one poll interval, not at the next cleanup
+    assert client.post(f"/api/sessions/{session_id}/stop", json={"reason": "done"}).status_code == 200
+    heard = receiver.wait_for("/all", 3)
+    assert statuses(heard) == [(None, "Starting", "arr"), ("Starting", "Ready", "arr"), ("Ready", "Stopped", "caller")]
+    assert len({r.event_id for r in heard}) == 3
+    time.sleep(2)
+    assert len(receiver.on("/callback")) == 1 and len(receiver.on("/all")) == 3  # nothing more, no duplicate
+    assert client.delete(location.split("?")[0]).status_code == 200
+    assert client.delete(location.split("?")[0]).status_code == 404
+
+
+def test_a_session_that_fails_to_start_reaches_its_callback(client: httpx.Client, receiver: Receiver,
+                                                             emulator: Emulator) -> None:
+    emulator.reset(capacity=0, startupSeconds=1)
+    r = client.post("/api/sessions", json={"leaseMinutes": 10, "callbackUrl": receiver.url("/failed")})
+    [failed] = receiver.wait_for("/failed", 1)
+    assert (failed.body["status"], failed.body["session"]["id"]) == ("Error", r.json()["id"])
+    assert failed.body["session"]["error"]["code"] == "NoCapacity"
+
+
+def test_the_nightly_shutdown_is_announced_with_its_cause(client: httpx.Client, receiver: Receiver) -> None:
+    subscribe(client, receiver, "/stopped", statuses=["Stopped"])
+    ids = [client.post("/api/sessions", json={"leaseMinutes": 60}).json()["id"] for _ in range(3)]
+    report = client.post("/api/cleanup", params={"mode": "nightly"}).json()
+    assert sorted(a["id"] for a in report["stopped"]) == sorted(ids)
+    heard = receiver.wait_for("/stopped", 3)
+    assert sorted((r.body["session"]["id"], r.body["cause"], r.body["actor"]) for r in heard) == sorted(
+        (i, "nightly-shutdown", "nightly") for i in ids)
+
+
+def test_a_receiver_that_fails_gets_the_same_event_again_with_backoff(client: httpx.Client,
+                                                                     receiver: Receiver) -> None:
+    """500, then 503, then 200: three deliveries of one event id, 5 s and then 10 s apart (the backoff), and
+    nothing after the one that succeeded."""
+    session_id = f"f-{uuid.uuid4().hex[:8]}"
+    subscribe(client, receiver, "/flaky", sessionId=session_id, statuses=["Starting"])
+    receiver.script["/flaky"] = [500, 503]
+    client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
+    heard = receiver.wait_for("/flaky", 3, timeout=40)
+    assert {r.event_id for r in heard} == {f"{session_id}.None.Starting"}
+    gaps = [round(b.at - a.at) for a, b in zip(heard, heard[1:], strict=False)]
+    assert gaps[0] >= 5 and gaps[1] >= 10, gaps  # backoff: 5 s, then 10 s
+    time.sleep(3)
+    assert len(receiver.on("/flaky")) == 3  # delivered on the third attempt: no more
+
+
+def test_410_gone_removes_the_subscription(client: httpx.Client, receiver: Receiver) -> None:
+    session_id = f"g-{uuid.uuid4().hex[:8]}"
+    location = subscribe(client, receiver, "/gone", sessionId=session_id)
+    receiver.script["/gone"] = [410]
+    client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
+    receiver.wait_for("/gone", 1)
+    deadline = time.monotonic() + WAIT
+    while client.delete(location.split("?")[0]).status_code != 404:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(3)  # Ready came and went: the removed subscription heard nothing more
+    assert len(receiver.on("/gone")) == 1
+
+
+def test_a_host_killed_mid_delivery_delivers_after_restart(emulator_process: Emulator, azurite_queues: Azurite,
+                                                            receiver: Receiver) -> None:
+    """The receiver stalls the first delivery; the host is killed (SIGKILL) meanwhile. The message's lease ends,
+    and a new host delivers the same event."""
+    emulator_process.reset(startupSeconds=30)
+    env = notifying_env(emulator_process, azurite_queues)
+    first = start_host(env, "function_app", "--no-timers")
+    session_id = f"k-{uuid.uuid4().hex[:8]}"
+    try:
+        with first.client() as http:
+            subscribe(http, receiver, "/slow", sessionId=session_id, statuses=["Starting"])
+            receiver.stall["/slow"] = 10.0
+            http.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
+            receiver.wait_for("/slow", 1)
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait()
+    second = start_host(env, "function_app", "--no-timers")
+    try:
+        heard = receiver.wait_for("/slow", 2, timeout=WAIT)
+        assert [r.event_id for r in heard] == [f"{session_id}.None.Starting"] * 2
+    finally:
+        stop(second.process)

@@ -1,0 +1,194 @@
+"""The notifier over MemoryHistory, MemoryQueues and the in-process emulator: the watcher sees a start through,
+subscribers and a start's callback hear each change once per announcement, retries back off, 410 unsubscribes,
+and a crash between queueing and marking announces the same event again."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from arr_core.errors import HistoryUnavailable, InvalidInput, SubscriptionNotFound
+from arr_core.maintenance import Maintenance
+from arr_core.notifier import Notifier
+from arr_core.queues import NOTIFY_QUEUE, WATCH_QUEUE, MemoryQueues
+from arr_core.sessions import SessionService
+from arr_core.views import SessionLinks, StartSessionRequest, SubscriptionRequest
+from arr_core.webhooks import Outcome
+
+from .harness import World
+
+HOOK = "http://hooks.test/receive"
+
+
+def links(session_id: str) -> SessionLinks:
+    return SessionLinks(self_=f"https://app.test/api/sessions/{session_id}", ready="r", stop="s")
+
+
+class Receiver:
+    """A webhook receiver behind httpx.MockTransport: answers from a script, records what it got."""
+
+    def __init__(self, *answers: int) -> None:
+        self.answers = list(answers)
+        self.got: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.got.append({"url": str(request.url), "event": request.headers["x-event-id"],
+                         **json.loads(request.content)})
+        return httpx.Response(self.answers.pop(0) if self.answers else 200)
+
+
+def notifier_for(world: World, receiver: Receiver) -> tuple[Notifier, MemoryQueues]:
+    queues = MemoryQueues(clock=world.clock)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
+    return Notifier(world.service, world.history, queues, http, poll_seconds=10, development=True,
+                    clock=world.clock), queues
+
+
+async def drain(notifier: Notifier, queues: MemoryQueues) -> list[str]:
+    """Run every visible message, as the queue functions would; the delivery outcomes."""
+    outcomes = []
+    while True:
+        watch, notify = queues.take(WATCH_QUEUE), queues.take(NOTIFY_QUEUE)
+        if not watch and not notify:
+            return outcomes
+        for message in watch:
+            await notifier.watch(message["sessionId"], links)
+        for message in notify:
+            outcomes.append(await notifier.deliver(message))
+
+
+async def test_the_watcher_sees_a_start_through_and_its_callback_hears_ready_once(world: World) -> None:
+    receiver = Receiver()
+    notifier, queues = notifier_for(world, receiver)
+    state = await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30, callback_url=HOOK))
+    await notifier.started(state, links)
+    assert [(m.queue, m.visible_at - world.clock.now) for m in queues.sent] == [(WATCH_QUEUE, timedelta(seconds=10))]
+    assert await drain(notifier, queues) == []  # not visible yet
+    world.advance(10)  # the emulator's start takes 10 s
+    assert await drain(notifier, queues) == [Outcome.DELIVERED]
+    [got] = receiver.got
+    assert (got["url"], got["event"], got["eventId"], got["status"], got["previousStatus"], got["cause"]) == (
+        HOOK, "s1.None.Ready", "s1.None.Ready", "Ready", None, "arr")
+    assert got["session"]["id"] == "s1" and got["session"]["links"]["self"] == "https://app.test/api/sessions/s1"
+    assert (await world.history.get("s1")).notified_status == "Ready"  # type: ignore[union-attr]
+    world.advance(60)
+    assert await drain(notifier, queues) == [] and queues.sent == []  # Ready: no more watching
+
+
+async def test_subscribers_hear_the_changes_they_asked_for_with_their_cause(world: World) -> None:
+    receiver = Receiver()
+    notifier, queues = notifier_for(world, receiver)
+    every = await notifier.subscribe(SubscriptionRequest(notification_url=HOOK + "/all"))
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK + "/stopped", statuses=["Stopped"]))
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK + "/other", session_id="s2"))
+    state = await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30, requested_by="ana"))
+    await notifier.started(state, links)
+    world.advance(10)
+    await drain(notifier, queues)
+    stopped = await world.service.stop("s1", "done", actor="bob")
+    await notifier.changed(stopped.record, links)
+    await drain(notifier, queues)
+    heard = sorted(((g["url"].removeprefix(HOOK), g["previousStatus"], g["status"], g["cause"], g["actor"])
+                    for g in receiver.got), key=str)
+    assert heard == [("/all", "Ready", "Stopped", "caller", "bob"), ("/all", "Starting", "Ready", "arr", None),
+                     ("/all", None, "Starting", "arr", None), ("/stopped", "Ready", "Stopped", "caller", "bob")]
+    removed = await notifier.unsubscribe(every.id)
+    assert removed.callback_url == HOOK + "/all"
+    with pytest.raises(SubscriptionNotFound):
+        await notifier.unsubscribe(every.id)
+
+
+async def test_a_failing_receiver_gets_the_same_event_again_later_and_410_unsubscribes(world: World) -> None:
+    receiver = Receiver(500, 503, 200, 410)
+    notifier, queues = notifier_for(world, receiver)
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK))
+    await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
+    world.advance(10)
+    await notifier.watch("s1", links)
+    assert await drain(notifier, queues) == [Outcome.RETRY]
+    [retry] = queues.sent
+    assert (retry.body["attempt"], retry.visible_at - world.clock.now) == (2, timedelta(seconds=5))
+    world.advance(5)
+    assert await drain(notifier, queues) == [Outcome.RETRY]
+    world.advance(10)
+    assert await drain(notifier, queues) == [Outcome.DELIVERED]
+    assert {g["eventId"] for g in receiver.got} == {"s1.None.Ready"} and len(receiver.got) == 3
+    await world.service.stop("s1", "done", actor="bob")
+    await notifier.watch("s1", links)
+    assert await drain(notifier, queues) == [Outcome.GONE]
+    assert await world.history.subscriptions() == []
+
+
+async def test_a_receiver_that_never_answers_is_given_up_after_the_last_attempt(world: World) -> None:
+    receiver = Receiver(*[503] * 20)
+    notifier, queues = notifier_for(world, receiver)
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK))
+    await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
+    world.advance(10)
+    await notifier.watch("s1", links)
+    for _ in range(20):
+        await drain(notifier, queues)
+        world.advance(300)
+    assert len(receiver.got) == 8 and queues.sent == []
+
+
+async def test_a_crash_between_queueing_and_marking_announces_the_same_event_again(world: World) -> None:
+    receiver = Receiver()
+    notifier, queues = notifier_for(world, receiver)
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK))
+    await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
+    world.advance(10)
+    state = await world.service.read("s1")  # the watcher's read records Ready
+    world.history.fail_next(1, only={"update"})  # then the mark after queueing is lost
+    with pytest.raises(HistoryUnavailable):
+        await notifier.announce(state.record, links, state)  # type: ignore[arg-type]
+    await notifier.watch("s1", links)  # the queue retries the watch message
+    await drain(notifier, queues)
+    assert [g["eventId"] for g in receiver.got] == ["s1.None.Ready", "s1.None.Ready"]  # at least once, same id
+
+
+async def test_the_nightly_shutdown_is_announced_as_such(make_world: Any) -> None:
+    from datetime import UTC, datetime
+    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
+                       time_zone="Europe/Amsterdam")
+    receiver = Receiver()
+    notifier, queues = notifier_for(world, receiver)
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
+    await world.service.start(StartSessionRequest(session_id="late", lease_minutes=400))
+    world.advance(3600 + 60)
+    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
+                              notifier, clock=world.clock)
+    report = await maintenance.run_cleanup(links=links)
+    assert [a.id for a in report.stopped] == ["late"]
+    await drain(notifier, queues)
+    assert [(g["status"], g["cause"], g["actor"]) for g in receiver.got] == [("Stopped", "nightly-shutdown", "nightly")]
+
+
+async def test_queue_trouble_never_fails_a_start(world: World) -> None:
+    notifier, queues = notifier_for(world, Receiver())
+    queues.failing = True
+    state = await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
+    await notifier.started(state, links)  # logged, not raised: the cleanup announces later
+    assert queues.sent == []
+
+
+async def test_urls_the_app_will_not_call_are_refused_before_anything_is_kept(make_world: Any) -> None:
+    world = make_world(website_instance_id="in-azure")
+    notifier, _ = notifier_for(world, Receiver())
+    notifier.development = False
+    with pytest.raises(InvalidInput, match="notificationUrl must be https"):
+        await notifier.subscribe(SubscriptionRequest(notification_url="http://example.com/hook"))
+    with pytest.raises(InvalidInput, match="callbackUrl must be a public address"):
+        await world.service.start(StartSessionRequest(session_id="s1", callback_url="https://10.1.2.3/x"))
+    assert await world.history.subscriptions() == [] and await world.history.get("s1") is None
+
+
+async def test_a_delivery_to_a_metadata_address_is_refused_at_connect_time(world: World) -> None:
+    receiver = Receiver()
+    notifier, _ = notifier_for(world, receiver)
+    message = {"url": "http://169.254.169.254/latest", "eventId": "e", "attempt": 1, "payload": {}}
+    assert await notifier.deliver(message) == Outcome.REFUSED and receiver.got == []
