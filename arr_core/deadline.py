@@ -48,6 +48,22 @@ def check() -> None:
 
 
 @asynccontextmanager
+async def call(what: str, seconds: float, unavailable: Callable[[str], Exception]) -> AsyncIterator[None]:
+    """One call to a dependency (``what``: "Table Storage", "queue arr-watch"), within ``seconds`` and the
+    current budget. Out of time, it raises :class:`DeadlineExceeded` when the budget is spent, else
+    ``unavailable(message)``: the dependency's own "did not answer" error."""
+    check()
+    try:
+        async with asyncio.timeout(bounded(seconds)):
+            yield
+    except TimeoutError:
+        left = remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"the request's time budget ran out waiting for {what}") from None
+        raise unavailable(f"{what} did not answer within {seconds:.0f} s") from None
+
+
+@asynccontextmanager
 async def budget(seconds: float = REQUEST_SECONDS, *, clock: Callable[[], float] = time.monotonic
                  ) -> AsyncIterator[None]:
     """Run the block within ``seconds`` (or the enclosing budget, if shorter).
@@ -74,4 +90,4 @@ async def budget(seconds: float = REQUEST_SECONDS, *, clock: Callable[[], float]
         _deadline.reset(token)
 
 
-__all__ = ["BACKSTOP_GRACE", "REQUEST_SECONDS", "budget", "bounded", "check", "remaining"]
+__all__ = ["BACKSTOP_GRACE", "REQUEST_SECONDS", "bounded", "budget", "call", "check", "remaining"]

@@ -71,6 +71,7 @@ from .errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
 from .lifecycle import restore
 from .notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
 from .records import (
+    RUN_MONTHS,
     Event,
     IdempotencyClaim,
     Mutation,
@@ -80,8 +81,8 @@ from .records import (
     event_to_entity,
     idempotency_row,
     index_entity,
-    RUN_MONTHS,
     months_between,
+    next_version,
     record_from_entity,
     record_to_entity,
     row_for,
@@ -322,17 +323,15 @@ class HistoryStore:
                 current = await self.get(session_id)
             if current is None:
                 return None
-            change = mutate(current)
-            if change is None:
+            version = next_version(current, mutate, self._clock())
+            if version is None:
                 return current
-            new, events = change
-            new = replace(new, event_count=current.event_count + len(events), updated_at=self._clock())
+            new, events = version
             condition = {"mode": UpdateMode.REPLACE, "etag": current.etag,
                          "match_condition": MatchConditions.IfNotModified}
             try:
-                result = await self._transact([
-                    ("update", record_to_entity(new), condition),
-                    *(("create", event_to_entity(new, current.event_count + i + 1, e)) for i, e in enumerate(events))])
+                result = await self._transact([("update", record_to_entity(new), condition),
+                                               *(("create", event) for event in events)])
             except (TableTransactionError, ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as exc:
                 # Another writer got there first (412/409), or the record has gone (404): decide again on
                 # fresh data. A record gone from a table another host recreated is written back first, if
@@ -703,15 +702,9 @@ class HistoryStore:
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
         """One Table call: within CALL_SECONDS and the request's budget; outages become HistoryUnavailable."""
-        deadline.check()
         try:
-            async with asyncio.timeout(deadline.bounded(CALL_SECONDS)):
+            async with deadline.call("Table Storage", CALL_SECONDS, HistoryUnavailable):
                 yield
-        except TimeoutError:
-            left = deadline.remaining()
-            if left is not None and left <= 0:
-                raise DeadlineExceeded("the request's time budget ran out waiting for Table Storage") from None
-            raise HistoryUnavailable(f"Table Storage did not answer within {CALL_SECONDS:.0f} s") from None
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             raise
         except TableTransactionError as exc:

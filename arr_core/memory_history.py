@@ -159,14 +159,12 @@ class MemoryHistory:
                 current = await self._read(session_id)
             if current is None:
                 return None
-            change = mutate(current)
-            if change is None:
+            version = layout.next_version(current, mutate, self._clock())
+            if version is None:
                 return current
-            new, events = change
-            new = replace(new, event_count=current.event_count + len(events), updated_at=self._clock())
+            new, events = version
             ops: list[_Op] = [("replace", layout.record_to_entity(new), current.etag)]
-            ops += [("insert", layout.event_to_entity(new, current.event_count + i + 1, e), None)
-                    for i, e in enumerate(events)]
+            ops += [("insert", event, None) for event in events]
             try:
                 etag = await self._batch(ops)
             except (_Exists, _Modified):

@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .errors import DeadlineExceeded, SubscriptionNotFound, Unavailable
 from .lifecycle import build_view
 from .notifications import (
+    NOTIFY_QUEUE,
+    WATCH_QUEUE,
     WATCHED_STATUSES,
     StatusChange,
     Subscription,
@@ -33,7 +35,7 @@ from .notifications import (
     require_callback,
     retry_delay,
 )
-from .queues import NOTIFY_QUEUE, WATCH_QUEUE, Queues
+from .queues import Queues
 from .records import SessionRecord, utcnow
 from .views import SessionLinks, StatusNotification, SubscriptionRequest
 from .webhooks import Outcome, deliver
@@ -50,19 +52,18 @@ Links = Callable[[str], SessionLinks]  # links without any caller's key: a notif
 WATCH_FOR = timedelta(hours=2)  # a session still starting after this is the cleanup's (stuck-starting rule)
 
 
+@dataclass
 class Notifier:
     """Announces status changes through the queues; one per process."""
 
-    def __init__(self, sessions: SessionService, history: History, queues: Queues, http: httpx.AsyncClient, *,
-                 poll_seconds: int, development: bool, clock: Callable[[], datetime] = utcnow) -> None:
-        self.sessions = sessions
-        self.history = history
-        self.queues = queues
-        self.http = http
-        self.poll_seconds = poll_seconds
-        self.development = development
-        self._clock = clock
-        self._subscriptions: tuple[float, list[Subscription]] | None = None
+    sessions: SessionService
+    history: History
+    queues: Queues
+    http: httpx.AsyncClient
+    poll_seconds: int
+    development: bool
+    clock: Callable[[], datetime] = utcnow
+    _subscriptions: tuple[float, list[Subscription]] | None = field(default=None, init=False, repr=False)
 
     async def aclose(self) -> None:
         await self.queues.aclose()
@@ -72,7 +73,7 @@ class Notifier:
 
     async def subscribe(self, request: SubscriptionRequest) -> Subscription:
         url = require_callback(request.notification_url, field="notificationUrl", development=self.development)
-        subscription = Subscription(new_subscription_id(), url, self._clock(),
+        subscription = Subscription(new_subscription_id(), url, self.clock(),
                                     frozenset(request.statuses) if request.statuses else None,
                                     request.session_id, request.requested_by)
         await self.history.add_subscription(subscription)
@@ -106,7 +107,7 @@ class Notifier:
         if state.record is None:
             return
         await self.announce(state.record, links, state)
-        if state.record.status in WATCHED_STATUSES and self._clock() - state.record.created_at < WATCH_FOR:
+        if state.record.status in WATCHED_STATUSES and self.clock() - state.record.created_at < WATCH_FOR:
             await self.watch_later(session_id)
 
     # -- announcing -----------------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class Notifier:
                  state: SessionState | None) -> dict[str, Any]:
         arr = state.arr if state is not None else None
         view = build_view(record.session_id, arr, record, links)
-        return StatusNotification(event_id=change.event_id, at=record.updated_at or self._clock(),
+        return StatusNotification(event_id=change.event_id, at=record.updated_at or self.clock(),
                                   previous_status=change.previous_status, status=change.status,
                                   cause=change.cause, actor=change.actor, session=view,
                                   ).model_dump(mode="json", by_alias=True)

@@ -21,8 +21,7 @@ from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
 from . import deadline
-from .errors import DeadlineExceeded, QueueUnavailable
-from .notifications import NOTIFY_QUEUE, WATCH_QUEUE
+from .errors import QueueUnavailable
 from .records import utcnow
 
 CALL_SECONDS = 5.0
@@ -87,15 +86,9 @@ class StorageQueues:
 
 @asynccontextmanager
 async def _bounded(queue: str) -> AsyncIterator[None]:
-    deadline.check()
     try:
-        async with asyncio.timeout(deadline.bounded(CALL_SECONDS)):
+        async with deadline.call(f"queue {queue}", CALL_SECONDS, QueueUnavailable):
             yield
-    except TimeoutError:
-        left = deadline.remaining()
-        if left is not None and left <= 0:
-            raise DeadlineExceeded("the request's time budget ran out waiting for the queue") from None
-        raise QueueUnavailable(f"queue {queue} did not answer within {CALL_SECONDS:.0f} s") from None
     except (AzureError, OSError) as exc:
         raise QueueUnavailable(f"queue {queue} could not be reached ({type(exc).__name__})") from exc
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -160,6 +160,18 @@ def event_from_entity(entity: dict[str, Any]) -> tuple[int, Event]:
     detail = json.loads(entity.get("Detail") or "{}")
     return int(entity["Seq"]), Event(entity["Type"], aware(entity["At"]), entity.get("FromStatus"),
                                      entity.get("ToStatus"), entity.get("Actor"), detail)
+
+
+def next_version(current: SessionRecord, mutate: Mutation,
+                 now: datetime) -> tuple[SessionRecord, list[dict[str, Any]]] | None:
+    """What ``mutate`` makes of ``current``: the new record, numbered after its events, and the events' entities
+    (what one conditional write stores); None when there is nothing to change. Both stores write through this."""
+    change = mutate(current)
+    if change is None:
+        return None
+    new, events = change
+    new = replace(new, event_count=current.event_count + len(events), updated_at=now)
+    return new, [event_to_entity(new, current.event_count + i + 1, event) for i, event in enumerate(events)]
 
 
 def index_entity(record: SessionRecord) -> dict[str, Any]:

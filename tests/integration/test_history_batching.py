@@ -269,3 +269,31 @@ def test_an_unanswered_transaction_fails_every_write_in_it(azurite: Azurite) -> 
     assert all(isinstance(o, HistoryUnavailable) for o in outcomes)
     assert sum(carried) == len(outcomes) and max(carried) > 1  # each write sent once, some of them together
     assert after is not None and after.event_count == 2
+
+
+def test_a_lone_write_is_sent_as_before(azurite: Azurite) -> None:
+    """With nothing else on its way, a change of one entity is one conditional update_entity (no batch to encode),
+    and a change with events one transaction of its own."""
+
+    async def scenario() -> tuple[list[list[str]], int, SessionRecord | None]:
+        store = _store(azurite)
+        await _claim_all(store, ["solo"])
+        sent = _spy(store)
+        table: Any = store._table  # the one client every call goes through
+        update_entity = table.update_entity
+        updates = 0
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal updates
+            updates += 1
+            return await update_entity(*args, **kwargs)
+
+        table.update_entity = counted
+        await store.update("solo", lambda r: (replace(r, reason="noted"), []))
+        written = await store.update("solo", _note("n", lease_minutes=5))
+        await store.aclose()
+        return sent, updates, written
+
+    sent, updates, written = asyncio.run(scenario())
+    assert (sent, updates) == ([["solo", "solo"]], 1)
+    assert written is not None and (written.reason, written.lease_minutes, written.event_count) == ("noted", 5, 2)

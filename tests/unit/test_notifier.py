@@ -13,8 +13,9 @@ import pytest
 
 from arr_core.errors import HistoryUnavailable, InvalidInput, SubscriptionNotFound
 from arr_core.maintenance import Maintenance
+from arr_core.notifications import NOTIFY_QUEUE, WATCH_QUEUE
 from arr_core.notifier import Notifier
-from arr_core.queues import NOTIFY_QUEUE, WATCH_QUEUE, MemoryQueues
+from arr_core.queues import MemoryQueues
 from arr_core.sessions import SessionService
 from arr_core.views import SessionLinks, StartSessionRequest, SubscriptionRequest
 from arr_core.webhooks import Outcome
