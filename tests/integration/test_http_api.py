@@ -265,7 +265,7 @@ def test_health_and_openapi(http: httpx.Client, app_host: Host, emulator: Emulat
     operations = {op["operationId"] for path in doc["paths"].values() for key, op in path.items() if key[0] != "x"}
     assert operations == {"StartSession", "GetSession", "WaitUntilReady", "ExtendSession", "StopSession",
                           "ListSessions", "ListHistory", "GetUsage", "RunCleanup", "Health", "OpenApi",
-                          "SubscribeSessionChanges", "Unsubscribe"}
+                          "SubscribeSessionChanges", "Unsubscribe", "ListSessionEvents", "ListCleanupRuns"}
     for path in doc["paths"].values():
         for op in (op for key, op in path.items() if key[0] != "x"):
             assert op["summary"] and op["description"] and op["summary"] != op["description"]
