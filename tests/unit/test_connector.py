@@ -3,7 +3,7 @@
 - The committed ``apiDefinition.swagger.json`` is exactly what :mod:`blueprints.connector` generates from the models
   (run ``make connector`` after changing them).
 - It validates against the JSON schema that microsoft/PowerPlatformConnectors ships
-  (``../shared/reference/power-platform/apiDefinition.swagger.schema.json``), and broken copies do not.
+  (``tests/reference/apiDefinition.swagger.schema.json``, from microsoft/PowerPlatformConnectors), and broken copies do not.
 - The certification rules that can be checked without Microsoft's online validator hold, each a named rule with the
   ids of its errors in "Fix Swagger Validator errors" (certification-swagger-validator-rules.md) or the
   certification and string guidance it comes from. Each rule also gets a broken copy that it must reject, so that
@@ -28,7 +28,9 @@ from blueprints.openapi import openapi_document
 
 ROOT = Path(__file__).resolve().parents[2]
 CONNECTOR = ROOT / "connector"
-SCHEMA_FILE = ROOT.parent / "shared" / "reference" / "power-platform" / "apiDefinition.swagger.schema.json"
+# The schema microsoft/PowerPlatformConnectors ships (schemas/apiDefinition.swagger.schema.json, MIT), kept in the
+# repository so that a clean clone validates offline.
+SCHEMA_FILE = ROOT / "tests" / "reference" / "apiDefinition.swagger.schema.json"
 
 Doc = dict[str, Any]
 
