@@ -16,9 +16,10 @@ IAC_STAMP := $(IAC_VENV)/.installed
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt requirements-cli.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .  # the arr-sessions command (arr_cli)
 	touch $@
 
 iac-tools: $(IAC_STAMP)
@@ -50,7 +51,16 @@ connector: install
 
 # With a coverage report of arr_core and blueprints at the end, the functions host's subprocesses included (settings
 # in pyproject.toml); `$(PY) -m coverage report -m` afterwards lists the missed lines. No threshold: it informs.
-test: install runtime-venv iac-tools
+# Debian's chromium for tests/integration/test_dashboard.py (Playwright drives it; no browser is downloaded), and
+# tmux, in which tests/integration/test_cli.py watches the CLI's progress display as a person would.
+# As root (CI) apt-get runs as is; anyone else is asked for sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null && command -v tmux >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium tmux; }
+
+test: install runtime-venv iac-tools browser
 	$(PY) -m pytest --cov --cov-report=term
 
 bench: install

@@ -21,6 +21,7 @@ Everything else lives in ``arr_core`` (ARR, history, policy) and ``blueprints`` 
 
 import azure.functions as func
 
+from blueprints.dashboard import bp as dashboard
 from blueprints.maintenance import bp as maintenance
 from blueprints.notifications import bp as notifications
 from blueprints.sessions import bp as sessions
@@ -29,3 +30,4 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(sessions)
 app.register_functions(maintenance)
 app.register_functions(notifications)
+app.register_functions(dashboard)

@@ -75,6 +75,9 @@ class ActiveSessions:
     history_available: bool = True
 
 
+LIST_CACHE = timedelta(seconds=5)
+
+
 class SessionService:
     """Start, read, extend, stop and list sessions, keeping every session's history.
 
@@ -89,6 +92,7 @@ class SessionService:
         self.history = history
         self.settings = settings
         self._clock = clock
+        self._listed: tuple[datetime, list[RenderingSession]] | None = None  # ARR's list, for LIST_CACHE
 
     # -- start ----------------------------------------------------------------------------------------------
 
@@ -110,6 +114,7 @@ class SessionService:
     async def start(self, request: StartSessionRequest, idempotency_key: str | None = None) -> SessionState:
         """Record the intent, then ask ARR. Repeats (same key, or same id and settings) start nothing new, and
         drive again a start that a crash cut short: ARR's create is idempotent for the same id and settings."""
+        self._listed = None
         size, lease = self.resolve_start(request)
         if request.callback_url is not None:
             require_callback(request.callback_url, field="callbackUrl", development=self.settings.development)
@@ -187,6 +192,7 @@ class SessionService:
 
     async def extend(self, session_id: str, request: ExtendSessionRequest, actor: str | None = None) -> SessionState:
         """Raise the lease to a new total (ARR's semantics) or by some minutes; policy and ARR limits first."""
+        self._listed = None
         current = await self.arr.get_session(session_id)
         if current.status.is_terminal:
             raise SessionEnded(f"session {session_id} is {current.status.value}",
@@ -225,6 +231,7 @@ class SessionService:
         two; ``record`` (read with its ETag just before) saves a table read.
         """
         reason = reason or "stopped on request"
+        self._listed = None
         now = self._clock()
         with _history_optional(session_id):
             record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now), record)
@@ -250,8 +257,7 @@ class SessionService:
 
     async def list_active(self, statuses: set[str] | None = None) -> ActiveSessions:
         """ARR's Starting and Ready sessions, with what history knows of each (if it answers)."""
-        arr_sessions = [s async for s in self.arr.list_sessions()
-                        if statuses is None or s.status.value in statuses]
+        arr_sessions = [s for s in await self._arr_list() if statuses is None or s.status.value in statuses]
         if not arr_sessions:
             return ActiveSessions([])
         now = self._clock()
@@ -262,6 +268,16 @@ class SessionService:
             log.warning("listing sessions without history: %s", exc)
             return ActiveSessions([SessionState(s.id, s, None) for s in arr_sessions], history_available=False)
         return ActiveSessions([SessionState(s.id, s, records.get(s.id)) for s in arr_sessions])
+
+    async def _arr_list(self) -> list[RenderingSession]:
+        """ARR's list, reused for LIST_CACHE (dashboards and flows poll it; ARR paces list calls). A change this
+        process makes forgets it, so a caller sees its own start or stop at once."""
+        now = self._clock()
+        if self._listed is not None and now - self._listed[0] < LIST_CACHE:
+            return self._listed[1]
+        listed = [s async for s in self.arr.list_sessions()]
+        self._listed = (now, listed)
+        return listed
 
     # -- health ---------------------------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 """Billed minutes and estimated cost from history records: pure functions, no I/O.
 
 ARR bills from Ready until the session ends; a record's ``elapsed_minutes`` is ARR's own count of those minutes.
-A size without a configured rate gives a null cost (we do not invent prices), unless nothing of it was billed.
+
+The estimated cost is a number only when every session a row counts has a size with a configured rate; otherwise
+it is null, whatever the minutes (we do not invent prices, and a cost must not depend on whether a session happened
+to reach Ready). With no rate configured at all, every cost is null, an empty total's included. A row of no
+sessions costs 0.0 once some rate is configured.
 """
 
 from __future__ import annotations
@@ -28,19 +32,23 @@ def group_key(record: SessionRecord, group_by: GroupBy, time_zone: ZoneInfo) -> 
     return record.created_at.astimezone(time_zone).date().isoformat()
 
 
-def usage_row(key: str, records: list[SessionRecord], rates: Rates) -> UsageRow:
-    minutes = sum(r.elapsed_minutes or 0 for r in records)
-    cost: float | None = 0.0
+def estimated_cost(records: list[SessionRecord], rates: Rates) -> float | None:
+    """The records' billed hours times their sizes' rates; None when a rate is missing (see the module's rule)."""
+    if all(rate is None for rate in rates.values()):
+        return None
+    cost = 0.0
     for record in records:
         rate = rates.get(record.size or "")
         if rate is None:
-            if record.elapsed_minutes:
-                cost = None
-                break
-            continue
-        cost = (cost or 0.0) + (record.elapsed_minutes or 0) / 60 * rate
+            return None
+        cost += (record.elapsed_minutes or 0) / 60 * rate
+    return round(cost, 4)
+
+
+def usage_row(key: str, records: list[SessionRecord], rates: Rates) -> UsageRow:
+    minutes = sum(r.elapsed_minutes or 0 for r in records)
     return UsageRow(key=key, sessions=len(records), billed_minutes=minutes,
-                    estimated_cost=None if cost is None else round(cost, 4))
+                    estimated_cost=estimated_cost(records, rates))
 
 
 def usage_report(records: Iterable[SessionRecord], start: datetime, end: datetime, group_by: GroupBy, *,
@@ -56,4 +64,4 @@ def usage_report(records: Iterable[SessionRecord], start: datetime, end: datetim
                        total=usage_row("total", everything, rates))
 
 
-__all__ = ["GroupBy", "Rates", "group_key", "usage_report", "usage_row"]
+__all__ = ["GroupBy", "Rates", "estimated_cost", "group_key", "usage_report", "usage_row"]

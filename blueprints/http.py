@@ -145,7 +145,8 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
         return {}
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"the body must be application/json, not {content_type}", field="body")
+        raise UnsupportedMediaType(f"the body must be JSON sent as Content-Type: application/json, not {content_type}; "
+                                   "nothing was done", field="body")
     data = parse_json(body, "body")
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
@@ -280,9 +281,9 @@ def app_problem(exc: AppError) -> func.HttpResponse:
         extra["errors"] = [FieldError(field=f, message=m) for f, m in exc.errors]
     elif isinstance(exc, Refused) and exc.field:
         extra["errors"] = [FieldError(field=exc.field, message=exc.message)]
+    extra["correlation_id"] = getattr(exc, "correlation_id", None)  # ARR's MS-CV, where ARR's answer is the cause
     if isinstance(exc, SessionEnded):
         extra["session_status"] = exc.session_status
-        extra["correlation_id"] = exc.correlation_id
         if exc.error_code:
             extra["arr_error"] = {"code": exc.error_code, "message": exc.error_message or ""}
     headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
@@ -308,11 +309,9 @@ def handled(handler: Handler) -> Handler:
         try:
             async with deadline.budget(_request_seconds()):
                 return await handler(req)
-        except ArrError as exc:
-            return arr_problem(req, exc)
-        except AppError as exc:
-            return app_problem(exc)
-        except Exception:
+        except AppError as exc:  # the one root of what arr_core raises
+            return arr_problem(req, exc) if isinstance(exc, ArrError) else app_problem(exc)
+        except Exception:  # a bug: logged with its trace, answered without it
             log.exception("unexpected failure in %s", handler.__name__)
             unexpected = PROBLEMS[AppError]
             return problem(unexpected.status, unexpected.title, unexpected.detail)

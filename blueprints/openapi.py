@@ -120,9 +120,14 @@ POLLING_HEADERS = {"Location": {"type": "string", "description": "Poll this URL 
                    "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."}}
 RESPONSE_HEADERS = {202: POLLING_HEADERS, 201: {"Location": {"type": "string",
                                                              "description": "DELETE this URL to unsubscribe."}}}
-ERROR_TEXTS = {400: "The request is invalid; `errors` names the fields.", 404: "No such session.",
+ERROR_TEXTS = {400: "The request is invalid (a value that does not fit, or an empty query parameter); `errors` names "
+                    "the fields.",
+               401: "No function key, or a wrong one: send a key of the app in the x-functions-key header or the code "
+                    "query parameter. Answered by the Functions host (locally as problem+json, in Azure with no body).",
+               404: "No such session.",
                409: "Conflict (or a cleanup already running): see the problem's detail.",
-               413: "The body is larger than 64 KiB.", 415: "The body is not JSON.",
+               413: "The body is larger than 64 KiB.",
+               415: "The body was sent with a Content-Type other than application/json (or +json); nothing was done.",
                502: "ARR failed or refused our credentials.",
                503: "ARR is throttling, Table Storage is unavailable, or a setting is wrong; see Retry-After.",
                504: "ARR did not answer, or the request's time budget ran out; see Retry-After."}
@@ -139,15 +144,18 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                   **extensions: Any) -> dict[str, Any]:
         """One operation; ``answers`` maps each status to its description and schema (problem+json for errors).
         The anonymous ones (health, this document) are for operators, so the designer does not list them."""
+        if not anonymous:  # the host refuses a missing or wrong key before the function runs
+            answers = {**answers, **errors(401)}
         responses = {str(status): {"description": text, **({"schema": schema} if schema is not None else {}),
                                    **({"headers": RESPONSE_HEADERS[status]} if status in RESPONSE_HEADERS else {})}
-                     for status, (text, schema) in answers.items()}
+                     for status, (text, schema) in sorted(answers.items())}
         return {"operationId": operation_id, "summary": summary, "description": description,
                 "parameters": parameters, "responses": responses,
                 **({"security": [], "x-ms-visibility": "internal"} if anonymous else {}), **extensions}
 
-    def errors(*codes: int) -> dict[int, tuple[str, dict[str, Any]]]:
-        return {code: (ERROR_TEXTS[code], problem) for code in codes}
+    def errors(*codes: int, **texts: str) -> dict[int, tuple[str, dict[str, Any]]]:
+        """Problem answers; ``texts`` (``e404="..."``) replaces a status's usual description."""
+        return {code: (texts.get(f"e{code}", ERROR_TEXTS[code]), problem) for code in codes}
 
     def body(model: type[BaseModel], summary: str, description: str, *, required: bool) -> dict[str, Any]:
         return {"name": "body", "in": "body", "required": required, "schema": d.ref(model, "validation"),
@@ -183,7 +191,8 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         },
         "/sessions/{id}/ready": {"get": operation(
             "WaitUntilReady", "Wait until a session is ready", "The status monitor of the asynchronous pattern: "
-            "202 while Starting, 200 once Ready, 409 once the session has ended without being Ready.",
+            "202 while Starting, 200 while Ready, 409 once the session has ended (Stopped, Expired or Error), "
+            "whether or not it was Ready before: it will not be Ready again.",
             [SESSION_ID_PARAM], {200: ("Ready.", view), 202: ("Still starting.", view),
                                  **errors(400, 404, 409, 502, 503, 504)})},
         "/sessions/{id}/stop": {"post": operation(
@@ -194,11 +203,14 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             {200: ("The stopped session.", view), **errors(400, 404, 413, 415, 502, 503, 504)})},
         "/history": {"get": operation(
             "ListHistory", "List session history",
-            "Lists past and present sessions from Table Storage, newest filters first.",
+            "Lists past and present sessions from Table Storage that were created from `from` (inclusive) to `to` "
+            "(exclusive), oldest first, a page at a time.",
             query_parameters(HistoryQuery), {200: ("A page of sessions.", d.ref(HistoryPage)), **errors(400, 503, 504)})},
         "/usage": {"get": operation(
             "GetUsage", "Get usage and cost", "Adds up billed minutes (Ready to end) and estimated cost from "
-            "configured rates.", query_parameters(UsageQuery),
+            "configured rates, of the sessions created from `from` (inclusive) to `to` (exclusive). A row's cost is "
+            "null when a session it counts has a size without a configured rate, whatever its minutes.",
+            query_parameters(UsageQuery),
             {200: ("The usage report.", d.ref(UsageReport)), **errors(400, 503, 504)})},
         "/cleanup": {"post": operation(
             "RunCleanup", "Run the cleanup now",
@@ -227,7 +239,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "Unsubscribe", "Stop hearing about session changes",
             "Removes a subscription; the platform calls this when a flow with the trigger is turned off or deleted.",
             [SUBSCRIPTION_ID_PARAM], {200: ("Unsubscribed; the subscription as it was.", d.ref(SubscriptionView)),
-                                      **errors(404, 503, 504)},
+                                      **errors(404, 503, 504, e404="No such subscription.")},
             **{"x-ms-visibility": "internal"})},
         "/health": {"get": operation(
             "Health", "Check health", "Tells whether ARR and Table Storage are reachable with the configured "
@@ -241,7 +253,10 @@ def openapi_document(base_url: str) -> dict[str, Any]:
     return {
         "swagger": "2.0",
         "info": {"title": "ARR Sessions", "version": "1.0.0",
-                 "description": "Start, watch, extend and stop Azure Remote Rendering sessions from automation."},
+                 "description": "Start, watch, extend and stop Azure Remote Rendering sessions from automation. "
+                                "The contract: docs/API.md in the app's repository. A method that a path does not list is refused by the "
+                                "Functions host: 405 with Allow (problem+json) on the local host, an empty 404 in "
+                                "Azure; HEAD is not served."},
         "host": parts.netloc,
         "basePath": parts.path.rstrip("/") or "/api",  # behind API Management: /<prefix>/api
         "schemes": [parts.scheme or "https"],

@@ -3,7 +3,10 @@ lists the same model's fields with :func:`query_parameters`, so what is accepted
 drift apart.
 
 A query model ignores names it does not know (``code``, the function key, rides along on every link); a value of
-a known name that does not fit is a 400 that names it.
+a known name that does not fit is a 400 that names it. So is an empty value (``?to=``, ``?status=``): OpenAPI 2.0's
+``allowEmptyValue`` is false unless a parameter says otherwise, and none here does; leave a parameter out for its
+default. Times (``from``, ``to``, ``before``) are ISO 8601, UTC unless they carry an offset, from 2019 to 2200: the
+document says so in words, as 2.0 has no bounds for a date-time.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ EARLIEST = datetime(2019, 1, 1, tzinfo=UTC)  # before ARR's first API version
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 MAX_SPAN = timedelta(days=400)
 MAX_TOKEN_CHARS = 2048  # ours are ~300: anything longer was not issued here (and would overflow the filter)
+EMPTY_MESSAGE = "must not be empty: leave it out for its default"
 
 
 def _comma_list(value: object) -> object:
@@ -40,10 +44,14 @@ def _plus_kept(value: object) -> object:
     return value.replace(" ", "+") if isinstance(value, str) else value
 
 
+TIME_RULE = (f"ISO 8601, UTC unless it has an offset, from {EARLIEST.date().isoformat()} to "
+             f"{LATEST.date().isoformat()}")
+
+
 def _in_range(value: datetime) -> datetime:
     value = value if value.tzinfo else value.replace(tzinfo=UTC)
     if not EARLIEST <= value <= LATEST:
-        msg = "must be a date or time from 2019 to 2200"
+        msg = f"must be a date or time from {EARLIEST.date().isoformat()} to {LATEST.date().isoformat()} (UTC)"
         raise ValueError(msg)
     return value
 
@@ -68,7 +76,8 @@ class Query(BaseModel):
 
 
 def _describe_default_start(schema: dict[str, Any], model: type[TimeWindow]) -> None:
-    schema["properties"]["from"]["description"] = f"Start (ISO 8601); default {model.default_days} days before `to`."
+    schema["properties"]["from"]["description"] = (f"Start, inclusive ({TIME_RULE}); default {model.default_days} "
+                                                   "days before `to`.")
 
 
 class TimeWindow(Query):
@@ -78,7 +87,7 @@ class TimeWindow(Query):
     default_days: ClassVar[int]
 
     start: Instant | None = Field(default=None, alias="from", json_schema_extra=_summary("From"))
-    end: Instant | None = Field(default=None, alias="to", description="End (ISO 8601); default now.",
+    end: Instant | None = Field(default=None, alias="to", description=f"End, exclusive ({TIME_RULE}); default now.",
                                 json_schema_extra=_summary("To"))
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
@@ -100,7 +109,8 @@ class HistoryQuery(TimeWindow):
                                            json_schema_extra=_summary("Requested by"))
     size: SizeName | None = Field(default=None, description="Only this size.", json_schema_extra=_summary("Size"))
     status: Annotated[frozenset[RecordStatus], BeforeValidator(_comma_list)] | None = Field(
-        default=None, description="Only these statuses (comma list).", json_schema_extra=_summary("Status"))
+        default=None, min_length=1, description="Only these statuses (comma list).",
+        json_schema_extra=_summary("Status"))
     top: int = Field(default=100, ge=1, le=1000, description="Page size, 1-1000.",
                      json_schema_extra=_summary("Page size"))
     continuation_token: str | None = Field(default=None, max_length=MAX_TOKEN_CHARS,
@@ -113,8 +123,10 @@ class UsageQuery(TimeWindow):
 
     default_days = 30
 
-    group_by: Literal["day", "size", "requestedBy"] = Field(default="day", description="How to group rows.",
-                                                           json_schema_extra=_summary("Group by"))
+    group_by: Literal["day", "size", "requestedBy"] = Field(
+        default="day", json_schema_extra=_summary("Group by"),
+        description="How to group rows: day (the local day of ARR_TIME_ZONE each session was created on), size or "
+                    "requestedBy.")
 
 
 class CleanupQuery(Query):
@@ -128,7 +140,7 @@ class CleanupQuery(Query):
 class RunsQuery(Query):
     """ListCleanupRuns: newest first, a page at a time."""
 
-    before: Instant | None = Field(default=None, description="Only runs that started before this (ISO 8601); "
+    before: Instant | None = Field(default=None, description=f"Only runs that started before this ({TIME_RULE}); "
                                    "default now. A page's nextLink sets it.", json_schema_extra=_summary("Before"))
     top: int = Field(default=20, ge=1, le=100, description="Page size, 1-100.", json_schema_extra=_summary("Page size"))
 
@@ -137,7 +149,7 @@ class ListQuery(Query):
     """ListSessions: ARR lists only active sessions, so only their statuses filter."""
 
     status: Annotated[frozenset[ActiveStatus], BeforeValidator(_comma_list)] | None = Field(
-        default=None, description="Only these statuses (comma list of Starting, Ready).",
+        default=None, min_length=1, description="Only these statuses (comma list of Starting, Ready).",
         json_schema_extra=_summary("Status"))
 
 
@@ -170,10 +182,14 @@ def _json_object(raw: str, name: str) -> dict[str, Any]:
 
 
 def parse_query(req: func.HttpRequest, model: type[Q]) -> Q:
-    """The request's query as ``model``; a 400 naming the parameter when a value does not fit."""
+    """The request's query as ``model``; a 400 naming the parameter when a value does not fit or is empty."""
+    known = {name: raw for name, raw in req.params.items() if name in _wire_names(model)}
+    empty = [name for name, raw in known.items() if raw == ""]
+    if empty:
+        raise InvalidInput(f"empty value for {', '.join(empty)}: leave a parameter out for its default",
+                           [(name, EMPTY_MESSAGE) for name in empty])
     objects = _object_fields(model)
-    data = {name: _json_object(raw, name) if name in objects else raw for name, raw in req.params.items()
-            if name in _wire_names(model)}
+    data = {name: _json_object(raw, name) if name in objects else raw for name, raw in known.items()}
     return validate(model, data, strict=False)
 
 
@@ -204,9 +220,11 @@ def query_parameters(model: type[BaseModel], *, note: str = "") -> list[dict[str
             shape, description = {"type": "string"}, f"{description} As JSON text."
         parameter = {"name": name, "in": "query", "required": name in required,
                      **{k: v for k, v in shape.items() if k in _KEPT and v is not None},
-                     "description": description + note,
+                     "description": description + note, "allowEmptyValue": False,
                      **{k: v for k, v in prop.items() if k.startswith("x-ms-")}}
         if "const" in shape:
             parameter["enum"] = [shape["const"]]
+        if parameter["type"] == "string" and not {"enum", "pattern", "minLength"} & parameter.keys():
+            parameter["minLength"] = 1  # an empty value is refused (parse_query): say so in the schema too
         parameters.append(parameter)
     return parameters

@@ -94,8 +94,10 @@ async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
         error = state.arr.error if state.arr is not None else None
         code = error.code if error is not None else (state.record.error_code if state.record else None)
         message = error.message if error is not None else (state.record.error_message if state.record else None)
-        raise SessionEnded(f"session {state.session_id} has ended ({state.status})",
-                           session_status=state.status, error_code=code, error_message=message)
+        was_ready = state.record is not None and state.record.ready_at is not None  # the view's readyAt
+        raise SessionEnded(f"session {state.session_id} ended {'after' if was_ready else 'before'} it was Ready "
+                           f"({state.status}); it will not be Ready again", session_status=state.status,
+                           error_code=code, error_message=message)
     if state.status == SessionStatus.READY:
         return _view(req, state)
     return _pending(req, state, context.settings.poll_seconds)

@@ -2,11 +2,16 @@
 
 It uses only the public ``azure-functions`` API, the way the Python worker does: ``get_functions()`` once, a
 ``func.HttpRequest`` per call, ``get_user_function()`` to run it. It follows the host's conventions: the ``api``
-route prefix, ASP.NET route templates, 404 for no route and 405 for a route with another method, function keys
-(``x-functions-key`` header or ``code`` parameter) when keys are configured, async functions on one event loop and
-sync ones in threads, timer functions on their NCRONTAB schedules and on demand at ``POST /admin/functions/{name}``,
-and queue functions on their Azure Queue storage queues with host.json's ``extensions.queues`` settings
-(``devhost.queues``: batches, retries, ``<queue>-poison``). Other triggers are reported and not run.
+route prefix, ASP.NET route templates, function keys (``x-functions-key`` header or ``code`` parameter) when keys
+are configured, async functions on one event loop and sync ones in threads, timer functions on their NCRONTAB
+schedules and on demand at ``POST /admin/functions/{name}``, and queue functions on their Azure Queue storage queues
+with host.json's ``extensions.queues`` settings (``devhost.queues``: batches, retries, ``<queue>-poison``). Other
+triggers are reported and not run.
+
+Where no function runs, the answers are its own, as problem+json (like the app's errors): 401 without a valid key,
+404 for no route, 405 with ``Allow`` for a route that lacks the method. The real host answers 401 and 404 with an
+empty body, and a method a route lacks with an empty 404 (Azure/azure-functions-host#10098); neither serves HEAD
+for a GET function (#11625), so HEAD is a 405 here and a 404 in Azure.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -55,7 +61,7 @@ def compile_route(template: str) -> re.Pattern[str]:
             pattern += re.escape(literal) + (f"{group}?" if optional else group)
         position = match.end()
     pattern += re.escape(template[position:])
-    return re.compile(f"^{pattern}/?$", re.IGNORECASE)
+    return re.compile(rf"^{pattern}/?\Z", re.IGNORECASE)  # \Z, not $: a trailing newline is no route
 
 
 class _Context:
@@ -103,6 +109,18 @@ class TimerFunction:
 def _auth_level(trigger: Any) -> str:
     level = getattr(trigger, "auth_level", None)
     return str(getattr(level, "value", level) or "function").lower()
+
+
+def host_problem(status: int, title: str, detail: str, *, headers: dict[str, str] | None = None) -> Response:
+    """An answer of the host itself (no function ran) as RFC 9457 problem+json, like the app's own errors."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail},
+                      separators=(",", ":"))
+    return Response(body, status_code=status, headers=headers, media_type="application/problem+json")
+
+
+def _not_found(request: Request) -> Response:
+    path = request.scope["path"]  # as sent: request.url drops tabs and newlines
+    return host_problem(404, "Not found", f"no function answers {request.method} {path[:200]!r}")
 
 
 class FunctionsHost:
@@ -158,6 +176,9 @@ class FunctionsHost:
                     Route("/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE",
                                                                    "HEAD", "OPTIONS"])],
             lifespan=self._lifespan,
+            # What Starlette's router refuses itself (a path with a newline, a method such as TRACE that no route
+            # lists) goes through the same rules as the rest.
+            exception_handlers={404: self._unrouted, 405: self._unrouted},
         )
 
     # -- keys -----------------------------------------------------------------------------------------------
@@ -174,23 +195,33 @@ class FunctionsHost:
     # -- HTTP -----------------------------------------------------------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
-        path = request.url.path.strip("/")
+        path = request.scope["path"].strip("/")  # as sent: request.url drops tabs and newlines
         prefix = f"{self.route_prefix}/" if self.route_prefix else ""
         if prefix and not (path + "/").lower().startswith(prefix.lower()):
-            return Response(status_code=404)
+            return _not_found(request)
         route_path = path[len(prefix):] if prefix else path
-        matched_path = False
+        allowed: set[str] = set()
         for function in self.http:
             match = function.pattern.match(route_path)
             if match is None:
                 continue
-            matched_path = True
             if request.method not in function.methods:
+                allowed |= function.methods
                 continue
             if not self._authorized(request, function.auth_level):
-                return Response(status_code=401)
+                return host_problem(401, "Unauthorized", "this function needs a function key: send it in the "
+                                    "x-functions-key header or the code query parameter")
             return await self._call_http(function, request, {k: v for k, v in match.groupdict().items() if v})
-        return Response(status_code=405 if matched_path else 404)
+        if not allowed:
+            return _not_found(request)
+        # RFC 9110: 405 names the methods the resource has. HEAD is not among them for a GET route: the Functions
+        # host does not map HEAD onto GET functions (in Azure, a method a route lacks is an empty 404).
+        methods = ", ".join(sorted(allowed))
+        return host_problem(405, "Method not allowed", f"{request.method} is not allowed here; use {methods}",
+                            headers={"Allow": methods})
+
+    async def _unrouted(self, request: Request, exc: Exception) -> Response:
+        return await self._dispatch(request)
 
     async def _call_http(self, function: HttpFunction, request: Request, route_params: dict[str, str]) -> Response:
         body = await request.body()

@@ -1,9 +1,10 @@
 """``make run``: Azurite (Table, Blob and Queue storage, in memory), the ARR emulator and the functions host.
 
-Prints the URLs, and stops all three on Ctrl-C or as soon as one of them dies. Ports: ``AZURITE_TABLE_PORT``
-(10002), ``AZURITE_BLOB_PORT`` (10000), ``AZURITE_QUEUE_PORT`` (10001), ``ARR_EMULATOR_PORT`` (7072),
-``FUNCTIONS_PORT`` (7071). Blob and Queue are there for the real host: ``func start`` keeps the timer's schedule
-monitor and its singleton lock in blob storage (``UseDevelopmentStorage=true`` finds them on these ports).
+Prints the URLs, whether function keys are on, and the next step (a request that works as printed), and stops all
+three on Ctrl-C or as soon as one of them dies. Ports: ``AZURITE_TABLE_PORT`` (10002), ``AZURITE_BLOB_PORT``
+(10000), ``AZURITE_QUEUE_PORT`` (10001), ``ARR_EMULATOR_PORT`` (7072), ``FUNCTIONS_PORT`` (7071). Blob and Queue
+are there for the real host: ``func start`` keeps the timer's schedule monitor and its singleton lock in blob storage
+(``UseDevelopmentStorage=true`` finds them on these ports).
 """
 
 from __future__ import annotations
@@ -82,6 +83,22 @@ def ensure_local_settings() -> Path:
     return settings
 
 
+def next_steps(port: int, *, keys_on: bool) -> str:
+    """What to do now: a request that works as printed, and how function keys stand (README "Try a session")."""
+    base = f"http://localhost:{port}/api"
+    key_header = " -H 'x-functions-key: <your key>'" if keys_on else ""
+    if keys_on:
+        keys = ("Function keys are ON (DEVHOST_FUNCTION_KEYS): send one in the x-functions-key header or as ?code= "
+                "(health and the OpenAPI document need none).")
+    else:
+        keys = ("Function keys are off, as under `func start`: no key needed here. To require one: "
+                "DEVHOST_FUNCTION_KEYS=<key> make run")
+    return (f"{keys}\n"
+            "Next, start a session (the README's \"Try a session\" follows it until Ready and stops it):\n"
+            f"  curl -s -X POST {base}/sessions -H 'Content-Type: application/json'{key_header} "
+            "-d '{\"requestedBy\": \"me\", \"reason\": \"trying it\"}'")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -127,6 +144,8 @@ def main() -> int:
         print(f"  ARR emulator  {emulator_url}  (state: {emulator_url}/_emulator/state)")
         print(f"  Azurite       tables http://127.0.0.1:{ports['azurite']}/devstoreaccount1, "
               f"blobs :{ports['azurite blob']}, queues :{ports['azurite queue']} (in memory)")
+        print(next_steps(ports["functions"], keys_on=bool(env.get("DEVHOST_FUNCTION_KEYS")
+                                                          or values.get("DEVHOST_FUNCTION_KEYS"))))
         print("Ctrl-C stops all three.\n", flush=True)
         while all(p.poll() is None for p in processes.values()):
             time.sleep(0.5)

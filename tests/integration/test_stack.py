@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,18 +12,20 @@ from pathlib import Path
 
 import httpx
 
-from devhost.stack import free_port
+from devhost.stack import free_port, next_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_path: Path) -> None:
     """The stack answers /api/health, and Azurite serves Blob and Queue beside Table (the real host's timer keeps
-    its schedule monitor and lock in blobs); Ctrl-C (here TERM) stops every process and exits 0."""
+    its schedule monitor and lock in blobs); the next step it prints runs as printed; Ctrl-C (here TERM) stops
+    every process and exits 0."""
     ports = {name: free_port() for name in ("AZURITE_TABLE_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT",
                                             "ARR_EMULATOR_PORT", "FUNCTIONS_PORT")}
     env = {**os.environ, **{name: str(port) for name, port in ports.items()}}
     env.pop("AzureWebJobsStorage", None)
+    env.pop("DEVHOST_FUNCTION_KEYS", None)
     log = tmp_path / "stack.log"
     with log.open("wb") as out:
         stack = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT, env=env, stdout=out,
@@ -40,6 +43,13 @@ def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_pat
             assert answer.status_code in (400, 403) and "x-ms-request-id" in answer.headers, (kind, answer.text)
         printed = log.read_text()
         assert f"blobs :{ports['AZURITE_BLOB_PORT']}, queues :{ports['AZURITE_QUEUE_PORT']}" in printed
+        # The next step it prints works as printed: keys are off, and the request starts a session.
+        assert "Function keys are off" in printed and "DEVHOST_FUNCTION_KEYS=<key> make run" in printed
+        lines = printed.splitlines()
+        example = lines[lines.index(next(line for line in lines if line.startswith("Next,"))) + 1].strip()
+        assert example.startswith(f"curl -s -X POST http://localhost:{ports['FUNCTIONS_PORT']}/api/sessions")
+        started = subprocess.run(["bash", "-e", "-c", example], capture_output=True, text=True, timeout=60, check=True)
+        assert json.loads(started.stdout)["status"] == "Starting", started.stdout
     finally:
         stack.send_signal(signal.SIGTERM)
         code = stack.wait(timeout=30)
@@ -51,3 +61,10 @@ def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_pat
         except httpx.TransportError:
             continue
         raise AssertionError(f"port {port} still answers after the stack stopped")
+
+
+def test_with_keys_on_the_printed_step_says_so_and_sends_one() -> None:
+    """``DEVHOST_FUNCTION_KEYS=<key> make run``: the printed request carries a key header to fill in."""
+    printed = next_steps(7071, keys_on=True)
+    assert "Function keys are ON" in printed and "x-functions-key: <your key>" in printed
+    assert "x-functions-key" not in next_steps(7071, keys_on=False)

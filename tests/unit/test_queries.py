@@ -44,7 +44,7 @@ def test_values_are_coerced_from_text() -> None:
     assert parse_query(get(dryRun="true", mode="nightly"), CleanupQuery).dry_run is True
     assert parse_query(get(dryRun="0"), CleanupQuery).dry_run is False
     assert parse_query(get(status="ready,STARTING"), ListQuery).status == frozenset({"Ready", "Starting"})
-    assert parse_query(get(status=""), ListQuery).status == frozenset()
+    assert refused(ListQuery, status="").errors == [("status", queries.EMPTY_MESSAGE)]  # empty: not "no filter"
 
 
 def test_times_keep_an_unencoded_plus_and_default_to_utc() -> None:
@@ -128,4 +128,5 @@ def test_the_served_document_lists_each_route_from_its_model() -> None:
     history_from = paths["/history"]["get"]["parameters"][0]
     usage_from = paths["/usage"]["get"]["parameters"][0]
     assert (history_from["description"], usage_from["description"]) == (
-        "Start (ISO 8601); default 7 days before `to`.", "Start (ISO 8601); default 30 days before `to`.")
+        f"Start, inclusive ({queries.TIME_RULE}); default 7 days before `to`.",
+        f"Start, inclusive ({queries.TIME_RULE}); default 30 days before `to`.")

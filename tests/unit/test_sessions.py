@@ -431,3 +431,23 @@ async def test_a_stopped_start_is_cancelled_and_a_keyed_retry_does_not_start_it(
         ("Stopped", 0, "changed my mind")
     again = await world.service.start(request, "key-c")
     assert again.status == "Stopped" and world.arr_statuses() == {}
+
+
+async def test_arrs_list_is_reused_for_five_seconds_and_forgotten_by_this_processs_own_changes(world: World) -> None:
+    """Dashboards and flows poll the list; ARR paces list calls. A start or stop here shows at once."""
+    calls: list[int] = []
+
+    async def count() -> None:
+        calls.append(1)
+
+    world.spy.on("GET", "/sessions", count)
+    await world.service.start(StartSessionRequest(session_id="c1", lease_minutes=30))
+    assert [s.session_id for s in (await world.service.list_active()).states] == ["c1"]
+    world.start_at_arr("outside")  # not this process's change: seen once the reuse ends
+    assert [s.session_id for s in (await world.service.list_active()).states] == ["c1"]
+    assert len(calls) == 1
+    world.advance(5)
+    assert sorted(s.session_id for s in (await world.service.list_active()).states) == ["c1", "outside"]
+    await world.service.stop("c1", "done")
+    assert [s.session_id for s in (await world.service.list_active()).states] == ["outside"]
+    assert len(calls) == 3

@@ -57,15 +57,27 @@ def test_an_unpriced_size_with_billed_minutes_makes_the_cost_unknown() -> None:
     assert explicit_none.estimated_cost is None
 
 
-def test_an_unpriced_size_that_billed_nothing_leaves_the_cost_known() -> None:
-    """A session that failed before Ready billed 0 minutes: no rate needed for it."""
-    row = usage_row("k", [record("a", minutes=30), record("b", "Premium", minutes=0),
-                          record("c", None, minutes=None)], {"Standard": 2.0})
-    assert row == UsageRow(key="k", sessions=3, billed_minutes=30, estimated_cost=1.0)
+def test_an_unpriced_size_makes_the_cost_unknown_whatever_its_minutes() -> None:
+    """A session that failed before Ready billed 0 minutes, but its size has no rate: the row's cost is null all the
+    same, so that whether a cost is known never depends on how far a session got."""
+    row = usage_row("k", [record("a", minutes=30), record("b", "Premium", minutes=0)], {"Standard": 2.0})
+    assert row == UsageRow(key="k", sessions=2, billed_minutes=30, estimated_cost=None)
+    unsized = usage_row("k", [record("a", minutes=30), record("c", None, minutes=None)], {"Standard": 2.0})
+    assert unsized.estimated_cost is None
+
+
+def test_with_no_rate_configured_every_cost_is_null() -> None:
+    """The README's promise: no rate set, no cost shown; rows of 0 billed minutes and empty ones included."""
+    no_rates = {"Standard": None, "Premium": None}
+    assert usage_row("k", [record("a", minutes=0)], no_rates).estimated_cost is None
+    assert usage_row("k", [record("a", minutes=60)], no_rates).estimated_cost is None
+    assert usage_row("k", [], no_rates).estimated_cost is None
+    assert usage_row("k", [], {}).estimated_cost is None
 
 
 def test_a_zero_rate_and_no_records_cost_zero() -> None:
     assert usage_row("k", [record("a")], {"Standard": 0.0}).estimated_cost == 0.0
+    assert usage_row("k", [record("a", minutes=0)], {"Standard": 2.0}).estimated_cost == 0.0
     assert usage_row("k", [], RATES) == UsageRow(key="k", sessions=0, billed_minutes=0, estimated_cost=0.0)
 
 
@@ -93,7 +105,11 @@ def test_a_report_by_day_uses_the_local_day_and_a_null_cost_row_does_not_hide_th
 
 
 def test_an_empty_report_has_no_rows_and_a_zero_total() -> None:
-    report = usage_report([], datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC), "size",
-                          rates={}, currency="USD", time_zone=AMS)
+    """Zero minutes; the cost is 0.0 when rates are configured and null when none is."""
+    window = datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC)
+    report = usage_report([], *window, "size", rates=RATES, currency="USD", time_zone=AMS)
     assert (report.rows, report.total) == ([], UsageRow(key="total", sessions=0, billed_minutes=0,
                                                         estimated_cost=0.0))
+    unpriced = usage_report([], *window, "size", rates={"Standard": None, "Premium": None}, currency="USD",
+                            time_zone=AMS)
+    assert unpriced.total == UsageRow(key="total", sessions=0, billed_minutes=0, estimated_cost=None)

@@ -1,0 +1,5 @@
+"""``python -m arr_cli``: the same as the ``arr-sessions`` command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,162 @@
+"""What can go wrong in a command, and the exit code each means.
+
+======  ==================================================================================================
+code    meaning
+======  ==================================================================================================
+0       done (a wait ended Ready)
+1       the session ended in Error, Expired or Stopped while we waited for it to be Ready
+2       usage: a wrong flag, a bad ``arrconfig.json``, a missing setting, a command the target cannot do
+3       the service (ARR, its STS, or the app) failed, refused, or did not answer; the MS-CV is printed
+4       ``--timeout`` ran out while the session was still Starting (it keeps running)
+130     Ctrl-C (the session, if any, keeps running)
+======  ==================================================================================================
+
+Every error the CLI prints comes through :func:`as_cli_error`, which never includes a secret: arr_core's errors
+carry none, and the app's problem documents carry none either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+OK = 0
+SESSION_ENDED = 1
+USAGE = 2
+SERVICE = 3
+TIMED_OUT = 4
+INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """An error the CLI reports and exits on: a message for people, an exit code, and the MS-CV when known."""
+
+    exit_code = SERVICE
+
+    def __init__(self, message: str, *, hint: str | None = None, correlation_id: str | None = None,
+                 status: int | None = None, code: str | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.correlation_id = correlation_id
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after  # seconds the service asked us to wait (its Retry-After), if it did
+
+
+class UsageError(CliError):
+    """The command line, the environment or ``arrconfig.json`` asks for something that cannot be done."""
+
+    exit_code = USAGE
+
+
+class ConfigError(UsageError):
+    """A setting is malformed; ``field`` names it as the user wrote it (``accountSettings.arrAccountId``,
+    ``ARR_ACCOUNT_ID``, ``--account-id``)."""
+
+    def __init__(self, field: str, message: str, *, source: str | None = None, hint: str | None = None) -> None:
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{field} {message}", hint=hint)
+        self.field = field
+        self.source = source
+
+
+class ServiceFailure(CliError):
+    """ARR, its STS or the app failed, refused or did not answer."""
+
+    exit_code = SERVICE
+
+
+def needs_app(command: str) -> UsageError:
+    """The error of a command that only the app can answer (ARR itself keeps no history)."""
+    return UsageError(
+        f"`{command}` needs the arr-sessions app: ARR itself keeps no history, usage, cleanup or events.",
+        hint="Give --app URL (and the function key in ARR_SESSIONS_FUNCTION_KEY), or set ARR_SESSIONS_APP_URL.")
+
+
+def as_cli_error(exc: BaseException) -> CliError | None:
+    """The :class:`CliError` an exception from arr_core, httpx or azure-identity stands for; None if unknown."""
+    if isinstance(exc, CliError):
+        return exc
+    from arr_core.errors import (
+        ArrError,
+        AuthenticationError,
+        InvalidRequestError,
+        NotFoundError,
+        TransportError,
+    )
+
+    if isinstance(exc, InvalidRequestError) and exc.status_code is None and exc.argument:
+        return UsageError(exc.message)  # refused by the client's own checks, before anything was sent
+    if isinstance(exc, ArrError):
+        hint = None
+        if isinstance(exc, NotFoundError):
+            hint = "ARR knows no such session (it forgets ended sessions after 30 days)."
+        elif isinstance(exc, AuthenticationError):
+            hint = ("Check the account id and key (accountSettings in arrconfig.json, ARR_ACCOUNT_KEY), or that your "
+                    "Azure identity has the Remote Rendering Client role on the account.")
+        elif isinstance(exc, TransportError):
+            hint = "Check the domains (remoteRenderingDomain, arrAccountDomain) and your network."
+        prefix = "ARR could not be reached" if isinstance(exc, TransportError) else "ARR answered"
+        if exc.status_code is not None:
+            prefix += f" {exc.status_code}"
+        return ServiceFailure(f"{prefix}: {exc.code}: {exc.message}", hint=hint, correlation_id=exc.correlation_id,
+                              status=exc.status_code, code=exc.code)
+    if _is_azure_auth_error(exc):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ServiceFailure(
+            f"no Azure credential worked: {first}",
+            hint="No account key is set, so Azure sign-in was tried (managed identity, environment, `az login`). "
+                 "Sign in with `az login`, or give the account key (arrconfig.json accountSettings.arrAccountKey "
+                 "or ARR_ACCOUNT_KEY).")
+    if isinstance(exc, httpx.TimeoutException):
+        return ServiceFailure(f"the app did not answer in time ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError):
+        return ServiceFailure(f"the app could not be reached ({type(exc).__name__})",
+                              hint="Check --app / ARR_SESSIONS_APP_URL and that the app is running.")
+    return None
+
+
+def _is_azure_auth_error(exc: BaseException) -> bool:
+    return any(cls.__name__ in ("ClientAuthenticationError", "CredentialUnavailableError")
+               for cls in type(exc).__mro__)
+
+
+def problem_error(response: httpx.Response, what: str) -> ServiceFailure:
+    """The app's ``application/problem+json`` answer (or whatever else came) as a :class:`ServiceFailure`."""
+    body: Any
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    status = response.status_code
+    from arr_core.retries import parse_retry_after
+
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if isinstance(body, dict) and ("title" in body or "detail" in body):
+        parts = [str(body.get("title") or "")]
+        if body.get("detail") and body.get("detail") != body.get("title"):
+            parts.append(str(body["detail"]))
+        for item in body.get("errors") or []:
+            if isinstance(item, dict):
+                parts.append(f"{item.get('field')}: {item.get('message')}")
+        arr = body.get("arrError")
+        if isinstance(arr, dict):
+            parts.append(f"ARR said {arr.get('code')}: {arr.get('message')}")
+        hint = None
+        if status == 401:
+            hint = "Give the app's function key in ARR_SESSIONS_FUNCTION_KEY (or --function-key)."
+        elif isinstance(body.get("sessionId"), str):  # a start ARR left unanswered: the session may exist
+            sid = body["sessionId"]
+            hint = (f"Session {sid} may be starting: check it with `arr-sessions get {sid} --wait` before starting "
+                    "again.")
+        elif retry_after is not None:
+            hint = f"The app asks to try again in {retry_after:g} s."
+        return ServiceFailure(f"{what}: " + " - ".join(p for p in parts if p), correlation_id=body.get("correlationId"),
+                              status=status, code=str(body.get("type") or status), hint=hint, retry_after=retry_after)
+    if status == 401:
+        return ServiceFailure(f"{what}: the app refused the function key (HTTP 401)", status=status,
+                              hint="Give the app's function key in ARR_SESSIONS_FUNCTION_KEY (or --function-key).")
+    return ServiceFailure(f"{what}: the app answered HTTP {status} {response.reason_phrase}".rstrip(),
+                          status=status, correlation_id=response.headers.get("MS-CV"), retry_after=retry_after)

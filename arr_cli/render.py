@@ -1,0 +1,291 @@
+"""What a person sees: tables, a session's details, the live wait, errors. ``--json`` bypasses all of it.
+
+Results go to stdout, everything else (progress, notes, errors) to stderr, so ``--json`` output can be piped and a
+table can be grepped while the wait still shows. The live display is drawn only on a terminal; elsewhere (CI
+logs, a pipe) the wait prints one line per change instead.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from .errors import CliError
+from .targets import Session
+from .waiting import Tick
+
+STATUS_STYLE = {"Starting": "yellow", "Ready": "bold green", "Stopped": "dim", "Expired": "magenta",
+                "Error": "bold red"}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """stdout for results, stderr for the rest. Off a terminal (a pipe, a file) lines are not folded at 80
+    columns: a hostname or an error message is copied whole; messages on stderr are never folded."""
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal or os.environ.get("COLUMNS") else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout: no colour, no wrapping, whatever the terminal."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def clock_text(seconds: float) -> str:
+    """``0:07``, ``12:30``, ``1:02:03``."""
+    whole = int(max(0.0, seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+SHORT = "%Y-%m-%d %H:%M"  # in tables, whose headers say UTC
+SECONDS = "%Y-%m-%d %H:%M:%S"
+
+
+def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    """An ISO 8601 instant from the API, in UTC, as ``fmt`` says; anything else as it came."""
+    if not value:
+        return ""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime(fmt)
+
+
+def status_text(status: object) -> Text:
+    return Text(str(status or "?"), style=STATUS_STYLE.get(str(status), ""))
+
+
+def _minutes(value: object) -> str:
+    return "" if value is None else f"{value} min"
+
+
+def _cells(*values: object) -> list[Text]:
+    """Cells as plain text: ids, reasons and messages come from users and services, never as markup."""
+    return [value if isinstance(value, Text) else Text("" if value is None else str(value)) for value in values]
+
+
+# -- one session ---------------------------------------------------------------------------------------------------
+
+def session_details(session: Session) -> Table:
+    """A session's fields, one per line, as RenderingSession.ps1 prints them (what is unknown is left out)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+
+    def row(label: str, value: object) -> None:
+        if value not in (None, "", {}, []):
+            grid.add_row(*_cells(label, value))
+
+    row("Session", session.get("id"))
+    row("Status", status_text(session.get("status")))
+    size = session.get("size") or ""
+    if session.get("teraflops"):
+        size = f"{size} ({session['teraflops']:g} teraflops)"
+    row("Size", size)
+    lease = session.get("leaseMinutes")
+    if lease is not None:
+        parts = [f"{lease} min"]
+        if session.get("remainingMinutes") is not None:
+            parts.append(f"{session['remainingMinutes']} left")
+        if session.get("elapsedMinutes"):
+            parts.append(f"{session['elapsedMinutes']} used")
+        row("Lease", ", ".join(parts))
+    if session.get("hostname"):
+        row("Connect", f"{session['hostname']}:{session.get('handshakePort') or '?'}")
+        if session.get("arrInspectorPort"):
+            row("Inspector", f"{session['hostname']}:{session['arrInspectorPort']}")
+    row("Created", when(session.get("createdAt")))
+    row("Ready at", when(session.get("readyAt")))
+    row("Ended at", when(session.get("endedAt")))
+    row("Billed", _minutes(session.get("billedMinutes")))
+    row("Requested by", session.get("requestedBy"))
+    row("Reason", session.get("reason"))
+    labels = session.get("labels") or {}
+    row("Labels", ", ".join(f"{k}={v}" for k, v in sorted(labels.items())))
+    if session.get("keepAlive"):
+        row("Keep alive", "yes: the nightly shutdown leaves it running")
+    error = session.get("error")
+    if isinstance(error, dict):
+        row("Error", Text(f"{error.get('code')}: {error.get('message')}", style="red"))
+    return grid
+
+
+# -- lists ---------------------------------------------------------------------------------------------------------
+
+def sessions_table(sessions: list[Session], *, title: str | None = None, ended: bool = False) -> Table:
+    """Sessions in rows. ``ended`` adds when each ended and what it billed (history)."""
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Size", no_wrap=True)
+    table.add_column("Lease", justify="right", no_wrap=True)
+    if not ended:
+        table.add_column("Left", justify="right", no_wrap=True)
+    table.add_column("Created (UTC)", no_wrap=True)
+    if ended:
+        table.add_column("Ended (UTC)", no_wrap=True)
+        table.add_column("Billed", justify="right", no_wrap=True)
+    show_who = any(s.get("requestedBy") for s in sessions)
+    if show_who:
+        table.add_column("Requested by", overflow="fold")
+    for s in sessions:
+        cells: list[Any] = [s.get("id"), status_text(s.get("status")), s.get("size"), _minutes(s.get("leaseMinutes"))]
+        if not ended:
+            cells.append(_minutes(s.get("remainingMinutes")))
+        cells.append(when(s.get("createdAt"), SHORT))
+        if ended:
+            cells += [when(s.get("endedAt"), SHORT), _minutes(s.get("billedMinutes"))]
+        if show_who:
+            cells.append(s.get("requestedBy"))
+        table.add_row(*_cells(*cells))
+    return table
+
+
+def usage_table(report: dict[str, Any], group_by: str) -> Table:
+    currency = report.get("currency") or ""
+    table = Table(title=f"Usage {when(report.get('from'), SHORT)} to {when(report.get('to'), SHORT)} UTC",
+                  title_justify="left",
+                  header_style="bold", pad_edge=False, box=None, show_footer=True, footer_style="bold")
+    total = report.get("total") or {}
+    table.add_column({"day": "Day", "size": "Size", "requestedBy": "Requested by"}.get(group_by, group_by),
+                     footer="Total")
+    table.add_column("Sessions", justify="right", footer=str(total.get("sessions", "")))
+    table.add_column("Billed minutes", justify="right", footer=str(total.get("billedMinutes", "")))
+    table.add_column(f"Estimated cost ({currency})" if currency else "Estimated cost", justify="right",
+                     footer=_cost(total.get("estimatedCost")))
+    for row in report.get("rows") or []:
+        table.add_row(*_cells(row.get("key"), row.get("sessions"), row.get("billedMinutes"),
+                              _cost(row.get("estimatedCost"))))
+    return table
+
+
+def _cost(value: object) -> str:
+    return "n/a" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
+
+
+def cleanup_table(report: dict[str, Any]) -> Table:
+    mode = report.get("mode") or "lease"
+    title = f"Cleanup ({mode}{', dry run: nothing was stopped' if report.get('dryRun') else ''})"
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
+    table.add_column("Outcome", no_wrap=True)
+    table.add_column("Session", no_wrap=True)
+    table.add_column("Why", overflow="fold")
+    would = "would stop" if report.get("dryRun") else "stopped"
+    for key, label, style in (("stopped", would, "yellow"), ("errors", "failed", "red"), ("kept", "kept", ""),
+                              ("reconciled", "reconciled", "dim"), ("deferred", "deferred", "dim")):
+        for item in report.get(key) or []:
+            table.add_row(*_cells(Text(label, style=style), item.get("id"), item.get("reason")))
+    return table
+
+
+def events_table(body: dict[str, Any]) -> Table:
+    table = Table(title=Text(f"Events of {body.get('sessionId') or 'the session'}"), title_justify="left",
+                  header_style="bold", pad_edge=False, box=None)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("At (UTC)", no_wrap=True)
+    table.add_column("Event", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("By", no_wrap=True)
+    table.add_column("Detail", overflow="fold")
+    for event in body.get("events") or []:
+        change = ""
+        if event.get("toStatus"):
+            change = f"{event.get('fromStatus') or '-'} -> {event['toStatus']}"
+        detail = event.get("detail") or {}
+        detail_text = ", ".join(f"{k}={v}" for k, v in detail.items()) if isinstance(detail, dict) else str(detail)
+        table.add_row(*_cells(event.get("seq"), when(event.get("at"), SECONDS), event.get("type"), change,
+                              event.get("actor"),
+                              detail_text))
+    return table
+
+
+# -- the wait ------------------------------------------------------------------------------------------------------
+
+def _pace(tick: Tick) -> str:
+    every = f"every {tick.interval:g} s"
+    return f"{every}, as the service asks" if tick.asked_by_service else every
+
+
+class LiveProgress:
+    """The wait on a terminal: a spinner, the status, the time elapsed and the next check's countdown, redrawn
+    4 times a second; removed when the wait ends (the result is printed after it)."""
+
+    def __init__(self, err: Console) -> None:
+        self._spinner = Spinner("dots", style="cyan")
+        self._live = Live(Group(self._spinner, Text("")), console=err, refresh_per_second=8, transient=True,
+                          redirect_stdout=False, redirect_stderr=False)
+
+    def __enter__(self) -> Self:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._live.__exit__(exc_type, exc, tb)
+
+    def update(self, tick: Tick) -> None:
+        line = Text.assemble(
+            (tick.session_id, "bold"), "  ", status_text(tick.status) if tick.status != "?" else "…", "  ",
+            (clock_text(tick.elapsed), "bold"), " elapsed  ",
+            "checking now" if tick.next_check_in is None else f"next check in {math.ceil(tick.next_check_in)} s",
+            (f" ({_pace(tick)})", "dim"),
+        )
+        self._spinner.update(text=line)
+        hint = Text("Ctrl-C stops waiting; the session keeps running.", style="dim")
+        rows = [self._spinner, Text(tick.note, style="yellow")] if tick.note else [self._spinner]
+        self._live.update(Group(*rows, hint))
+
+
+class LineProgress:
+    """The wait where nothing can be redrawn (a pipe, a CI log): one line when the status or a note changes."""
+
+    def __init__(self, err: Console) -> None:
+        self._err = err
+        self._last: tuple[str, str | None] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+    def update(self, tick: Tick) -> None:
+        if tick.status == "?" or (tick.status, tick.note) == self._last:
+            return
+        self._last = (tick.status, tick.note)
+        text = f"[{clock_text(tick.elapsed)}] {tick.session_id}: {tick.status} (checking {_pace(tick)})"
+        self._err.print(text + (f"; {tick.note}" if tick.note else ""), markup=False, highlight=False)
+
+
+def progress(err: Console) -> LiveProgress | LineProgress:
+    return LiveProgress(err) if err.is_terminal and not err.is_dumb_terminal else LineProgress(err)
+
+
+# -- errors --------------------------------------------------------------------------------------------------------
+
+def error(err: Console, problem: CliError) -> None:
+    """``Error: ...``, then the hint and the MS-CV (when a service was involved) on lines of their own."""
+    err.print(Text.assemble(("Error: ", "bold red"), problem.message))
+    if problem.hint:
+        err.print(Text(problem.hint, style="dim"))
+    if problem.exit_code == 3:
+        cv = problem.correlation_id
+        err.print(Text(f"MS-CV: {cv}" if cv else "MS-CV: none (no answer from ARR carried one)",
+                       style="" if cv else "dim"))

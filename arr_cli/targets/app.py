@@ -1,0 +1,145 @@
+"""The deployed arr-sessions app, over its HTTP API (``shared/API.md`` section 1) with the function key.
+
+The key goes in the ``x-functions-key`` header, never in a URL, so the links the app hands back carry none and
+nothing printed can show it. Pages (``nextLink``) are followed on the URL the user gave, whatever host the app
+writes into them (behind API Management or a custom domain the two differ), so the key never leaves that host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..config import AppConfig
+from ..errors import ServiceFailure, problem_error
+from .base import Poll, Session, StartRequest
+
+USER_AGENT = "arr-sessions-cli/1.0"
+TIMEOUT = httpx.Timeout(100.0, connect=10.0)  # the app answers within its own 90 s budget
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    from arr_core.retries import parse_retry_after
+
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _is_problem(response: httpx.Response) -> bool:
+    if "problem+json" in response.headers.get("content-type", ""):
+        return True
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and "title" in body and "status" in body
+
+
+class AppTarget:
+    """The app's sessions, history, usage, cleanup and events."""
+
+    is_app = True
+
+    def __init__(self, config: AppConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if config.function_key:
+            headers["x-functions-key"] = config.function_key
+        self.http = httpx.AsyncClient(base_url=f"{config.url}/api", headers=headers, timeout=TIMEOUT,
+                                      transport=transport)
+
+    def describe(self) -> str:
+        return self.config.describe()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _call(self, method: str, path: str, what: str, *, ok: tuple[int, ...] = (200,),
+                    **kwargs: Any) -> httpx.Response:
+        response = await self.http.request(method, path, **kwargs)
+        if response.status_code not in ok:
+            raise problem_error(response, what)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise ServiceFailure(f"{what}: the app answered {response.status_code} without JSON",
+                                 status=response.status_code) from None
+
+    # -- sessions ------------------------------------------------------------------------------------------------
+
+    async def start(self, request: StartRequest) -> Session:
+        body = {key: value for key, value in {
+            "sessionId": request.session_id, "size": request.size, "leaseMinutes": request.lease_minutes,
+            "requestedBy": request.requested_by, "reason": request.reason, "labels": request.labels,
+            "keepAlive": request.keep_alive,
+        }.items() if value is not None}
+        response = await self._call("POST", "/sessions", "starting the session", ok=(200, 201, 202), json=body)
+        return self._json(response, "starting the session")
+
+    async def get(self, session_id: str) -> Session:
+        response = await self._call("GET", f"/sessions/{session_id}", f"reading session {session_id}")
+        return self._json(response, f"reading session {session_id}")
+
+    async def poll(self, session_id: str) -> Poll:
+        what = f"waiting for session {session_id}"
+        response = await self.http.get(f"/sessions/{session_id}/ready")
+        if response.status_code in (200, 202):
+            return Poll(self._json(response, what), _retry_after(response) if response.status_code == 202 else None)
+        if response.status_code == 409 and _is_problem(response) and response.json().get("sessionStatus"):
+            return Poll(await self.get(session_id))  # it has ended: the whole view, ARR's error included
+        raise problem_error(response, what)
+
+    async def list(self) -> dict[str, Any]:
+        return self._json(await self._call("GET", "/sessions", "listing sessions"), "listing sessions")
+
+    async def extend(self, session_id: str, *, lease_minutes: int | None, by_minutes: int | None) -> Session:
+        body = {"leaseMinutes": lease_minutes} if lease_minutes is not None else {"extendByMinutes": by_minutes}
+        what = f"extending session {session_id}"
+        return self._json(await self._call("PATCH", f"/sessions/{session_id}", what, json=body), what)
+
+    async def stop(self, session_id: str, *, reason: str | None) -> Session:
+        what = f"stopping session {session_id}"
+        body = {"reason": reason} if reason else {}
+        return self._json(await self._call("POST", f"/sessions/{session_id}/stop", what, json=body), what)
+
+    # -- what only the app knows ---------------------------------------------------------------------------------
+
+    async def history(self, params: dict[str, str], limit: int) -> dict[str, Any]:
+        """Up to ``limit`` sessions, following ``nextLink``; the last page's ``nextLink`` is kept to go on."""
+        sessions: list[Session] = []
+        page: dict[str, Any] = {"nextLink": None}
+        url, query = "/history", {**params, "top": str(min(limit, 1000))}
+        while True:
+            response = await self._call("GET", url, "reading history", params=query)
+            page = self._json(response, "reading history")
+            sessions.extend(page.get("sessions") or [])
+            link = page.get("nextLink")
+            if not link or len(sessions) >= limit:
+                break
+            parts = urlsplit(link)
+            url, query = parts.path.removeprefix("/api") + (f"?{parts.query}" if parts.query else ""), None
+        # A page cut short would make its nextLink skip the rest of it: then there is no link to go on with.
+        return {"sessions": sessions[:limit], "nextLink": None if len(sessions) > limit else page.get("nextLink")}
+
+    async def usage(self, params: dict[str, str]) -> dict[str, Any]:
+        return self._json(await self._call("GET", "/usage", "reading usage", params=params), "reading usage")
+
+    async def cleanup(self, *, dry_run: bool, mode: str) -> dict[str, Any]:
+        params = {"dryRun": "true" if dry_run else "false", "mode": mode}
+        response = await self._call("POST", "/cleanup", "running the cleanup", params=params)
+        return self._json(response, "running the cleanup")
+
+    async def events(self, session_id: str) -> dict[str, Any]:
+        what = f"reading the events of session {session_id}"
+        response = await self.http.get(f"/sessions/{session_id}/events")
+        if response.status_code == 404 and not _is_problem(response):
+            raise ServiceFailure(f"{what}: this app version has no events endpoint", status=404,
+                                 hint="Update the app, or read the session's history with `arr-sessions history`.")
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return self._json(response, what)

@@ -1,0 +1,503 @@
+"""The `arr-sessions` command through its real entry point, as a person or a script runs it.
+
+Against ARR directly (the emulator, configured by RenderingSession.ps1's arrconfig.json or the environment) and
+against the app (the real function app on the local host): every command, waits that end Ready, in Error, on a stop
+by someone else and on --timeout, Ctrl-C (a signal, and keys typed in a terminal), a broken arrconfig.json, exit
+codes, the MS-CV on service errors, and never a secret in what is printed. tmux shows what a person sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import FUNCTION_KEY, LOG_DIR, ROOT, Emulator, Host
+
+BIN = Path(sys.executable).parent
+CLI = BIN / "arr-sessions"
+TMUX = "/usr/bin/tmux"
+SECRETS = ("test-account-key-not-a-secret", FUNCTION_KEY)
+
+
+@pytest.fixture(scope="module")
+def app_settings() -> dict[str, str]:
+    return {"ARR_POLL_SECONDS": "1"}  # the app's Retry-After while a session starts: the CLI never polls faster
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    if not CLI.exists():
+        pytest.fail(f"{CLI} is missing: `make install` installs the arr-sessions command (pip install -e .)")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any ARR or Azure setting of the machine's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARR_", "AZURE_", "MSI_", "IDENTITY_"))}
+    return {**env, **extra}
+
+
+def direct_env(emulator: Emulator) -> dict[str, str]:
+    return clean_env(ARR_ACCOUNT_ID=emulator.account_id, ARR_ACCOUNT_KEY=emulator.account_key,
+                     ARR_ENDPOINT=emulator.url, ARR_STS_ENDPOINT=emulator.url)
+
+
+def app_env(host: Host, key: str = FUNCTION_KEY) -> dict[str, str]:
+    return clean_env(ARR_SESSIONS_APP_URL=host.url, ARR_SESSIONS_FUNCTION_KEY=key)
+
+
+class Result:
+    def __init__(self, done: subprocess.CompletedProcess[str]) -> None:
+        self.code, self.out, self.err = done.returncode, done.stdout, done.stderr
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __repr__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> Result:
+    done = subprocess.run([str(CLI), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    result = Result(done)
+    for secret in SECRETS:
+        assert secret not in result.out + result.err, f"a secret was printed by {args}"
+    return result
+
+
+def ps1_config(tmp_path: Path, emulator: Emulator, **settings: Any) -> Path:
+    """arrconfig.json in the shape RenderingSession.ps1 ships (BOM, placeholders left in what is not used)."""
+    data = {
+        "accountSettings": {"arrAccountId": emulator.account_id, "arrAccountKey": emulator.account_key,
+                            "arrAccountDomain": emulator.url},
+        "renderingSessionSettings": {"remoteRenderingDomain": emulator.url, "vmSize": "standard",
+                                     "maxLeaseTime": "0:30:00"},
+        "assetConversionSettings": {"resourceGroup": "<resource group which contains the storage account you "
+                                                     "created, only needed when uploading or generating SAS>",
+                                    "storageAccountName": "<name of the storage account you created>"},
+    }
+    for dotted, value in settings.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    path = tmp_path / "arrconfig.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(data, indent=4).encode())
+    return path
+
+
+def emulated(emulator: Emulator, session_id: str) -> dict[str, Any]:
+    return next(s for s in emulator.state()["sessions"] if s["id"] == session_id)
+
+
+# -- ARR directly ----------------------------------------------------------------------------------------------
+
+def test_every_command_against_arr_with_the_scripts_arrconfig(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=60)
+    ps1_config(tmp_path, emulator)
+    env = clean_env()
+
+    started = cli("start", "--id", "cli-direct-1", env=env, cwd=tmp_path)
+    assert started.code == 0, started
+    assert "Started cli-direct-1" in started.out and "arr-sessions get cli-direct-1 --wait" in started.out
+    created = emulated(emulator, "cli-direct-1")
+    assert (created["size"], created["maxLeaseTimeMinutes"]) == ("Standard", 30)  # vmSize, maxLeaseTime (0:30:00)
+
+    got = cli("get", "cli-direct-1", env=env, cwd=tmp_path)
+    assert got.code == 0 and re.search(r"Status\s+Starting", got.out), got
+
+    listed = cli("list", env=env, cwd=tmp_path)
+    assert listed.code == 0 and re.search(r"cli-direct-1\s+Starting\s+Standard\s+30 min", listed.out), listed
+    listed = cli("list", "--json", env=env, cwd=tmp_path)
+    assert [s["id"] for s in listed.json["sessions"]] == ["cli-direct-1"]
+
+    emulator.advance(60)  # Ready
+    extended = cli("extend", "cli-direct-1", "--lease", "1:00:00", env=env, cwd=tmp_path)
+    assert extended.code == 0 and "is now 60 minutes" in extended.out, extended
+    extended = cli("extend", "cli-direct-1", "--by", "15", "--json", env=env, cwd=tmp_path)
+    assert extended.code == 0 and extended.json["leaseMinutes"] == 75, extended
+
+    stopped = cli("stop", "cli-direct-1", env=env, cwd=tmp_path)
+    assert stopped.code == 0 and "Stopped cli-direct-1." in stopped.out and re.search(r"Status\s+Stopped", stopped.out)
+    view = cli("get", "cli-direct-1", "--json", env=env, cwd=tmp_path).json
+    assert view["status"] == "Stopped"
+    assert set(view) >= {"id", "status", "size", "leaseMinutes", "hostname", "requestedBy", "links"}  # the app's keys
+    assert cli("list", env=env, cwd=tmp_path).out.strip() == "No active sessions."
+
+
+def test_environment_and_flags_override_arrconfig(emulator: Emulator, tmp_path: Path) -> None:
+    ps1_config(tmp_path, emulator, renderingSessionSettings__vmSize="<standard or premium>")
+    env = clean_env(ARR_DEFAULT_SIZE="premium")
+    assert cli("start", "--id", "cli-env", "--lease", "45", env=env, cwd=tmp_path).code == 0
+    created = emulated(emulator, "cli-env")
+    assert (created["size"], created["maxLeaseTimeMinutes"]) == ("Premium", 45)
+    assert cli("start", "--id", "cli-flag", "--size", "standard", env=env, cwd=tmp_path).code == 0
+    assert emulated(emulator, "cli-flag")["size"] == "Standard"
+
+
+def test_a_wait_that_ends_ready(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=2)
+    before = emulator.state()["requests"]["get"]
+    began = time.monotonic()
+    result = cli("start", "--wait", "--poll", "1", "--json", env=direct_env(emulator), cwd=tmp_path)
+    took = time.monotonic() - began
+    assert result.code == 0, result
+    session = result.json
+    assert session["status"] == "Ready" and session["hostname"] and session["handshakePort"]
+    assert re.search(rf"\[0:0\d\] {session['id']}: Starting \(checking every 1 s\)", result.err), result
+    gets = emulator.state()["requests"]["get"] - before
+    assert 1 <= gets <= took + 1  # one check a second at most (--poll 1)
+
+
+def test_a_wait_that_ends_in_error(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=1, capacity=0)
+    result = cli("start", "--wait", "--poll", "1", "--id", "cli-no-capacity", env=direct_env(emulator), cwd=tmp_path)
+    assert result.code == 1, result
+    assert "Session ended Error" in result.out and "NoCapacity" in result.out
+    assert re.search(r"Error\s+NoCapacity: No Standard rendering servers", result.out)
+
+
+def test_a_wait_ends_when_someone_else_stops_the_session(emulator: Emulator, tmp_path: Path) -> None:
+    """RenderingSession.ps1 polls forever once a starting session is stopped; this wait ends, with exit 1."""
+    emulator.reset(startupSeconds=60)
+    env = direct_env(emulator)
+    assert cli("start", "--id", "cli-stopped", env=env, cwd=tmp_path).code == 0
+    waiter = subprocess.Popen([str(CLI), "get", "cli-stopped", "--wait", "--poll", "1"], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert cli("stop", "cli-stopped", env=env, cwd=tmp_path).code == 0
+    out, err = waiter.communicate(timeout=30)
+    assert waiter.returncode == 1, (out, err)
+    assert "Session ended Stopped" in out
+
+
+def test_a_wait_with_a_timeout_leaves_the_session_running(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=60)
+    result = cli("start", "--wait", "--poll", "1", "--timeout", "2s", "--id", "cli-slow", env=direct_env(emulator),
+                 cwd=tmp_path)
+    assert result.code == 4, result
+    assert "Still Starting after 0:02 (--timeout 2s)" in result.out
+    assert "arr-sessions stop cli-slow" in result.out and "arr-sessions get cli-slow --wait" in result.out
+    assert emulated(emulator, "cli-slow")["status"] == "Starting"
+
+
+def test_ctrl_c_during_a_wait_leaves_the_session_running_and_says_how_to_stop_it(emulator: Emulator,
+                                                                                 tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=60)
+    waiter = subprocess.Popen([str(CLI), "start", "--wait", "--poll", "1", "--id", "cli-interrupted"],
+                              env=direct_env(emulator), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(s["id"] == "cli-interrupted" for s in emulator.state()["sessions"]):
+        time.sleep(0.1)
+    time.sleep(1.2)  # into the wait
+    waiter.send_signal(signal.SIGINT)
+    out, err = waiter.communicate(timeout=20)
+    assert waiter.returncode == 130, (out, err)
+    assert ("Session cli-interrupted keeps running (it is billed). Stop it with: arr-sessions stop cli-interrupted"
+            in err)
+    assert "Traceback" not in err and "Aborted" not in err
+    assert emulated(emulator, "cli-interrupted")["status"] == "Starting"
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"accountSettings__arrAccountId": "my-arr-account"}, "accountSettings.arrAccountId"),
+    ({"renderingSessionSettings__maxLeaseTime": "4 hours"}, "renderingSessionSettings.maxLeaseTime"),
+    ({"renderingSessionSettings__vmSize": "medium"}, "renderingSessionSettings.vmSize"),
+])
+def test_a_bad_arrconfig_names_the_field(emulator: Emulator, tmp_path: Path, settings: dict[str, str],
+                                         field: str) -> None:
+    path = ps1_config(tmp_path, emulator, **settings)
+    result = cli("list", env=clean_env(), cwd=tmp_path)
+    assert result.code == 2, result
+    assert result.err.startswith(f"Error: {path}: {field} ")
+    assert result.out == ""
+
+
+def test_the_scripts_sample_untouched_says_what_to_fill_in(tmp_path: Path) -> None:
+    placeholder = "<select from available regions: australiaeast, eastus, ... or specify the full url>"
+    (tmp_path / "arrconfig.json").write_text(json.dumps({
+        "accountSettings": {"arrAccountId": "<fill in the account ID from the Azure Portal>",
+                            "arrAccountKey": "<fill in the account key from the Azure Portal>",
+                            "arrAccountDomain": placeholder},
+        "renderingSessionSettings": {"remoteRenderingDomain": placeholder, "vmSize": "<standard or premium>",
+                                     "maxLeaseTime": "<hh:mm:ss>"}}), encoding="utf-8-sig")
+    result = cli("start", env=clean_env(), cwd=tmp_path)
+    assert result.code == 2, result
+    for field in ("accountSettings.arrAccountId", "accountSettings.arrAccountDomain",
+                  "renderingSessionSettings.remoteRenderingDomain"):
+        assert field in result.err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"accountSettings": {"arrAccountId": "x",}}')
+    result = cli("list", "--config", str(broken), env=clean_env(), cwd=tmp_path)
+    assert result.code == 2 and "not valid JSON" in result.err and "line 1 column" in result.err, result
+
+
+def test_service_errors_exit_3_with_the_ms_cv(emulator: Emulator, tmp_path: Path) -> None:
+    result = cli("get", "no-such-session", env=direct_env(emulator), cwd=tmp_path)
+    assert result.code == 3, result
+    assert "ARR answered 404: NotFound" in result.err
+    assert re.search(r"^MS-CV: \S+$", result.err, re.MULTILINE), result
+
+    wrong_key = {**direct_env(emulator), "ARR_ACCOUNT_KEY": "wrong-key-also-secret"}
+    result = cli("list", env=wrong_key, cwd=tmp_path)
+    assert result.code == 3 and "Unauthorized" in result.err and "account id and key" in result.err, result
+    assert "wrong-key-also-secret" not in result.out + result.err
+
+    nobody = {**direct_env(emulator), "ARR_ENDPOINT": "http://127.0.0.1:9", "ARR_STS_ENDPOINT": "http://127.0.0.1:9"}
+    result = cli("list", env=nobody, cwd=tmp_path)
+    assert result.code == 3 and "ARR could not be reached" in result.err and "MS-CV: none" in result.err, result
+
+
+@pytest.mark.parametrize("args", [["history"], ["usage", "--by", "size"], ["cleanup", "--dry-run"], ["events", "x"]])
+def test_what_only_the_app_knows_needs_the_app(emulator: Emulator, tmp_path: Path, args: list[str]) -> None:
+    result = cli(*args, env=direct_env(emulator), cwd=tmp_path)
+    assert result.code == 2, result
+    assert f"`{args[0]}` needs the arr-sessions app" in result.err and "--app URL" in result.err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["extend", "s1"], "exactly one of --lease"),
+    (["extend", "s1", "--lease", "90", "--by", "5"], "exactly one of --lease"),
+    (["start", "--lease", "25:00:00"], "--lease must be minutes or a time span"),
+    (["start", "--lease", "2000"], "at most 1440"),
+    (["start", "--timeout", "soon"], "--timeout must be a duration"),
+    (["start", "--reason", "demo"], "--reason is kept in the app's history"),
+    (["get", "not a valid id"], "ID must be 1-256 letters"),
+    (["start", "--size", "huge"], "Invalid value for '--size'"),
+    (["start", "--poll", "0.1"], "Invalid value for '--poll'"),
+    (["frobnicate"], "No such command"),
+])
+def test_usage_errors_exit_2(emulator: Emulator, tmp_path: Path, args: list[str], words: str) -> None:
+    result = cli(*args, env=direct_env(emulator), cwd=tmp_path)
+    assert result.code == 2, result
+    assert words in result.err, result
+    assert not emulator.state()["sessions"]
+
+
+# -- the app ---------------------------------------------------------------------------------------------------
+
+def test_every_command_against_the_app(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=60)
+    env = app_env(app_host)
+
+    started = cli("start", "--id", "cli-app-1", "--lease", "20", "--reason", "demo for the board",
+                  "--requested-by", "ana", "--label", "team=viz", "--keep-alive", "--json", env=env, cwd=tmp_path)
+    assert started.code == 0, started
+    assert started.json["status"] == "Starting"
+    assert (started.json["requestedBy"], started.json["labels"], started.json["keepAlive"]) == (
+        "ana", {"team": "viz"}, True)
+    assert "x-functions-key" not in json.dumps(started.json) and "code=" not in json.dumps(started.json)
+
+    got = cli("get", "cli-app-1", env=env, cwd=tmp_path)
+    assert got.code == 0 and re.search(r"Requested by\s+ana", got.out) and re.search(r"Keep alive\s+yes", got.out)
+    listed = cli("list", env=env, cwd=tmp_path)
+    assert listed.code == 0 and re.search(r"cli-app-1\s+Starting\s+Standard\s+20 min.*ana", listed.out), listed
+
+    emulator.advance(60)
+    extended = cli("extend", "cli-app-1", "--by", "10", env=env, cwd=tmp_path)
+    assert extended.code == 0 and "is now 30 minutes" in extended.out, extended
+
+    dry = cli("cleanup", "--dry-run", env=env, cwd=tmp_path)
+    assert dry.code == 0, dry
+    dry_json = cli("cleanup", "--dry-run", "--json", env=env, cwd=tmp_path).json
+    assert dry_json["dryRun"] is True and not dry_json["stopped"]
+
+    stopped = cli("stop", "cli-app-1", "--reason", "done with the demo", env=env, cwd=tmp_path)
+    assert stopped.code == 0 and re.search(r"Status\s+Stopped", stopped.out), stopped
+
+    history = cli("history", env=env, cwd=tmp_path)
+    assert history.code == 0 and re.search(r"cli-app-1\s+Stopped", history.out), history
+    assert "cli-app-1" in [s["id"] for s in cli("history", "--json", env=env, cwd=tmp_path).json["sessions"]]
+    narrowed = cli("history", "--requested-by", "nobody-else", env=env, cwd=tmp_path)
+    assert narrowed.code == 0 and "No sessions in that time." in narrowed.out
+
+    usage = cli("usage", "--by", "requestedBy", env=env, cwd=tmp_path)
+    assert usage.code == 0 and re.search(r"ana\s+1\s+\d+", usage.out) and "Total" in usage.out, usage
+    assert cli("usage", "--json", env=env, cwd=tmp_path).json["total"]["sessions"] >= 1
+
+    events = cli("events", "cli-app-1", env=env, cwd=tmp_path)
+    assert events.code == 0 and "Events of cli-app-1" in events.out and "stopped" in events.out, events
+    kinds = [e["type"] for e in cli("events", "cli-app-1", "--json", env=env, cwd=tmp_path).json["events"]]
+    assert kinds[-1] == "stopped"
+
+    cleanup = cli("cleanup", env=env, cwd=tmp_path)
+    assert cleanup.code == 0, cleanup
+
+
+def test_waits_through_the_app_end_ready_and_in_error(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=2)
+    ready = cli("start", "--wait", "--poll", "1", env=app_env(app_host), cwd=tmp_path)
+    assert ready.code == 0, ready
+    assert "Ready after" in ready.out and "Starting (checking every 1 s" in ready.err, ready
+
+    emulator.reset(startupSeconds=1, capacity=0)
+    failed = cli("start", "--wait", "--poll", "1", "--json", env=app_env(app_host), cwd=tmp_path)
+    assert failed.code == 1, failed
+    assert failed.json["status"] == "Error" and failed.json["error"]["code"] == "NoCapacity"
+
+
+def test_app_errors_exit_3_and_name_what_is_wrong(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    result = cli("get", "cli-never-started", env=app_env(app_host), cwd=tmp_path)
+    assert result.code == 3 and "reading session cli-never-started" in result.err, result
+    assert "MS-CV:" in result.err
+
+    result = cli("list", env=app_env(app_host, key="not-the-key"), cwd=tmp_path)
+    assert result.code == 3 and "function key" in result.err, result
+    assert "not-the-key" not in result.out + result.err
+
+    result = cli("start", "--lease", "1000", env=app_env(app_host), cwd=tmp_path)  # above the app's 480 maximum
+    assert result.code == 3 and "lease" in result.err.lower(), result
+
+
+def test_answers_of_other_app_versions_and_half_done_starts() -> None:
+    """In-process, with canned answers: an app without the events endpoint, and a start ARR left unanswered."""
+    import asyncio
+
+    from arr_cli.config import AppConfig
+    from arr_cli.errors import ServiceFailure
+    from arr_cli.targets import StartRequest
+    from arr_cli.targets.app import AppTarget
+
+    def app(request: httpx.Request) -> httpx.Response:
+        assert request.headers["x-functions-key"] == "k" and "code=" not in str(request.url)
+        if request.url.path.endswith("/events"):
+            return httpx.Response(404, text="Not Found")  # an app from before the endpoint
+        return httpx.Response(502, headers={"Content-Type": "application/problem+json", "Retry-After": "5"},
+                              json={"title": "ARR did not answer", "status": 502, "sessionId": "arr-half-started",
+                                    "correlationId": "cv-42"})
+
+    async def call(method: str, *args: Any) -> None:
+        target = AppTarget(AppConfig("http://old-app", "k"), transport=httpx.MockTransport(app))
+        try:
+            await getattr(target, method)(*args)
+        finally:
+            await target.aclose()
+
+    with pytest.raises(ServiceFailure, match="this app version has no events endpoint"):
+        asyncio.run(call("events", "s1"))
+    with pytest.raises(ServiceFailure) as caught:
+        asyncio.run(call("start", StartRequest()))
+    assert (caught.value.status, caught.value.correlation_id, caught.value.retry_after) == (502, "cv-42", 5)
+    assert "arr-sessions get arr-half-started --wait" in (caught.value.hint or "")
+
+
+def test_importing_the_function_app_imports_no_cli() -> None:
+    code = ("import sys, function_app; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'arr_cli', 'click'}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env=clean_env())
+    assert done.stdout.strip() == "[]"
+    deployed = (ROOT / "requirements.txt").read_text()
+    assert not re.search(r"^(typer|rich)\b", deployed, re.MULTILINE)
+
+
+# -- in a terminal ---------------------------------------------------------------------------------------------
+
+class Terminal:
+    """A 120x30 terminal (tmux on a socket of its own) with a shell in ``cwd``, where a person types commands."""
+
+    def __init__(self, cwd: Path, env: dict[str, str]) -> None:
+        self.socket = str(cwd / "tmux.sock")
+        rc = cwd / "bashrc"
+        rc.write_text(f"PS1='$ '\nexport PATH={BIN}:$PATH\nunset HISTFILE\n")
+        self._tmux("new-session", "-d", "-x", "120", "-y", "30", "-s", "cli", "-c", str(cwd),
+                   f"bash --noprofile --rcfile {rc} -i", env=env)
+
+    def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
+        return subprocess.run([TMUX, "-S", self.socket, *args], capture_output=True, text=True, check=True,
+                              env=env or clean_env(), timeout=10).stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", "cli")
+
+    def type(self, line: str) -> None:
+        self._tmux("send-keys", "-t", "cli", "-l", line)
+        self._tmux("send-keys", "-t", "cli", "Enter")
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", "cli", *keys)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if re.search(pattern, screen, re.MULTILINE):
+                return screen
+            time.sleep(0.1)
+        pytest.fail(f"{pattern!r} never showed; the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True, check=False, timeout=10)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    """A terminal with a shell at its prompt in ``tmp_path``; its tmux server is ended after the test, whatever
+    happened."""
+    if not Path(TMUX).exists():
+        pytest.fail(f"{TMUX} is missing: apt-get install tmux")
+    term = Terminal(tmp_path, clean_env())
+    try:
+        term.wait_for(r"^\$", timeout=10)  # capture-pane drops the prompt's trailing space
+        yield term
+    finally:
+        term.close()
+
+
+def save_capture(name: str, *screens: str) -> None:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / name).write_text("\n\n".join(s.rstrip() for s in screens) + "\n")
+
+
+def test_a_person_watches_a_start_until_ready(emulator: Emulator, tmp_path: Path, terminal: Terminal) -> None:
+    emulator.reset(startupSeconds=5)
+    ps1_config(tmp_path, emulator)
+    term = terminal
+    term.type("arr-sessions start --wait --poll 2 --id demo-0001; echo \"[exit code $?]\"")
+
+    during = term.wait_for(r"Starting  0:0[2-4] elapsed  next check in \d s")
+    assert re.search(r"demo-0001  Starting  0:0\d elapsed  next check in [12] s \(every 2 s\)", during), during
+    assert "Ctrl-C stops waiting; the session keeps running." in during
+
+    after = term.wait_for(r"^\[exit code \d+\]")
+    assert "[exit code 0]" in after, after
+    assert re.search(r"Ready after 0:0[5-9] \(\d checks\)\.", after), after
+    assert re.search(r"Status\s+Ready", after) and re.search(r"Connect\s+arr\S+\.mixedreality\.azure\.com:\d+", after)
+    assert re.search(r"Lease\s+30 min, 30 left", after)
+    assert "next check in" not in after and "Ctrl-C" not in after  # the live display is gone
+
+    term.type("arr-sessions list; arr-sessions stop demo-0001 | head -3")
+    listed = term.wait_for(r"^Status\s+Stopped")
+    assert re.search(r"demo-0001\s+Ready\s+Standard\s+30 min\s+30 min", listed), listed
+    for secret in SECRETS:
+        assert secret not in during + after + listed
+    save_capture("cli-tmux-ready.txt", during, listed)
+
+
+def test_a_person_presses_ctrl_c_while_waiting(emulator: Emulator, tmp_path: Path, terminal: Terminal) -> None:
+    emulator.reset(startupSeconds=120)
+    ps1_config(tmp_path, emulator)
+    term = terminal
+    term.type("arr-sessions start --wait --id demo-0002")
+
+    during = term.wait_for(r"demo-0002  Starting  0:0[1-9] elapsed  next check in \d+ s \(every 10 s\)")
+    term.keys("C-c")
+    term.wait_for(r"keeps running[^$]*\n\$\s*$")
+    term.type("echo \"[exit code $?]\"")
+    after = term.wait_for(r"^\[exit code \d+\]")
+    assert "[exit code 130]" in after, after
+    assert ("Interrupted. Session demo-0002 keeps running (it is billed). Stop it with: arr-sessions stop demo-0002"
+            in after.replace("\n", ""))
+    assert "Traceback" not in after and "next check in" not in after
+    assert emulated(emulator, "demo-0002")["status"] == "Starting"
+    save_capture("cli-tmux-ctrl-c.txt", during, after)

@@ -1,0 +1,106 @@
+"""Every shell example of the README that is fenced ```` ```bash ```` runs as it is against the stack of ``make run``.
+
+Which blocks run: exactly those fenced ``bash``. Blocks fenced ``sh`` are shown, not run (they start the stack
+itself, deploy to Azure or need a key of the user's); unfenced (```` ``` ````) blocks are output or diagrams.
+
+How: ``python -m devhost.stack`` (what ``make run`` runs) starts on free ports with the example settings
+(``local.settings.example.json``, pinned in the environment so that a developer's own ``local.settings.json``
+cannot change the outcome). The ``bash`` blocks run in order in one ``bash -e -o pipefail`` shell, as a user pastes
+them into one terminal (they share ``$id``); the only change made to them is ``localhost:7071`` -> the stack's port.
+Each block must succeed, and every ``# => text`` comment in it is output the block must print, in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.stack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+RUN = "bash"
+SHOWN = {"sh", ""}  # fences that are not run: commands that start the stack or need Azure; output and diagrams
+FENCE = re.compile(r"^```([A-Za-z]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+EXPECT = re.compile(r"# => (.+?)\s*$", re.MULTILINE)
+SET_BY_THE_STACK = {"AzureWebJobsStorage", "ARR_ENDPOINT", "ARR_STS_ENDPOINT"}
+
+
+def fenced_blocks() -> list[tuple[str, int, str]]:
+    """(language, first line, code) of every fenced block of the README."""
+    text = README.read_text(encoding="utf-8")
+    return [(m.group(1), text.count("\n", 0, m.start()) + 1, m.group(2)) for m in FENCE.finditer(text)]
+
+
+def runnable() -> list[tuple[int, str]]:
+    return [(line, code) for language, line, code in fenced_blocks() if language == RUN]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """``make run``'s stack on free ports; yields the functions' port."""
+    ports = {name: free_port() for name in ("AZURITE_TABLE_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT",
+                                            "ARR_EMULATOR_PORT", "FUNCTIONS_PORT")}
+    example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    env = {**os.environ, **{k: v for k, v in example.items() if k not in SET_BY_THE_STACK},
+           **{name: str(port) for name, port in ports.items()}}
+    for name in (*SET_BY_THE_STACK, "DEVHOST_FUNCTION_KEYS"):
+        env.pop(name, None)
+    log = tmp_path_factory.mktemp("stack") / "stack.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while b"ready in" not in log.read_bytes():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield ports["FUNCTIONS_PORT"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_only_bash_blocks_run_and_the_readme_says_so() -> None:
+    languages = {language for language, _, _ in fenced_blocks()}
+    assert languages <= {RUN} | SHOWN, languages
+    assert len(runnable()) >= 2
+    text = README.read_text(encoding="utf-8")
+    assert "tests/integration/test_readme_examples.py" in text and "Blocks fenced `sh` are not run" in text
+    for _, code in runnable():
+        assert "<" not in re.sub(r"<<|2>&1|<\(", "", code), f"a placeholder to fill in by hand:\n{code}"
+        assert not re.search(r"localhost:(?!7071\b)\d+|127\.0\.0\.1", code), f"only localhost:7071 is rewritten:\n{code}"
+
+
+def test_every_bash_block_of_the_readme_runs_against_make_runs_stack(stack: int) -> None:
+    blocks = runnable()
+    script = "".join(f"printf '\\n@@block %s@@\\n' {i}\n{code.replace('localhost:7071', f'localhost:{stack}')}\n"
+                     for i, (_, code) in enumerate(blocks))
+    run = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                         timeout=240, check=False)
+    output = run.stdout + run.stderr
+    segments = re.split(r"^@@block (\d+)@@$", run.stdout, flags=re.MULTILINE)
+    printed = {int(i): text for i, text in zip(segments[1::2], segments[2::2], strict=True)}
+    if run.returncode != 0:
+        failed = max(printed, default=0)
+        pytest.fail(f"the README's bash block at line {blocks[failed][0]} failed ({run.returncode}):\n{output}")
+    assert sorted(printed) == list(range(len(blocks))), output
+    for i, (line, code) in enumerate(blocks):
+        position = 0
+        for expected in EXPECT.findall(code):
+            found = printed[i].find(expected, position)
+            assert found >= 0, f"block at line {line} did not print {expected!r} (in order):\n{printed[i]}"
+            position = found + len(expected)

@@ -1,0 +1,425 @@
+"""The CLI's configuration: RenderingSession.ps1's arrconfig.json, the environment and flags, and the values in
+them (time spans, domains, leases), parsed without any service; plus the wait's pacing on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arr_cli.config import (
+    AppConfig,
+    DirectConfig,
+    Flags,
+    duration_seconds,
+    lease_minutes,
+    load_arrconfig,
+    rendering_url,
+    resolve,
+    sts_url,
+    timespan_minutes,
+)
+from arr_cli.errors import ConfigError, UsageError
+from arr_cli.targets import Poll
+from arr_cli.waiting import Tick, wait_for_session
+
+ACCOUNT = "00000000-0000-0000-0000-0000000000a1"
+
+# The shape of Scripts/arrconfig.json in Azure/azure-remote-rendering (2023 and later), placeholders as shipped,
+# saved with a byte order mark as the repository's file is.
+PS1_SAMPLE = {
+    "accountSettings": {
+        "arrAccountId": "<fill in the account ID from the Azure Portal>",
+        "arrAccountKey": "<fill in the account key from the Azure Portal>",
+        "arrAccountDomain": "<select from available regions: australiaeast, eastus, eastus2, japaneast, northeurope, "
+                            "southcentralus, southeastasia, uksouth, westeurope, westus2 or specify the full url>",
+    },
+    "renderingSessionSettings": {
+        "remoteRenderingDomain": "<select from available regions: australiaeast, eastus, eastus2, japaneast, "
+                                 "northeurope, southcentralus, southeastasia, uksouth, westeurope, westus2 or specify "
+                                 "the full url>",
+        "vmSize": "<standard or premium>",
+        "maxLeaseTime": "<hh:mm:ss>",
+    },
+    "assetConversionSettings": {
+        "resourceGroup": "<resource group which contains the storage account you created, only needed when "
+                         "uploading or generating SAS>",
+        "storageAccountName": "<name of the storage account you created>",
+        "blobInputContainerName": "<input container inside the storage container>",
+        "blobOutputContainerName": "<output container inside the storage container>",
+        "localAssetDirectoryPath": "<fill in a path to a local directory containing your asset>",
+        "inputFolderPath": "<optional: base folderpath in the input container for asset upload>",
+        "inputAssetPath": "<the path to the asset under inputcontainer/inputfolderpath pointing to the input asset>",
+        "outputFolderPath": "<optional: base folderpath in the output container>",
+        "outputAssetFileName": "<optional: filename for the converted asset>",
+    },
+}
+
+
+def write(tmp_path: Path, data: Any, *, bom: bool = True, name: str = "arrconfig.json") -> Path:
+    path = tmp_path / name
+    text = data if isinstance(data, str) else json.dumps(data, indent=4)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    return path
+
+
+def filled(**changes: Any) -> dict[str, Any]:
+    data = json.loads(json.dumps(PS1_SAMPLE))
+    data["accountSettings"] |= {"arrAccountId": ACCOUNT, "arrAccountKey": "the-key", "arrAccountDomain": "eastus"}
+    data["renderingSessionSettings"] |= {"remoteRenderingDomain": "westeurope", "vmSize": "standard",
+                                         "maxLeaseTime": "4:0:0"}
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    return data
+
+
+# -- arrconfig.json --------------------------------------------------------------------------------------------
+
+def test_the_scripts_sample_with_its_placeholders_is_all_unset(tmp_path: Path) -> None:
+    settings = load_arrconfig(write(tmp_path, PS1_SAMPLE))
+    assert (settings.account_id, settings.account_key, settings.sts_endpoint, settings.endpoint, settings.size,
+            settings.lease_minutes) == (None, None, None, None, None, None)
+
+
+def test_the_sample_alone_names_every_missing_field(tmp_path: Path) -> None:
+    write(tmp_path, PS1_SAMPLE)
+    with pytest.raises(UsageError) as caught:
+        resolve(Flags(), {}, tmp_path)
+    for field in ("accountSettings.arrAccountId", "accountSettings.arrAccountDomain",
+                  "renderingSessionSettings.remoteRenderingDomain"):
+        assert field in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def test_a_filled_in_file_as_the_script_reads_it(tmp_path: Path) -> None:
+    settings = load_arrconfig(write(tmp_path, filled()))
+    assert settings.account_id == ACCOUNT
+    assert settings.account_key == "the-key"
+    assert settings.sts_endpoint == "https://sts.eastus.mixedreality.azure.com"
+    assert settings.endpoint == "https://remoterendering.westeurope.mixedreality.azure.com"
+    assert (settings.size, settings.lease_minutes) == ("Standard", 240)
+    assert "the-key" not in repr(settings)
+
+
+def test_a_file_without_a_byte_order_mark_or_asset_settings_reads_the_same(tmp_path: Path) -> None:
+    data = filled()
+    del data["assetConversionSettings"]
+    assert load_arrconfig(write(tmp_path, data, bom=False)).account_id == ACCOUNT
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"accountSettings__arrAccountId": "my-account"}, "accountSettings.arrAccountId", "GUID"),
+    ({"renderingSessionSettings__vmSize": "large"}, "renderingSessionSettings.vmSize", "standard or premium"),
+    ({"renderingSessionSettings__maxLeaseTime": "four hours"}, "renderingSessionSettings.maxLeaseTime", "hh:mm:ss"),
+    ({"renderingSessionSettings__maxLeaseTime": "24:00:00"}, "renderingSessionSettings.maxLeaseTime", "0-23"),
+    ({"renderingSessionSettings__maxLeaseTime": "90"}, "renderingSessionSettings.maxLeaseTime", "1440"),
+    ({"renderingSessionSettings__maxLeaseTime": "-1:00:00"}, "renderingSessionSettings.maxLeaseTime", "negative"),
+    ({"renderingSessionSettings__maxLeaseTime": 240}, "renderingSessionSettings.maxLeaseTime", "string"),
+    ({"accountSettings__arrAccountDomain": "ftp://sts.example.com"}, "accountSettings.arrAccountDomain", "URL"),
+    ({"renderingSessionSettings__remoteRenderingDomain": "west europe"},
+     "renderingSessionSettings.remoteRenderingDomain", "region"),
+])
+def test_a_bad_field_is_named_with_the_file(tmp_path: Path, change: dict[str, Any], field: str, words: str) -> None:
+    path = write(tmp_path, filled(**change))
+    with pytest.raises(ConfigError) as caught:
+        load_arrconfig(path)
+    assert caught.value.field == field
+    assert str(path) in caught.value.message
+    assert words in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+def test_a_section_that_is_not_an_object_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="accountSettings must be an object"):
+        load_arrconfig(write(tmp_path, {"accountSettings": "eastus"}))
+
+
+def test_broken_json_says_where(tmp_path: Path) -> None:
+    path = write(tmp_path, '{\n  "accountSettings": {\n    "arrAccountId": "x",\n  }\n}')
+    with pytest.raises(UsageError, match=r"not valid JSON: .* line 4 column 3") as caught:
+        load_arrconfig(path)
+    assert "comma" in (caught.value.hint or "")
+
+
+def test_a_named_file_that_is_missing_is_an_error_and_a_default_one_is_optional(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such file"):
+        resolve(Flags(config=tmp_path / "nope.json", app="http://app"), {}, tmp_path)
+    with pytest.raises(UsageError, match="no such file"):
+        resolve(Flags(app="http://app"), {"ARR_SESSIONS_CONFIG": str(tmp_path / "nope.json")}, tmp_path)
+    assert resolve(Flags(app="http://app"), {}, tmp_path).config_path is None
+
+
+def test_the_fields_of_older_script_versions(tmp_path: Path) -> None:
+    """Before 2023 the file had accountSettings.region (and null endpoints): both domains come from it."""
+    old = {"accountSettings": {"arrAccountId": ACCOUNT, "arrAccountKey": "k", "region": "japaneast",
+                               "authenticationEndpoint": None, "serviceEndpoint": None},
+           "renderingSessionSettings": {"vmSize": "premium", "maxLeaseTime": "0:30:00"}}
+    settings = load_arrconfig(write(tmp_path, old))
+    assert settings.sts_endpoint == "https://sts.japaneast.mixedreality.azure.com"
+    assert settings.endpoint == "https://remoterendering.japaneast.mixedreality.azure.com"
+    assert (settings.size, settings.lease_minutes) == ("Premium", 30)
+
+
+# -- values ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "minutes"), [
+    ("4:0:0", 240), ("04:00:00", 240), ("1:30", 90), ("00:30:00", 30), ("1.00:00:00", 1440), ("0:0:0", 0),
+    ("00:30:30", 30), ("00:31:30", 32),  # PowerShell's -as [int] rounds half to even
+    ("00:10:00.5000000", 10), (" 2:00:00 ", 120), ("1", 1440),  # a bare number is days, as [timespan] reads it
+])
+def test_dotnet_timespans(text: str, minutes: int) -> None:
+    assert timespan_minutes(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["", "1:60", "1:00:60", "24:00:00", "1h", "1:2:3:4", "-0:30:00", "0:30:00.12345678"])
+def test_not_timespans(text: str) -> None:
+    with pytest.raises(ValueError):
+        timespan_minutes(text)
+
+
+@pytest.mark.parametrize(("text", "minutes"), [("90", 90), ("0", 0), ("1:30:00", 90), ("1:30", 90), ("1440", 1440)])
+def test_lease_flags_are_minutes_or_timespans(text: str, minutes: int) -> None:
+    assert lease_minutes(text, what="--lease") == minutes
+
+
+@pytest.mark.parametrize(("text", "words"), [("1441", "at most 1440"), ("ninety", "minutes or a time span"),
+                                             ("-5", "negative")])
+def test_bad_lease_flags(text: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words) as caught:
+        lease_minutes(text, what="--lease")
+    assert caught.value.field == "--lease"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("1h", 3600), ("1.5", 1.5)])
+def test_durations(text: str, seconds: float) -> None:
+    assert duration_seconds(text, what="--timeout") == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "soon", "-5", "5d"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ConfigError, match="--timeout"):
+        duration_seconds(text, what="--timeout")
+
+
+@pytest.mark.parametrize(("text", "sts", "rendering"), [
+    ("westeurope", "https://sts.westeurope.mixedreality.azure.com",
+     "https://remoterendering.westeurope.mixedreality.azure.com"),
+    ("westeurope.mixedreality.azure.com", "https://sts.westeurope.mixedreality.azure.com",
+     "https://remoterendering.westeurope.mixedreality.azure.com"),
+    ("https://sts.westeurope.mixedreality.azure.com/", "https://sts.westeurope.mixedreality.azure.com",
+     "https://sts.westeurope.mixedreality.azure.com"),  # a URL is used as is, as ToDomain does
+    ("http://127.0.0.1:7072", "http://127.0.0.1:7072", "http://127.0.0.1:7072"),
+    ("usgovvirginia.mixedreality.azure.us", "https://sts.usgovvirginia.mixedreality.azure.us",
+     "https://remoterendering.usgovvirginia.mixedreality.azure.us"),
+    ("sts.arr.contoso.com", "https://sts.arr.contoso.com", "https://remoterendering.sts.arr.contoso.com"),
+])
+def test_domains_as_the_script_turns_them_into_urls(text: str, sts: str, rendering: str) -> None:
+    assert sts_url(text, what="x") == sts
+    assert rendering_url(text, what="x") == rendering
+
+
+# -- the environment and flags ---------------------------------------------------------------------------------
+
+def test_environment_overrides_the_file_and_flags_override_both(tmp_path: Path) -> None:
+    write(tmp_path, filled())
+    env = {"ARR_ACCOUNT_KEY": "env-key", "ARR_ENDPOINT": "http://127.0.0.1:9", "ARR_DEFAULT_SIZE": "premium",
+           "ARR_DEFAULT_LEASE_MINUTES": "30", "ARR_STS_ENDPOINT": " ", "ARR_REGION": ""}  # blank is unset
+    resolved = resolve(Flags(), env, tmp_path)
+    target = resolved.target
+    assert isinstance(target, DirectConfig)
+    assert (target.account_key, target.key_source) == ("env-key", "ARR_ACCOUNT_KEY")
+    assert target.endpoint == "http://127.0.0.1:9"
+    assert target.sts_endpoint == "https://sts.eastus.mixedreality.azure.com"
+    assert target.account_domain == "eastus.mixedreality.azure.com"
+    assert (resolved.size, resolved.lease_minutes, resolved.config_path) == ("Premium", 30,
+                                                                            tmp_path / "arrconfig.json")
+
+    flags = Flags(account_key="flag-key", rendering_domain="uksouth", account_domain="http://127.0.0.1:8")
+    target = resolve(flags, env, tmp_path).target
+    assert isinstance(target, DirectConfig)
+    assert (target.account_key, target.key_source) == ("flag-key", "--account-key")
+    assert target.endpoint == "https://remoterendering.uksouth.mixedreality.azure.com"
+    assert target.sts_endpoint == "http://127.0.0.1:8"
+    assert "flag-key" not in repr(target) and "flag-key" not in target.describe()
+
+
+def test_the_environment_alone_is_enough_and_a_placeholder_key_means_azure_sign_in(tmp_path: Path) -> None:
+    env = {"ARR_ACCOUNT_ID": ACCOUNT, "ARR_ACCOUNT_DOMAIN": "eastus.mixedreality.azure.com", "ARR_REGION": "eastus"}
+    resolved = resolve(Flags(), env, tmp_path)
+    assert isinstance(resolved.target, DirectConfig)
+    assert resolved.target.account_key is None
+    assert "DefaultAzureCredential" in resolved.target.describe()
+    assert (resolved.size, resolved.lease_minutes) == ("Standard", 60)  # the CLI's defaults, as the app's
+
+
+@pytest.mark.parametrize(("env", "flags", "field"), [
+    ({"ARR_ACCOUNT_ID": "abc"}, Flags(), "ARR_ACCOUNT_ID"),
+    ({}, Flags(account_id="abc"), "--account-id"),
+    ({"ARR_DEFAULT_SIZE": "huge"}, Flags(), "ARR_DEFAULT_SIZE"),
+    ({"ARR_DEFAULT_LEASE_MINUTES": "lots"}, Flags(), "ARR_DEFAULT_LEASE_MINUTES"),
+    ({"ARR_ENDPOINT": "not a url"}, Flags(), "ARR_ENDPOINT"),
+    ({}, Flags(app="ftp://app"), "--app"),
+    ({"ARR_SESSIONS_APP_URL": "app.example.com"}, Flags(), "ARR_SESSIONS_APP_URL"),
+])
+def test_a_bad_setting_is_named_as_the_user_wrote_it(tmp_path: Path, env: dict[str, str], flags: Flags,
+                                                      field: str) -> None:
+    write(tmp_path, filled())
+    with pytest.raises(ConfigError) as caught:
+        resolve(flags, env, tmp_path)
+    assert caught.value.field == field
+
+
+def test_the_app_url_from_a_flag_or_the_environment(tmp_path: Path) -> None:
+    resolved = resolve(Flags(), {"ARR_SESSIONS_APP_URL": "https://func-arr.azurewebsites.net/api/",
+                                 "ARR_SESSIONS_FUNCTION_KEY": "fkey"}, tmp_path)
+    assert resolved.target == AppConfig("https://func-arr.azurewebsites.net", "fkey")
+    assert (resolved.size, resolved.lease_minutes) == (None, None)  # the app's own defaults apply
+    assert "fkey" not in repr(resolved) and "fkey" not in resolved.target.describe()
+
+    # a key pasted in the URL (as the portal's "Get function URL" gives it) leaves the URL
+    target = resolve(Flags(app="https://func-arr.azurewebsites.net/api/sessions?code=secret=="), {}, tmp_path).target
+    assert target == AppConfig("https://func-arr.azurewebsites.net/api/sessions", "secret==")
+    with pytest.raises(ConfigError) as caught:
+        resolve(Flags(app="ftp://x?code=secret"), {}, tmp_path)
+    assert "secret" not in caught.value.message
+
+
+def test_the_arrconfig_defaults_apply_to_the_app_too(tmp_path: Path) -> None:
+    write(tmp_path, filled(renderingSessionSettings__maxLeaseTime="0:45:00"))
+    resolved = resolve(Flags(app="http://127.0.0.1:7071"), {}, tmp_path)
+    assert (resolved.is_app, resolved.size, resolved.lease_minutes) == (True, "Standard", 45)
+
+
+def test_commands_of_the_app_say_they_need_it_before_reading_anything(tmp_path: Path) -> None:
+    write(tmp_path, "{ broken")
+    with pytest.raises(UsageError, match="`usage` needs the arr-sessions app") as caught:
+        resolve(Flags(), {}, tmp_path, command="usage", needs_app_target=True)
+    assert "--app" in (caught.value.hint or "")
+
+
+def test_no_account_key_builds_azure_identitys_default_credential(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never run for real here: DefaultAzureCredential would probe the metadata endpoint of a cloud VM."""
+    import azure.identity.aio
+
+    from arr_cli.targets.direct import DirectTarget
+
+    made: list[dict[str, Any]] = []
+
+    class FakeDefaultCredential:
+        def __init__(self, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        async def close(self) -> None:
+            made.append({"closed": True})
+
+    monkeypatch.setattr(azure.identity.aio, "DefaultAzureCredential", FakeDefaultCredential)
+    env = {"ARR_ACCOUNT_ID": ACCOUNT, "ARR_ACCOUNT_DOMAIN": "eastus", "ARR_REGION": "eastus",
+           "ARR_MANAGED_IDENTITY_CLIENT_ID": "client-1"}
+    config = resolve(Flags(), env, tmp_path).target
+    assert isinstance(config, DirectConfig)
+    target = DirectTarget(config)
+    assert isinstance(target.client.tokens._credential, FakeDefaultCredential)
+    assert target.client.tokens.scope == "https://sts.eastus.mixedreality.azure.com/.default"
+    asyncio.run(target.aclose())
+    assert made == [{"managed_identity_client_id": "client-1"}, {"closed": True}]
+
+
+# -- the wait's pacing, on a fake clock ------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedTarget:
+    """Answers each poll with the next item: a status (with an optional Retry-After) or an exception."""
+
+    is_app = False
+
+    def __init__(self, clock: FakeClock, script: list[Any]) -> None:
+        self.clock, self.script, self.polled_at = clock, script, []
+
+    async def poll(self, session_id: str) -> Poll:
+        self.polled_at.append(self.clock.now)
+        item = self.script.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        status, retry_after = item if isinstance(item, tuple) else (item, None)
+        return Poll({"id": session_id, "status": status}, retry_after)
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.ticks: list[Tick] = []
+
+    def update(self, tick: Tick) -> None:
+        self.ticks.append(tick)
+
+
+def run_wait(script: list[Any], **kwargs: Any) -> tuple[Any, ScriptedTarget, Ticks]:
+    clock = FakeClock()
+    target = ScriptedTarget(clock, script)
+    ticks = Ticks()
+    outcome = asyncio.run(wait_for_session(target, "s1", ticks,  # type: ignore[arg-type]
+                                           clock=clock, sleep=clock.sleep, **kwargs))
+    return outcome, target, ticks
+
+
+def test_a_wait_checks_at_its_pace_and_ends_on_ready() -> None:
+    outcome, target, ticks = run_wait(["Starting", "Starting", "Ready"], poll_seconds=10)
+    assert target.polled_at == [0, 10, 20]
+    assert (outcome.ready, outcome.checks, outcome.elapsed) == (True, 3, 20)
+    countdown = [t.next_check_in for t in ticks.ticks if t.next_check_in is not None]
+    assert countdown[0] == 10 and min(countdown) > 0 and len(countdown) == 2 * 40  # 4 ticks a second
+
+
+@pytest.mark.parametrize("end", ["Stopped", "Expired", "Error"])
+def test_a_wait_ends_on_every_end_not_only_error(end: str) -> None:
+    outcome, _, _ = run_wait(["Starting", end], poll_seconds=1)
+    assert (outcome.status, outcome.ready, outcome.timed_out) == (end, False, False)
+
+
+def test_the_services_retry_after_slows_the_wait_down_never_up() -> None:
+    _, target, ticks = run_wait([("Starting", 5), ("Starting", 1), "Ready"], poll_seconds=2)
+    assert target.polled_at == [0, 5, 7]
+    assert any(t.asked_by_service and t.interval == 5 for t in ticks.ticks)
+
+
+def test_a_start_answer_counts_as_the_first_look() -> None:
+    outcome, target, _ = run_wait(["Ready"], poll_seconds=3, first={"id": "s1", "status": "Starting"})
+    assert target.polled_at == [3]
+    outcome, target, _ = run_wait([], first={"id": "s1", "status": "Error"})  # ended at once: no check at all
+    assert (outcome.status, target.polled_at) == ("Error", [])
+
+
+def test_a_timeout_ends_the_wait_with_one_last_check() -> None:
+    outcome, target, _ = run_wait(["Starting"] * 10, poll_seconds=4, timeout=10)
+    assert target.polled_at == [0, 4, 8, 10]
+    assert (outcome.timed_out, outcome.status, outcome.elapsed) == (True, "Starting", 10)
+
+
+def test_passing_failures_are_tried_again_at_the_asked_pace_and_others_end_the_wait() -> None:
+    from arr_core.errors import InvalidRequestError, ServiceError, ThrottledError
+
+    throttled = ThrottledError("slow down", status_code=429, retry_after=30, correlation_id="cv-1")
+    outcome, target, ticks = run_wait(["Starting", throttled, ServiceError("boom", status_code=503), "Ready"],
+                                      poll_seconds=2)
+    assert target.polled_at == [0, 2, 32, 34]
+    assert outcome.ready
+    assert any(t.note and "slow down" in t.note for t in ticks.ticks)
+
+    with pytest.raises(InvalidRequestError):
+        run_wait(["Starting", InvalidRequestError("no", status_code=400)], poll_seconds=1)
+    with pytest.raises(ServiceError):
+        run_wait([ServiceError("boom", status_code=500)] * 5, poll_seconds=1)
