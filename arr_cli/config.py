@@ -26,7 +26,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -316,6 +316,17 @@ class Resolved:
         return isinstance(self.target, AppConfig)
 
 
+def _layered(parse: Callable[..., str], value: str | None, env: Mapping[str, str], names: list[str],
+             flag: tuple[str, str | None]) -> str | None:
+    """``value`` (from arrconfig.json), overridden by each set variable of ``names`` in turn, then by the flag."""
+    for name in names:
+        if _env(env, name):
+            value = parse(env[name], what=name, source="environment")
+    if flag[1]:
+        value = parse(flag[1], what=flag[0])
+    return value
+
+
 def _env(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     return value if value is not None and value.strip() else None
@@ -394,21 +405,10 @@ def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None
     if flags.account_key:
         key, key_source = flags.account_key, "--account-key"
 
-    sts = file.sts_endpoint
-    if _env(env, "ARR_ACCOUNT_DOMAIN"):
-        sts = sts_url(env["ARR_ACCOUNT_DOMAIN"], what="ARR_ACCOUNT_DOMAIN", source="environment")
-    if _env(env, "ARR_STS_ENDPOINT"):
-        sts = sts_url(env["ARR_STS_ENDPOINT"], what="ARR_STS_ENDPOINT", source="environment")
-    if flags.account_domain:
-        sts = sts_url(flags.account_domain, what="--account-domain")
-
-    endpoint = file.endpoint
-    if _env(env, "ARR_REGION"):
-        endpoint = rendering_url(env["ARR_REGION"], what="ARR_REGION", source="environment")
-    if _env(env, "ARR_ENDPOINT"):
-        endpoint = rendering_url(env["ARR_ENDPOINT"], what="ARR_ENDPOINT", source="environment")
-    if flags.rendering_domain:
-        endpoint = rendering_url(flags.rendering_domain, what="--rendering-domain")
+    sts = _layered(sts_url, file.sts_endpoint, env, ["ARR_ACCOUNT_DOMAIN", "ARR_STS_ENDPOINT"],
+                   ("--account-domain", flags.account_domain))
+    endpoint = _layered(rendering_url, file.endpoint, env, ["ARR_REGION", "ARR_ENDPOINT"],
+                        ("--rendering-domain", flags.rendering_domain))
 
     missing = [what for what, value in (
         ("the account id (--account-id, ARR_ACCOUNT_ID, or accountSettings.arrAccountId)", account_id),

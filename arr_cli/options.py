@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,21 +23,14 @@ OUTPUT = "Output"
 
 
 @dataclass(frozen=True)
-class Common:
-    config: Path | None = None
-    app: str | None = None
-    function_key: str | None = field(default=None, repr=False)
-    account_id: str | None = None
-    account_key: str | None = field(default=None, repr=False)
-    account_domain: str | None = None
-    rendering_domain: str | None = None
+class Common(Flags):
+    """What every command takes: the target's flags, and how to answer."""
+
     json: bool = False
     verbose: bool = False
 
     def flags(self) -> Flags:
-        return Flags(config=self.config, app=self.app, function_key=self.function_key, account_id=self.account_id,
-                     account_key=self.account_key, account_domain=self.account_domain,
-                     rendering_domain=self.rendering_domain)
+        return self
 
 
 _OPTIONS: list[tuple[str, Any, Any]] = [
