@@ -60,7 +60,10 @@ browser:
 	@command -v chromium >/dev/null && command -v tmux >/dev/null || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium tmux; }
 
-test: install runtime-venv iac-tools browser
+# What the tests need is set up side by side (pip, npm, apt and the two tool venvs wait on the network, not on each
+# other), then every test runs.
+test:
+	$(MAKE) --no-print-directory -j4 install runtime-venv iac-tools browser
 	$(PY) -m pytest --cov --cov-report=term
 
 bench: install
