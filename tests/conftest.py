@@ -218,3 +218,31 @@ def table(azurite: Azurite, table_name: str) -> Iterator[TableClient]:
         except ResourceExistsError:
             pass
         yield client
+
+
+STACK_PORTS = ("AZURITE_TABLE_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT", "ARR_EMULATOR_PORT", "FUNCTIONS_PORT")
+
+
+@dataclass
+class Stack:
+    """``make run``'s stack (``python -m devhost.stack``) on free ports, its output in ``log``."""
+
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    log: Path
+
+
+def start_stack(log: Path, env: dict[str, str], *, timeout: float = 90) -> Stack:
+    """Start the stack with ``env`` (plus free ports) and wait until it says it is ready."""
+    ports = {name: free_port() for name in STACK_PORTS}
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT,
+                                   env={**env, **{name: str(port) for name, port in ports.items()}},
+                                   stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while b"ready in" not in log.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"make run's stack did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return Stack(process, ports, log)

@@ -17,14 +17,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from devhost.stack import free_port
+from conftest import start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -48,23 +45,13 @@ def runnable() -> list[tuple[int, str]]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """``make run``'s stack on free ports; yields the functions' port."""
-    ports = {name: free_port() for name in ("AZURITE_TABLE_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT",
-                                            "ARR_EMULATOR_PORT", "FUNCTIONS_PORT")}
     example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
-    env = {**os.environ, **{k: v for k, v in example.items() if k not in SET_BY_THE_STACK},
-           **{name: str(port) for name, port in ports.items()}}
+    env = {**os.environ, **{k: v for k, v in example.items() if k not in SET_BY_THE_STACK}}
     for name in (*SET_BY_THE_STACK, "DEVHOST_FUNCTION_KEYS"):
         env.pop(name, None)
-    log = tmp_path_factory.mktemp("stack") / "stack.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+    started = start_stack(tmp_path_factory.mktemp("stack") / "stack.log", env)
+    process, ports = started.process, started.ports
     try:
-        deadline = time.monotonic() + 90
-        while b"ready in" not in log.read_bytes():
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         yield ports["FUNCTIONS_PORT"]
     finally:
         process.send_signal(signal.SIGTERM)

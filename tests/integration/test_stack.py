@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+from conftest import start_stack
 
-from devhost.stack import free_port, next_steps
+from devhost.stack import next_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,21 +21,12 @@ def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_pat
     """The stack answers /api/health, and Azurite serves Blob and Queue beside Table (the real host's timer keeps
     its schedule monitor and lock in blobs); the next step it prints runs as printed; Ctrl-C (here TERM) stops
     every process and exits 0."""
-    ports = {name: free_port() for name in ("AZURITE_TABLE_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT",
-                                            "ARR_EMULATOR_PORT", "FUNCTIONS_PORT")}
-    env = {**os.environ, **{name: str(port) for name, port in ports.items()}}
+    env = dict(os.environ)
     env.pop("AzureWebJobsStorage", None)
     env.pop("DEVHOST_FUNCTION_KEYS", None)
-    log = tmp_path / "stack.log"
-    with log.open("wb") as out:
-        stack = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT, env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
+    started = start_stack(tmp_path / "stack.log", env, timeout=60)
+    stack, ports, log = started.process, started.ports, started.log
     try:
-        deadline = time.monotonic() + 60
-        while b"ready in" not in log.read_bytes():
-            assert stack.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         health = httpx.get(f"http://127.0.0.1:{ports['FUNCTIONS_PORT']}/api/health", timeout=30)
         assert (health.status_code, health.json()["status"]) == (200, "ok")
         for kind in ("BLOB", "QUEUE"):  # Azurite's services answer their own protocol (an unsigned call is refused)
