@@ -76,7 +76,7 @@ from .records import (
     IdempotencyClaim,
     Mutation,
     SessionRecord,
-    _aware,
+    aware,
     created_at_of,
     event_to_entity,
     idempotency_row,
@@ -104,7 +104,7 @@ def _run_from_row(row: dict[str, Any]) -> CleanupRun:
     try:
         return CleanupRun.of(CleanupReport.model_validate_json(row["Report"]))
     except (KeyError, ValueError):
-        return CleanupRun(ran_at=_aware(row["RanAt"]), mode=row.get("Mode", "lease"), stopped=[],
+        return CleanupRun(ran_at=aware(row["RanAt"]), mode=row.get("Mode", "lease"), stopped=[],
                           kept=row.get("Kept", 0), reconciled=row.get("Reconciled", 0), errors=[],
                           deferred=row.get("Deferred", 0))
 MAX_UPDATE_ATTEMPTS = 8
@@ -370,7 +370,7 @@ class HistoryStore:
         None when the table's origin is unknown (made by hand, or by an older version): then it is trusted.
         """
         row = await self._call(self._table_get, "meta", "table")
-        return _aware(row["CreatedAt"]) if row is not None else None
+        return aware(row["CreatedAt"]) if row is not None else None
 
     async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
                            statuses: set[str] | None, top: int, token: str | None,
@@ -418,7 +418,7 @@ class HistoryStore:
                 existing = await self._call(self._table_get, "idem", entity["RowKey"])
                 if existing is None:
                     continue
-                created = _aware(existing["CreatedAt"])
+                created = aware(existing["CreatedAt"])
                 if now - created < ttl:
                     return IdempotencyClaim(existing["SessionId"], existing["Fingerprint"], created, owned=False)
                 try:
@@ -446,7 +446,7 @@ class HistoryStore:
         except ResourceExistsError:
             pass
         current = await self._call(self._table_get, "lease", job)
-        if current is not None and _aware(current["Until"]) > now and current.get("Holder") != holder:
+        if current is not None and aware(current["Until"]) > now and current.get("Holder") != holder:
             return False
         try:
             if current is None:

@@ -117,9 +117,11 @@ _RECORD_FIELDS = {
 
 
 def aware(value: Any) -> Any:
-    """A datetime from the table (the SDK's own subclass, or naive) as a plain aware UTC datetime."""
+    """A datetime from the table (the SDK's own subclass, or naive: then UTC, as the table keeps times) as a plain
+    aware UTC datetime."""
     if isinstance(value, datetime):
-        return datetime.fromtimestamp(value.timestamp(), timezone.utc)
+        utc = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+        return datetime.fromtimestamp(utc.timestamp(), timezone.utc)
     return value
 
 
@@ -206,5 +208,3 @@ Change = tuple[SessionRecord, list[Event]] | None
 """What a rule changes in a record: the new record and its events, or None for nothing worth writing."""
 Mutation = Callable[[SessionRecord], Change]
 
-
-_aware = aware  # the name history.py imports (until it is renamed there)

@@ -179,3 +179,23 @@ def test_idempotency_row_is_the_sha256_of_the_key() -> None:
     assert idempotency_row("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert idempotency_row("a/b#c?") != idempotency_row("a/b#c")
     assert len(idempotency_row("é" * 1000)) == 64
+
+
+def test_a_naive_time_from_the_table_is_utc_not_the_machines_local_time() -> None:
+    import os
+    import time as clock
+    from datetime import datetime as dt, timezone as tz
+
+    from arr_core.records import aware
+
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Kolkata"  # +05:30: a local reading would move the time
+    clock.tzset()
+    try:
+        assert aware(dt(2026, 11, 27, 12, 0)) == dt(2026, 11, 27, 12, 0, tzinfo=tz.utc)
+    finally:
+        if previous is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = previous
+        clock.tzset()
