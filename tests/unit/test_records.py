@@ -184,7 +184,7 @@ def test_idempotency_row_is_the_sha256_of_the_key() -> None:
 def test_a_naive_time_from_the_table_is_utc_not_the_machines_local_time() -> None:
     import os
     import time as clock
-    from datetime import datetime as dt, timezone as tz
+    from datetime import datetime as dt
 
     from arr_core.records import aware
 
@@ -192,7 +192,7 @@ def test_a_naive_time_from_the_table_is_utc_not_the_machines_local_time() -> Non
     os.environ["TZ"] = "Asia/Kolkata"  # +05:30: a local reading would move the time
     clock.tzset()
     try:
-        assert aware(dt(2026, 11, 27, 12, 0)) == dt(2026, 11, 27, 12, 0, tzinfo=tz.utc)
+        assert aware(dt(2026, 11, 27, 12, 0)) == dt(2026, 11, 27, 12, 0, tzinfo=UTC)
     finally:
         if previous is None:
             os.environ.pop("TZ", None)
