@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, a
     from .sessions import SessionService
 
 
+@functools.lru_cache(maxsize=1)
 def _managed_identity(settings: AppSettings) -> Any:
+    """The process's one identity credential (ARR, tables and queues share it, and so its token cache)."""
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential  # noqa: PLC0415 - cold start
 
     if settings.managed_identity_client_id:

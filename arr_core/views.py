@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic.alias_generators import to_camel
 
 from .models import SessionSize, SessionStatus
-from .notifications import Cause
+from .notifications import MAX_URL_CHARS, Cause
 from .validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 
 MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
@@ -38,7 +38,7 @@ LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 LabelValue = ShortText
 StatusName = Literal[tuple(status.value for status in SessionStatus)]  # type: ignore[valid-type]
 SizeName = Literal["Standard", "Premium"]
-CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=2048)]  # checked further by the notifier
+CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS)]  # then callback_refusal
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")  # printable ASCII, trimmed
 
 
