@@ -38,7 +38,7 @@ from .notifications import (
 from .queues import Queues
 from .records import SessionRecord, utcnow
 from .views import SessionLinks, StatusNotification, SubscriptionRequest
-from .webhooks import Outcome, deliver
+from .webhooks import Outcome, Resolver, deliver, system_resolver
 
 if TYPE_CHECKING:
     import httpx
@@ -63,6 +63,7 @@ class Notifier:
     poll_seconds: int
     development: bool
     clock: Callable[[], datetime] = utcnow
+    resolve: Resolver = system_resolver
     _subscriptions: tuple[float, list[Subscription]] | None = field(default=None, init=False, repr=False)
 
     async def aclose(self) -> None:
@@ -166,7 +167,7 @@ class Notifier:
         attempt = int(message.get("attempt", 1))
         event_id = str(message.get("eventId"))
         outcome = await deliver(self.http, str(message["url"]), message["payload"], event_id=event_id,
-                                development=self.development)
+                                development=self.development, resolve=self.resolve)
         if outcome == Outcome.GONE and message.get("subscriptionId"):
             await self.history.remove_subscription(str(message["subscriptionId"]))
             self._subscriptions = None

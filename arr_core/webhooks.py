@@ -2,15 +2,17 @@
 
 Speaks the receiver's HTTP, so status codes live here (as ARR's live in :mod:`arr_core.client`): one attempt, one
 :class:`Outcome`. The address rules of :func:`arr_core.notifications.callback_refusal` are applied again to every
-address the receiver's name resolves to, just before connecting.
+address the receiver's name resolves to, just before connecting, and the connection goes to a checked address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,35 +45,79 @@ def outcome_of(status_code: int | None) -> str:
     return Outcome.REFUSED
 
 
-async def resolved_refusal(url: str, *, development: bool) -> str | None:
-    """Why the receiver's name resolves to an address the app will not call, or None (an unresolvable name is left
-    to the connection, which fails and is retried)."""
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str) -> list[str]:
+    """The addresses ``host`` resolves to, in the system's order of preference."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _Refusal(Exception):
+    """The receiver's address is one the app will not call (never leaves this module: it becomes an Outcome)."""
+
+
+async def checked_addresses(url: str, *, development: bool, resolve: Resolver) -> list[str]:
+    """The addresses to connect to for ``url``, each checked by :func:`address_refusal`; ``_Refusal`` when any
+    is refused (a name that also points at the metadata service is not called at all). ``OSError`` when the name
+    does not resolve (it may again later)."""
     host = urlsplit(url).hostname or ""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return None
-    for info in infos:
-        refusal = address_refusal(str(info[4][0]), development=development)
+        ipaddress.ip_address(host)
+    except ValueError:
+        addresses = await resolve(host)
+    else:
+        addresses = [host]
+    if not addresses:
+        raise OSError(f"{host} resolves to no address")
+    for address in addresses:
+        refusal = address_refusal(address, development=development)
         if refusal is not None:
-            return f"{host} resolves to {info[4][0]}: {refusal}"
-    return None
+            raise _Refusal(f"{host} resolves to {address}: {refusal}" if address != host else f"{host}: {refusal}")
+    return addresses
+
+
+def pinned(url: str, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """``url`` sent to ``address``, the one that was checked, rather than to its name again: a second lookup is a
+    second answer, and a name that resolved to a public address for the check could resolve to the metadata
+    service for the connection (DNS rebinding). The Host header and TLS's server name keep the name, so virtual
+    hosting and the certificate check see it; the connection is not kept, so that it never carries another name's
+    request."""
+    original = httpx.URL(url)
+    target = original.copy_with(host=address)
+    headers = {"Host": original.netloc.decode("ascii"), "Connection": "close"}
+    extensions = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    return target, headers, extensions
 
 
 async def deliver(http: httpx.AsyncClient, url: str, payload: dict[str, Any], *, event_id: str,
-                  development: bool) -> str:
-    """POST ``payload`` once; the :class:`Outcome`. Never raises for the receiver's failures."""
-    refusal = await resolved_refusal(url, development=development)
-    if refusal is not None:
-        log.warning("notification %s not sent: %s", event_id, refusal)
-        return Outcome.REFUSED
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Event-Id": event_id}
+                  development: bool, resolve: Resolver = system_resolver) -> str:
+    """POST ``payload`` once, to the first checked address that answers; the :class:`Outcome`. Never raises for
+    the receiver's failures."""
     try:
-        answer = await http.post(url, content=json.dumps(payload, separators=(",", ":")), headers=headers,
-                                 timeout=DELIVERY_TIMEOUT, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        log.info("notification %s: no answer from the receiver (%s)", event_id, type(exc).__name__)
+        addresses = await checked_addresses(url, development=development, resolve=resolve)
+    except _Refusal as exc:
+        log.warning("notification %s not sent: %s", event_id, exc)
+        return Outcome.REFUSED
+    except OSError as exc:
+        log.info("notification %s: the receiver's name does not resolve (%s)", event_id, exc)
         return Outcome.RETRY
-    outcome = outcome_of(answer.status_code)
-    log.info("notification %s: receiver answered %d (%s)", event_id, answer.status_code, outcome)
-    return outcome
+    body = json.dumps(payload, separators=(",", ":"))
+    for address in addresses:
+        target, host_headers, extensions = pinned(url, address)
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Event-Id": event_id,
+                   **host_headers}
+        try:
+            answer = await http.post(target, content=body, headers=headers, timeout=DELIVERY_TIMEOUT,
+                                     follow_redirects=False, extensions=extensions)
+        except httpx.ConnectError:
+            continue  # the next address of the name, as a browser would
+        except httpx.HTTPError as exc:
+            log.info("notification %s: no answer from the receiver (%s)", event_id, type(exc).__name__)
+            return Outcome.RETRY
+        outcome = outcome_of(answer.status_code)
+        log.info("notification %s: receiver answered %d (%s)", event_id, answer.status_code, outcome)
+        return outcome
+    log.info("notification %s: no address of the receiver accepted a connection", event_id)
+    return Outcome.RETRY

@@ -5,6 +5,7 @@ Nothing is skipped when a part is missing: a missing Azurite fails the test run 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -85,9 +86,9 @@ def azurite() -> Iterator[Azurite]:
     stop(process)
 
 
-@pytest.fixture(scope="session")
-def azurite_queues() -> Iterator[Azurite]:
-    """Real Azurite with its Queue service (and Blob and Table, which come with it), in memory, for the session.
+@contextlib.contextmanager
+def running_azurite_with_queues() -> Iterator[Azurite]:
+    """Real Azurite with its Queue service (and Blob and Table, which come with it), in memory.
 
     ``port`` is the Queue port; the connection string names all three endpoints.
     """
@@ -95,8 +96,25 @@ def azurite_queues() -> Iterator[Azurite]:
         pytest.fail(f"{AZURITE_ALL} is missing: run `npm ci` (make test does)")
     table, blob, queue = free_port(), free_port(), free_port()
     process = start(azurite_command(table, blob_port=blob, queue_port=queue), queue)
-    yield Azurite(queue, azurite_connection_string(table, blob_port=blob, queue_port=queue), process)
-    stop(process)
+    try:
+        yield Azurite(queue, azurite_connection_string(table, blob_port=blob, queue_port=queue), process)
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="session")
+def azurite_queues() -> Iterator[Azurite]:
+    """An Azurite with queues for the whole session. Every host on it shares the app's fixed queue names (as two
+    instances of one app do): a test that counts which host ran a message takes :func:`own_azurite_queues`."""
+    with running_azurite_with_queues() as azurite:
+        yield azurite
+
+
+@pytest.fixture
+def own_azurite_queues() -> Iterator[Azurite]:
+    """An Azurite with queues for one test alone: no host of another test can take its messages."""
+    with running_azurite_with_queues() as azurite:
+        yield azurite
 
 
 @dataclass

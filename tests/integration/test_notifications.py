@@ -192,12 +192,16 @@ def test_410_gone_removes_the_subscription(client: httpx.Client, receiver: Recei
     assert len(receiver.on("/gone")) == 1
 
 
-def test_a_host_killed_mid_delivery_delivers_after_restart(emulator_process: Emulator, azurite_queues: Azurite,
+def test_a_host_killed_mid_delivery_delivers_after_restart(emulator_process: Emulator,
+                                                            own_azurite_queues: Azurite,
                                                             receiver: Receiver) -> None:
     """The receiver stalls the first delivery; the host is killed (SIGKILL) meanwhile. The message's lease ends,
-    and a new host delivers the same event."""
+    and a new host delivers the same event.
+
+    The queues are this test's own: on the module's shared Azurite the module's host, alive beside these two,
+    could take the message first and finish its stalled delivery after the kill, leaving nothing to redeliver."""
     emulator_process.reset(startupSeconds=30)
-    env = notifying_env(emulator_process, azurite_queues)
+    env = notifying_env(emulator_process, own_azurite_queues)
     first = start_host(env, "function_app", "--no-timers")
     session_id = f"k-{uuid.uuid4().hex[:8]}"
     try:

@@ -133,3 +133,21 @@ def build_world(*, start: datetime = START, startup_seconds: float = 10.0, **set
     history = MemoryHistory(clock=clock)
     service = SessionService(arr, history, app_settings, clock=clock)
     return World(clock, emulator, spy, http, arr, history, app_settings, service)
+
+
+@dataclass
+class FakeResolver:
+    """Name resolution from a table, counting the lookups; a name not in it does not resolve."""
+
+    answers: dict[str, list[str]]
+    lookups: int = 0
+
+    async def __call__(self, host: str) -> list[str]:
+        self.lookups += 1
+        if host not in self.answers:
+            raise OSError(f"[Errno -2] Name or service not known: {host}")
+        return self.answers[host]
+
+
+def resolver(answers: dict[str, list[str]]) -> FakeResolver:
+    return FakeResolver(answers)

@@ -20,7 +20,7 @@ from arr_core.sessions import SessionService
 from arr_core.views import SessionLinks, StartSessionRequest, SubscriptionRequest
 from arr_core.webhooks import Outcome
 
-from .harness import World
+from .harness import World, resolver
 
 HOOK = "http://hooks.test/receive"
 
@@ -37,7 +37,8 @@ class Receiver:
         self.got: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.got.append({"url": str(request.url), "event": request.headers["x-event-id"],
+        by_name = request.url.copy_with(netloc=request.headers["host"].encode())  # the URL as the caller gave it
+        self.got.append({"url": str(by_name), "event": request.headers["x-event-id"],
                          **json.loads(request.content)})
         return httpx.Response(self.answers.pop(0) if self.answers else 200)
 
@@ -46,7 +47,7 @@ def notifier_for(world: World, receiver: Receiver) -> tuple[Notifier, MemoryQueu
     queues = MemoryQueues(clock=world.clock)
     http = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
     return Notifier(world.service, world.history, queues, http, poll_seconds=10, development=True,
-                    clock=world.clock), queues
+                    clock=world.clock, resolve=resolver({"hooks.test": ["203.0.113.10"]})), queues
 
 
 async def drain(notifier: Notifier, queues: MemoryQueues) -> list[str]:
