@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
-import pytest
 
 from arr_core.webhooks import Outcome, deliver, pinned
 
@@ -97,36 +92,3 @@ def test_pinning_keeps_port_path_query_and_the_name_for_host_and_tls() -> None:
     url, headers, extensions = pinned("https://hooks.example:8443/a/b?c=d", "93.184.216.34")
     assert (str(url), headers["Host"], extensions) == ("https://93.184.216.34:8443/a/b?c=d", "hooks.example:8443",
                                                        {"sni_hostname": "hooks.example"})
-
-
-@pytest.fixture
-def listening() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            got.append({"host": self.headers["Host"], "path": self.path,
-                        "body": json.loads(self.rfile.read(int(self.headers["Content-Length"])))})
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1], got
-    server.shutdown()
-    server.server_close()
-
-
-async def test_over_a_real_socket_the_receiver_sees_its_name(listening: tuple[int, list[dict[str, Any]]]) -> None:
-    """A name that no DNS knows reaches the receiver through the checked address, and the receiver sees the name."""
-    port, got = listening
-    resolver = FakeResolver({"receiver.invalid": ["127.0.0.1"]})
-    async with httpx.AsyncClient() as http:
-        outcome = await deliver(http, f"http://receiver.invalid:{port}/hook?x=1", {"n": 1}, event_id="e",
-                                development=True, resolve=resolver)
-    assert outcome == Outcome.DELIVERED
-    assert got == [{"host": f"receiver.invalid:{port}", "path": "/hook?x=1", "body": {"n": 1}}]
