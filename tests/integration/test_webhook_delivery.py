@@ -13,10 +13,9 @@ from typing import Any
 import httpx
 import pytest
 import trustme
+from unit.harness import FakeResolver
 
 from arr_core.webhooks import Outcome, deliver
-
-from unit.harness import FakeResolver
 
 NAME = "receiver.invalid"
 
