@@ -21,7 +21,8 @@ settings; the queue listener and processor of the WebJobs storage extension):
   connection string for the development account without a local QueueEndpoint is refused (it would go to Azure);
   a function whose connection fails is reported and not run, and the others run, as in the host.
 - ``queue_name`` may hold ``%SETTING%`` expressions; the name is lower-cased and validated, as the host does.
-- On shutdown polling stops, async invocations are cancelled and their messages made visible again after
+- On shutdown polling stops (a poll in flight is abandoned; a message it had taken reappears when its lease
+  ends), async invocations are cancelled and their messages made visible again after
   ``visibilityTimeout`` (they keep the dequeue count of that attempt); sync ones, which cannot be interrupted, are
   waited for. Anything still running after the grace period keeps its message hidden until its lease ends.
 """
@@ -344,6 +345,9 @@ class QueueListener:
         self._stopping.set()
         self._wake.set()
         if self._poll_task is not None:
+            # A poll in flight is abandoned, as the host's cancellation token abandons it: storage that stopped
+            # answering (make run stops Azurite beside the host) must not hold the shutdown.
+            self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
         if self.function.is_async:
             for invocation in list(self._invocations):

@@ -158,13 +158,14 @@ def main() -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
     finally:
-        for process in processes.values():
+        for name in reversed(processes):  # the functions first, then what they use: they stop cleanly
+            process = processes[name]
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for process in processes.values():
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
+                print(f"{name} did not stop within 10 s; killing it", file=sys.stderr)
                 process.kill()
 
 

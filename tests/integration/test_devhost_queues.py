@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -24,6 +26,7 @@ from azure.storage.queue.aio import QueueServiceClient as AsyncQueueServiceClien
 from conftest import Azurite, Host, start_host, stop
 
 from devhost.host import invoke
+from devhost.stack import DEV_ACCOUNT_KEY
 from devhost.queues import (
     QueueFunction,
     QueueListener,
@@ -399,3 +402,33 @@ def test_message_conversion() -> None:
     assert to_queue_message(Received(), "none").get_body() == b"plain {json}"
     with pytest.raises(ValueError, match="not base64"):
         to_queue_message(Received(), "base64")
+
+
+async def test_stop_does_not_wait_for_storage_that_stopped_answering() -> None:
+    """``make run`` stops Azurite and the host together: a poll in flight to storage that accepted the connection
+    and never answers must not hold the host's shutdown (it did, for the 10 s after which the stack kills it)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    port = silent.getsockname()[1]
+    connection = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_ACCOUNT_KEY};"
+                  f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+    service = AsyncQueueServiceClient.from_connection_string(connection)
+    listener = QueueListener(QueueFunction("never", _Function(lambda msg: None), "msg", "devhost-silent", None),
+                             service.get_queue_client("devhost-silent"), None, QueuesOptions(), invoke)
+    listener.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not accepted:
+            assert time.monotonic() < deadline, "the listener never polled"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the request is on the wire, waiting for an answer that never comes
+        started = time.monotonic()
+        await asyncio.wait_for(listener.stop(), 5)
+        assert time.monotonic() - started < 1.0
+        assert listener.counters.invocations == 0
+    finally:
+        await service.close()
+        for sock in accepted:
+            sock.close()
+        silent.close()

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_path: Path) -> None:
     """The stack answers /api/health, and Azurite serves Blob and Queue beside Table (the real host's timer keeps
     its schedule monitor and lock in blobs); the next step it prints runs as printed; Ctrl-C (here TERM) stops
-    every process and exits 0."""
+    every process, none killed, and exits 0."""
     env = dict(os.environ)
     env.pop("AzureWebJobsStorage", None)
     env.pop("DEVHOST_FUNCTION_KEYS", None)
@@ -45,6 +45,7 @@ def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_pat
         stack.send_signal(signal.SIGTERM)
         code = stack.wait(timeout=30)
     assert code == 0, log.read_text()
+    assert "did not stop" not in log.read_text()  # each stopped on TERM; none had to be killed
     time.sleep(0.5)
     for port in ports.values():
         try:
