@@ -26,7 +26,6 @@ from azure.storage.queue.aio import QueueServiceClient as AsyncQueueServiceClien
 from conftest import Azurite, Host, start_host, stop
 
 from devhost.host import invoke
-from devhost.stack import DEV_ACCOUNT_KEY
 from devhost.queues import (
     QueueFunction,
     QueueListener,
@@ -40,6 +39,7 @@ from devhost.queues import (
     service_client,
     to_queue_message,
 )
+from devhost.stack import DEV_ACCOUNT_KEY
 
 T = TypeVar("T")
 APP = "tests.apps.queue_app"
