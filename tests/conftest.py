@@ -48,12 +48,20 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: f
     pytest.fail(f"nothing listened on port {port} within {timeout} s")
 
 
-def start(command: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def untraced(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` without coverage's settings: a Python subprocess started with it is not measured (the emulator
+    and the fuzzer are not the code under test, and coverage's tracer would halve their speed)."""
+    return {name: value for name, value in environ.items() if not name.startswith("COVERAGE_")}
+
+
+def start(command: list[str], port: int, env: dict[str, str] | None = None, *,
+          measured: bool = True) -> subprocess.Popen[bytes]:
     """Start a service; its output goes to a log file (a pipe nobody reads would block it once full)."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{Path(command[0]).name}-{port}.log"
+    environ = {**os.environ, **(env or {})}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+        process = subprocess.Popen(command, cwd=ROOT, env=environ if measured else untraced(environ),
                                    stdout=log, stderr=subprocess.STDOUT)
     process.log_path = str(log_path)  # type: ignore[attr-defined]
     wait_until_listening(port, process)
@@ -154,7 +162,7 @@ class Emulator:
 def emulator_process() -> Iterator[Emulator]:
     port = free_port()
     process = start([sys.executable, "-m", "arr_emulator", "--port", str(port), "--account-id", ACCOUNT_ID,
-                     "--account-key", ACCOUNT_KEY], port)
+                     "--account-key", ACCOUNT_KEY], port, measured=False)
     yield Emulator(f"http://127.0.0.1:{port}", ACCOUNT_ID, ACCOUNT_KEY, process)
     stop(process)
 
