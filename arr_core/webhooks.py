@@ -87,7 +87,7 @@ def pinned(url: str, address: str) -> tuple[httpx.URL, dict[str, str], dict[str,
     original = httpx.URL(url)
     target = original.copy_with(host=address)
     headers = {"Host": original.netloc.decode("ascii"), "Connection": "close"}
-    extensions = {"sni_hostname": original.host} if original.scheme == "https" else {}
+    extensions = {"sni_hostname": original.raw_host.decode("ascii")} if original.scheme == "https" else {}
     return target, headers, extensions
 
 

@@ -92,3 +92,8 @@ def test_pinning_keeps_port_path_query_and_the_name_for_host_and_tls() -> None:
     url, headers, extensions = pinned("https://hooks.example:8443/a/b?c=d", "93.184.216.34")
     assert (str(url), headers["Host"], extensions) == ("https://93.184.216.34:8443/a/b?c=d", "hooks.example:8443",
                                                        {"sni_hostname": "hooks.example"})
+
+
+def test_an_international_name_goes_to_host_and_tls_in_its_ascii_form() -> None:
+    _, headers, extensions = pinned("https://bücher.example/hook", "93.184.216.34")
+    assert headers["Host"] == extensions["sni_hostname"] == "xn--bcher-kva.example"
