@@ -93,7 +93,8 @@ class AppContext:
 
         arr, history = build_arr_client(settings), build_history(settings)
         sessions = SessionService(arr, history, settings)
-        notifier = Notifier(sessions, history, build_queues(settings), httpx.AsyncClient(),
+        # Deliveries ignore proxy settings: a proxy would look the receiver's name up again (see webhooks.pinned).
+        notifier = Notifier(sessions, history, build_queues(settings), httpx.AsyncClient(trust_env=False),
                             poll_seconds=settings.poll_seconds, development=settings.development)
         return cls(settings, arr, history, sessions, Maintenance(sessions, notifier), notifier)
 

@@ -209,20 +209,38 @@ class Maintenance:
         return written
 
     async def _announce(self, records: list[SessionRecord], links: Links, ends: float) -> None:
-        """Announce what changed, within the run's budget; what is left stays unannounced on its record, for the
-        next run. Best effort: a queue outage never fails the cleanup."""
-        assert self.notifier is not None
+        """Announce what changed, side by side as the stops (each is a queue send and a table write), within the
+        run's budget; what is left stays unannounced on its record, for the next run. Best effort: a queue outage
+        never fails the cleanup, and ends the announcing."""
+        notifier = self.notifier
+        assert notifier is not None
         loop = asyncio.get_running_loop()
         latest = {r.session_id: r for r in records}  # the last one given wins: what this run wrote
-        for record in latest.values():
-            if loop.time() >= ends:
-                log.info("announcements left to the next run: out of time")
-                return
-            try:
-                await self.notifier.announce(record, links)
-            except (Unavailable, DeadlineExceeded) as exc:
-                log.warning("announcements left to the next run: %s", exc)
-                return
+        limit = asyncio.Semaphore(self.settings.stop_concurrency)
+        stopped: list[str] = []  # why announcing stopped early, once
+
+        async def announce(record: SessionRecord) -> None:
+            async with limit:
+                if stopped:
+                    return
+                if loop.time() >= ends:
+                    stopped.append("out of time")
+                    return
+                try:
+                    await notifier.announce(record, links)
+                except (Unavailable, DeadlineExceeded) as exc:
+                    stopped.append(str(exc))
+
+        tasks = [asyncio.create_task(announce(record)) for record in latest.values()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time()))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if late and not stopped:
+                stopped.append("out of time")
+        if stopped:
+            log.warning("announcements left to the next run: %s", stopped[0])
 
     # -- usage ----------------------------------------------------------------------------------------------
 

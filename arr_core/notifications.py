@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+
+import httpx
 
 from .errors import InvalidInput
 from .models import SessionStatus
@@ -38,6 +39,7 @@ ENDED_STATUSES = (SessionStatus.STOPPED.value, SessionStatus.EXPIRED.value, Sess
 # instance metadata service), Azure's wireserver, and addresses that are not one host.
 _NEVER = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "168.63.129.16/32", "0.0.0.0/8",
                                             "224.0.0.0/4", "ff00::/8", "::/128")]
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix: the last 32 bits are IPv4
 
 
 class Cause(StrEnum):
@@ -110,7 +112,7 @@ class StatusChange:
 def pending_change(record: SessionRecord) -> StatusChange | None:
     """The change people have not been told about, or None. A start only announces what ARR did with it: the
     ``Requested`` intent itself is no news."""
-    if record.status == record.notified_status or record.status == REQUESTED:
+    if not record.unannounced:
         return None
     return StatusChange(record.session_id, record.notified_status, record.status, cause_of(record),
                         record.stopped_by if record.status == SessionStatus.STOPPED.value else None,
@@ -150,14 +152,28 @@ def callback_refusal(url: str, *, development: bool) -> str | None:
     and to loopback or private addresses; never link-local (the metadata service), never credentials in the URL."""
     if len(url) > MAX_URL_CHARS:
         return f"the URL is longer than {MAX_URL_CHARS} characters"
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:  # read as the delivery reads it
+        parts = httpx.URL(url)
+        host = parts.raw_host.decode("ascii")
+    except (httpx.InvalidURL, ValueError):
+        return "must be a URL that can be called (its host or port cannot be read)"
+    if parts.scheme not in ("https", "http") or not host:
         return "must be an absolute http(s) URL"
     if parts.scheme == "http" and not development:
         return "must be https"
-    if parts.username or parts.password:
+    if parts.userinfo:
         return "must not carry credentials"
-    return address_refusal(parts.hostname, development=development)
+    if parts.port is not None and not 0 < parts.port < 65536:
+        return "must have a port from 1 to 65535"
+    if ":" not in host and not is_dns_name(host):
+        return "must name a host the DNS can look up (labels of 1 to 63 characters, 253 in all)"
+    return address_refusal(host, development=development)
+
+
+def is_dns_name(host: str) -> bool:
+    """At most 253 characters in labels of 1 to 63 (RFC 1035); a final dot allowed."""
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(0 < len(label) <= 63 for label in name.split("."))
 
 
 def require_callback(url: str, *, field: str, development: bool) -> str:
@@ -173,14 +189,25 @@ def address_refusal(host: str, *, development: bool) -> str | None:
     addresses they resolve to, when a delivery connects."""
     try:
         address = ipaddress.ip_address(host.strip("[]"))
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped  # ::ffff:169.254.169.254 reaches the IPv4 address
     except ValueError:
         if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
             return None if development else "must not be this machine"
         return None
-    if any(address in network for network in _NEVER):
+    reached = (address, *embedded_ipv4(address))
+    if any(each in network for each in reached for network in _NEVER):
         return "must not be a link-local, metadata or non-unicast address"
-    if not development and (address.is_loopback or address.is_private or address.is_reserved):
+    if not development and not all(each.is_global and not getattr(each, "is_site_local", False) for each in reached):
         return "must be a public address"
     return None
+
+
+def embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to: ``::ffff:a.b.c.d`` (mapped), ``::a.b.c.d`` (compatible),
+    6to4 ``2002::/16``, Teredo ``2001::/32`` and NAT64 ``64:ff9b::/96``: each is checked as the address itself."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64 or (int(address) >> 32 == 0 and int(address) > 1):
+        found.append(low32)
+    return [each for each in found if each is not None]

@@ -142,12 +142,15 @@ class Notifier:
                      if s.wants(change) and (record.updated_at is None or s.created_at <= record.updated_at)]
         if callback_due(record, change):
             receivers.append((record.callback_url or "", None))
-        if not receivers:  # nobody to tell: no write (a subscription made later hears only later changes)
+        if receivers:
+            payload = self._payload(record, change, links, state)
+            for url, subscription_id in receivers:
+                await self.queues.send(NOTIFY_QUEUE, {"url": url, "subscriptionId": subscription_id,
+                                                      "eventId": change.event_id, "attempt": 1, "payload": payload})
+        elif record.is_active:  # nobody to tell, and the cleanup reads it anyway: no write
             return 0
-        payload = self._payload(record, change, links, state)
-        for url, subscription_id in receivers:
-            await self.queues.send(NOTIFY_QUEUE, {"url": url, "subscriptionId": subscription_id,
-                                                  "eventId": change.event_id, "attempt": 1, "payload": payload})
+        # Marked, also when nobody listened to an ended session: the cleanup then stops reading it (a subscription
+        # made later hears only later changes).
         await self.history.update(record.session_id, lambda r: _announced(r, change), record)
         return len(receivers)
 

@@ -97,6 +97,17 @@ class SessionRecord:
         return self.status in ACTIVE_STATUSES
 
     @property
+    def unannounced(self) -> bool:
+        """Its status changed since people were last told (the ``Requested`` intent itself is no news)."""
+        return self.status != self.notified_status and self.status != REQUESTED
+
+    @property
+    def cleanup_watches(self) -> bool:
+        """The cleanup reads it at every run (the table's ``Active`` flag): it is active, or it has a change that is
+        not yet announced (a crash, or a queue outage, came between the change and its announcement)."""
+        return self.is_active or self.unannounced
+
+    @property
     def reached_arr(self) -> bool:
         """ARR has been seen to know this session (a start that never got there can safely be driven again)."""
         return self.arr_created_at is not None or self.ready_at is not None or bool(self.elapsed_minutes)
@@ -133,7 +144,7 @@ def _json(value: Any) -> str:
 def record_to_entity(record: SessionRecord) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": record.partition, "RowKey": record.row, "Kind": "session",
                               "Labels": _json(record.labels),
-                              "Active": record.is_active}
+                              "Active": record.cleanup_watches}
     for attr, name in _RECORD_FIELDS.items():
         entity[name] = getattr(record, attr)
     return {k: v for k, v in entity.items() if v is not None}

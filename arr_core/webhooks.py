@@ -14,11 +14,10 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from .notifications import address_refusal
+from .notifications import address_refusal, callback_refusal
 from .transport import USER_AGENT
 
 log = logging.getLogger("arr_core.webhooks")
@@ -58,15 +57,19 @@ class _Refusal(Exception):
     """The receiver's address is one the app will not call (never leaves this module: it becomes an Outcome)."""
 
 
-async def checked_addresses(url: str, *, development: bool, resolve: Resolver) -> list[str]:
+async def checked_addresses(url: httpx.URL, *, development: bool, resolve: Resolver) -> list[str]:
     """The addresses to connect to for ``url``, each checked by :func:`address_refusal`; ``_Refusal`` when any
     is refused (a name that also points at the metadata service is not called at all). ``OSError`` when the name
-    does not resolve (it may again later)."""
-    host = urlsplit(url).hostname or ""
+    does not resolve (it may again later). The name is looked up in the ASCII form that the Host header and TLS
+    carry, so that all three name the same host."""
+    host = url.raw_host.decode("ascii")
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        addresses = await resolve(host)
+        try:
+            addresses = await resolve(host)
+        except ValueError as exc:  # the resolver's own refusal of the name (an encoding it cannot carry)
+            raise _Refusal(f"{host} is not a name the DNS can look up") from exc
     else:
         addresses = [host]
     if not addresses:
@@ -78,25 +81,29 @@ async def checked_addresses(url: str, *, development: bool, resolve: Resolver) -
     return addresses
 
 
-def pinned(url: str, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+def pinned(url: httpx.URL, address: str) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
     """``url`` sent to ``address``, the one that was checked, rather than to its name again: a second lookup is a
     second answer, and a name that resolved to a public address for the check could resolve to the metadata
     service for the connection (DNS rebinding). The Host header and TLS's server name keep the name, so virtual
     hosting and the certificate check see it; the connection is not kept, so that it never carries another name's
-    request."""
-    original = httpx.URL(url)
-    target = original.copy_with(host=address)
-    headers = {"Host": original.netloc.decode("ascii"), "Connection": "close"}
-    extensions = {"sni_hostname": original.raw_host.decode("ascii")} if original.scheme == "https" else {}
+    request. (The notifier's client ignores proxy settings: a proxy would connect by name again.)"""
+    target = url.copy_with(host=address)
+    headers = {"Host": url.netloc.decode("ascii"), "Connection": "close"}
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
     return target, headers, extensions
 
 
 async def deliver(http: httpx.AsyncClient, url: str, payload: dict[str, Any], *, event_id: str,
                   development: bool, resolve: Resolver = system_resolver) -> str:
-    """POST ``payload`` once, to the first checked address that answers; the :class:`Outcome`. Never raises for
-    the receiver's failures."""
+    """POST ``payload`` once, to the first checked address that accepts a connection; the :class:`Outcome`.
+    Never raises for the receiver's failures."""
+    refusal = callback_refusal(url, development=development)  # as when it was given: a stored URL is checked again
+    if refusal is not None:
+        log.warning("notification %s not sent: the URL %s", event_id, refusal)
+        return Outcome.REFUSED
+    target_url = httpx.URL(url)
     try:
-        addresses = await checked_addresses(url, development=development, resolve=resolve)
+        addresses = await checked_addresses(target_url, development=development, resolve=resolve)
     except _Refusal as exc:
         log.warning("notification %s not sent: %s", event_id, exc)
         return Outcome.REFUSED
@@ -104,20 +111,26 @@ async def deliver(http: httpx.AsyncClient, url: str, payload: dict[str, Any], *,
         log.info("notification %s: the receiver's name does not resolve (%s)", event_id, exc)
         return Outcome.RETRY
     body = json.dumps(payload, separators=(",", ":"))
+    failures: list[str] = []
     for address in addresses:
-        target, host_headers, extensions = pinned(url, address)
+        target, host_headers, extensions = pinned(target_url, address)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Event-Id": event_id,
                    **host_headers}
         try:
             answer = await http.post(target, content=body, headers=headers, timeout=DELIVERY_TIMEOUT,
                                      follow_redirects=False, extensions=extensions)
-        except httpx.ConnectError:
-            continue  # the next address of the name, as a browser would
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the next address, as a browser would
+            failures.append(f"{address}: {type(exc).__name__}: {exc}")
+            continue
         except httpx.HTTPError as exc:
             log.info("notification %s: no answer from the receiver (%s)", event_id, type(exc).__name__)
+            return Outcome.RETRY
+        except Exception:  # whatever else a connection raises, this attempt failed; a later one may not
+            log.warning("notification %s: the delivery failed", event_id, exc_info=True)
             return Outcome.RETRY
         outcome = outcome_of(answer.status_code)
         log.info("notification %s: receiver answered %d (%s)", event_id, answer.status_code, outcome)
         return outcome
-    log.info("notification %s: no address of the receiver accepted a connection", event_id)
+    log.info("notification %s: no address of the receiver accepted a connection (%s)", event_id,
+             "; ".join(failures))
     return Outcome.RETRY

@@ -21,8 +21,8 @@ settings; the queue listener and processor of the WebJobs storage extension):
   connection string for the development account without a local QueueEndpoint is refused (it would go to Azure);
   a function whose connection fails is reported and not run, and the others run, as in the host.
 - ``queue_name`` may hold ``%SETTING%`` expressions; the name is lower-cased and validated, as the host does.
-- On shutdown polling stops (a poll in flight is abandoned; a message it had taken reappears when its lease
-  ends), async invocations are cancelled and their messages made visible again after
+- On shutdown polling stops (a poll in flight gets a second, then is abandoned; a message it had taken
+  reappears when its lease ends), async invocations are cancelled and their messages made visible again after
   ``visibilityTimeout`` (they keep the dequeue count of that attempt); sync ones, which cannot be interrupted, are
   waited for. Anything still running after the grace period keeps its message hidden until its lease ends.
 """
@@ -57,6 +57,7 @@ LEASE_SECONDS = 600.0  # the host hides a message for 10 minutes while its funct
 MIN_POLLING_INTERVAL = 0.1  # QueuePollingIntervals.Minimum
 DEV_MAX_POLLING_INTERVAL = 2.0  # "for local development the maximum polling interval defaults to two seconds"
 MAX_BATCH_SIZE = 32  # the most messages one Get Messages call returns
+POLL_GRACE_SECONDS = 1.0  # on shutdown, how long a poll in flight may still take
 POISON_SUFFIX = "-poison"
 OVERRIDE_PREFIX = "azurefunctionsjobhost__extensions__queues__"
 DEV_ACCOUNT = "devstoreaccount1"
@@ -345,8 +346,10 @@ class QueueListener:
         self._stopping.set()
         self._wake.set()
         if self._poll_task is not None:
-            # A poll in flight is abandoned, as the host's cancellation token abandons it: storage that stopped
-            # answering (make run stops Azurite beside the host) must not hold the shutdown.
+            # A poll in flight gets a moment to bring its messages in (cancelled, it could leave some hidden for
+            # their whole lease); then it is abandoned, as the host's cancellation token abandons it: storage that
+            # stopped answering (make run stops Azurite beside the host) must not hold the shutdown.
+            await asyncio.wait({self._poll_task}, timeout=POLL_GRACE_SECONDS)
             self._poll_task.cancel()
             await asyncio.gather(self._poll_task, return_exceptions=True)
         if self.function.is_async:

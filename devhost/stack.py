@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -158,15 +159,28 @@ def main() -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
     finally:
-        for name in reversed(processes):  # the functions first, then what they use: they stop cleanly
-            process = processes[name]
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                print(f"{name} did not stop within 10 s; killing it", file=sys.stderr)
-                process.kill()
+        stop_all(processes)
+
+
+def stop_all(processes: dict[str, subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """TERM the functions first, then what they use (so that the host stops cleanly), each killed after
+    ``grace`` seconds. A second Ctrl-C or TERM meanwhile kills what is left at once, and never leaves a part
+    running."""
+    hurry = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: hurry.set())
+    signal.signal(signal.SIGTERM, lambda *_: hurry.set())
+    for name in reversed(processes):
+        process = processes[name]
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while process.poll() is None and time.monotonic() < deadline and not hurry.is_set():
+            time.sleep(0.05)
+        if process.poll() is None:
+            print(f"killing {name}: asked twice to stop" if hurry.is_set()
+                  else f"{name} did not stop within {grace:g} s; killing it", file=sys.stderr)
+            process.kill()
+            process.wait()
 
 
 if __name__ == "__main__":

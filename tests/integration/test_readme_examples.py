@@ -60,7 +60,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
     # After the README's sessions and notifications, Ctrl-C still stops every part without a kill.
-    assert "did not stop" not in started.log.read_text()
+    assert "killing" not in started.log.read_text()
 
 
 def test_only_bash_blocks_run_and_the_readme_says_so() -> None:

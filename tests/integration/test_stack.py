@@ -6,13 +6,17 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import start_stack
 
-from devhost.stack import next_steps
+from devhost.stack import next_steps, stop_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +49,7 @@ def test_make_run_serves_the_functions_with_table_blob_and_queue_storage(tmp_pat
         stack.send_signal(signal.SIGTERM)
         code = stack.wait(timeout=30)
     assert code == 0, log.read_text()
-    assert "did not stop" not in log.read_text()  # each stopped on TERM; none had to be killed
+    assert "killing" not in log.read_text()  # each stopped on TERM; none had to be killed
     time.sleep(0.5)
     for port in ports.values():
         try:
@@ -60,3 +64,57 @@ def test_with_keys_on_the_printed_step_says_so_and_sends_one() -> None:
     printed = next_steps(7071, keys_on=True)
     assert "Function keys are ON" in printed and "x-functions-key: <your key>" in printed
     assert "x-functions-key" not in next_steps(7071, keys_on=False)
+
+
+CHILD = """
+import signal, sys, time
+name, log, obey = sys.argv[1], sys.argv[2], sys.argv[3] == "obey"
+def term(*_):
+    with open(log, "a") as out:
+        out.write(name + "\\n")
+    if obey:
+        sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def children(log: Path, **obeys: bool) -> dict[str, subprocess.Popen[bytes]]:
+    started = {}
+    for name, obey in obeys.items():
+        process = subprocess.Popen([sys.executable, "-c", CHILD, name, str(log), "obey" if obey else "ignore"],
+                                   stdout=subprocess.PIPE)
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        started[name] = process
+    return started
+
+
+@pytest.fixture
+def own_signals() -> Iterator[None]:
+    """stop_all takes over SIGINT and SIGTERM, as the stack's last act; the test process gets them back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_the_functions_stop_before_what_they_use_and_a_stubborn_part_is_killed(
+        tmp_path: Path, own_signals: None, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "terms"
+    processes = children(log, azurite=True, emulator=False, functions=True)
+    stop_all(processes, grace=0.5)
+    assert log.read_text().split() == ["functions", "emulator", "azurite"]
+    assert all(p.poll() is not None for p in processes.values())
+    assert capsys.readouterr().err == "emulator did not stop within 0.5 s; killing it\n"
+
+
+def test_a_second_interrupt_kills_what_is_left_at_once(tmp_path: Path, own_signals: None,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    processes = children(tmp_path / "terms", azurite=True, functions=False)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    started = time.monotonic()
+    stop_all(processes, grace=30)
+    assert time.monotonic() - started < 10
+    assert all(p.poll() is not None for p in processes.values())
+    assert capsys.readouterr().err == "killing functions: asked twice to stop\nkilling azurite: asked twice to stop\n"

@@ -170,15 +170,18 @@ FEB = datetime(2025, 2, 1, tzinfo=timezone.utc)
 
 
 async def test_sessions_created_is_a_half_open_range_oldest_first_across_months(history: History) -> None:
-    for sid, at, status in [("feb-ended", FEB + timedelta(hours=1), "Stopped"), ("jan-last", JAN_END, "Ready"),
-                            ("feb-first", FEB, "Requested"), ("at-end", FEB + timedelta(days=1), "Ready"),
-                            ("before", JAN_END - timedelta(days=1), "Ready")]:
-        await history.claim(intent(sid, at, status=status), requested(at))
+    for sid, at, status, told in [("feb-ended", FEB + timedelta(hours=1), "Stopped", "Stopped"),
+                                  ("feb-ended-untold", FEB + timedelta(hours=2), "Stopped", "Ready"),
+                                  ("jan-last", JAN_END, "Ready", None), ("feb-first", FEB, "Requested", None),
+                                  ("at-end", FEB + timedelta(days=1), "Ready", None),
+                                  ("before", JAN_END - timedelta(days=1), "Ready", None)]:
+        await history.claim(intent(sid, at, status=status, notified_status=told), requested(at))
     start, end = JAN_END - timedelta(hours=1), FEB + timedelta(days=1)
     assert [r.session_id async for r in history.sessions_created(start, end)] == ["jan-last", "feb-first",
-                                                                                  "feb-ended"]
+                                                                                  "feb-ended", "feb-ended-untold"]
+    # What the cleanup reads: active sessions, and ended ones whose change is not yet announced.
     assert [r.session_id async for r in history.sessions_created(start, end, only_active=True)] == [
-        "jan-last", "feb-first"]
+        "jan-last", "feb-first", "feb-ended-untold"]
     assert [r.session_id async for r in history.sessions_created(FEB, FEB)] == []
 
 

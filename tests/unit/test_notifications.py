@@ -99,6 +99,23 @@ def test_a_receivers_answer_decides_the_outcome(status: int | None, outcome: str
     ("ftp://example.com/hook", True, "must be an absolute http(s) URL"),
     ("/relative", True, "must be an absolute http(s) URL"),
     ("https://example.com/" + "x" * 2048, False, "the URL is longer than 2048 characters"),
+    # IPv6 forms that lead to an IPv4 address are checked as that address: 6to4, NAT64, IPv4-compatible, Teredo.
+    ("https://[2002:a9fe:a9fe::]/x", True, "must not be a link-local, metadata or non-unicast address"),
+    ("https://[64:ff9b::a9fe:a9fe]/x", True, "must not be a link-local, metadata or non-unicast address"),
+    ("https://[::169.254.169.254]/x", True, "must not be a link-local, metadata or non-unicast address"),
+    ("https://[2001:0:4136:e378:8000:63bf:56fe:5656]/x", False, "must be a public address"),
+    ("https://[64:ff9b::808:808]/x", False, None),
+    # In Azure only global addresses: shared (carrier NAT) space, IPv6 site-local.
+    ("https://100.64.0.1/x", False, "must be a public address"),
+    ("https://[fec0::1]/x", False, "must be a public address"),
+    # What the delivery could not read is refused when it is given.
+    ("https://example.com:abc/", False, "must be a URL that can be called (its host or port cannot be read)"),
+    ("https://\u2603.example/", False, "must be a URL that can be called (its host or port cannot be read)"),
+    ("http://localhost:99999/", True, "must have a port from 1 to 65535"),
+    ("https://" + "a" * 64 + ".example/", False,
+     "must name a host the DNS can look up (labels of 1 to 63 characters, 253 in all)"),
+    ("https://a..example/", False, "must name a host the DNS can look up (labels of 1 to 63 characters, 253 in all)"),
+    ("https://bücher.example/hook", False, None),
 ])
 def test_callback_urls_the_app_will_not_call(url: str, development: bool, refused: str | None) -> None:
     assert callback_refusal(url, development=development) == refused

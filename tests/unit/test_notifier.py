@@ -4,6 +4,7 @@ and a crash between queueing and marking announces the same event again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from typing import Any
@@ -194,3 +195,102 @@ async def test_a_delivery_to_a_metadata_address_is_refused_at_connect_time(world
     notifier, _ = notifier_for(world, receiver)
     message = {"url": "http://169.254.169.254/latest", "eventId": "e", "attempt": 1, "payload": {}}
     assert await notifier.deliver(message) == Outcome.REFUSED and receiver.got == []
+
+
+class SlowQueues(MemoryQueues):
+    """Queues that take a moment per message (as Azure Storage does, ~10-20 ms), counting sends in flight."""
+
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    async def send(self, queue: str, body: dict[str, Any], *, delay: timedelta = timedelta(0)) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.005)
+            await super().send(queue, body, delay=delay)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_nightly_shutdown_of_many_sessions_announces_them_side_by_side(make_world: Any) -> None:
+    """Announcing costs a queue send and a table write per session: one after the other, a nightly shutdown of a
+    thousand sessions would spend most of its budget on them. They go side by side, as the stops do."""
+    from datetime import UTC, datetime
+    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
+                       time_zone="Europe/Amsterdam", stop_concurrency=8)
+    receiver = Receiver()
+    notifier, _ = notifier_for(world, receiver)
+    queues = SlowQueues(clock=world.clock)
+    notifier.queues = queues
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
+    for i in range(40):
+        await world.service.start(StartSessionRequest(session_id=f"s{i:02}", lease_minutes=400))
+    world.advance(3600 + 60)
+    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
+                              notifier, clock=world.clock)
+    report = await maintenance.run_cleanup(links=links)
+    assert len(report.stopped) == 40 and report.deferred == []
+    assert 1 < queues.most_in_flight <= 8
+    await drain(notifier, queues)
+    assert sorted(g["session"]["id"] for g in receiver.got) == [f"s{i:02}" for i in range(40)]
+    assert {g["cause"] for g in receiver.got} == {"nightly-shutdown"}
+
+
+async def test_a_queue_outage_during_a_cleanup_leaves_its_announcements_to_the_next_run(
+        make_world: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime
+    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
+                       time_zone="Europe/Amsterdam", stop_concurrency=4)
+    receiver = Receiver()
+    notifier, queues = notifier_for(world, receiver)
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
+    for i in range(10):
+        await world.service.start(StartSessionRequest(session_id=f"s{i}", lease_minutes=400))
+    world.advance(3600 + 60)
+    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
+                              notifier, clock=world.clock)
+    queues.failing = True
+    report = await maintenance.run_cleanup(links=links)
+    assert len(report.stopped) == 10 and report.errors == [] and queues.sent == []
+    assert [r.getMessage() for r in caplog.records if "announcements" in r.getMessage()] == [
+        "announcements left to the next run: queue arr-notify is failing (test)"]
+    queues.failing = False
+    world.advance(60)
+    await maintenance.run_cleanup(links=links)
+    await drain(notifier, queues)
+    assert sorted(g["session"]["id"] for g in receiver.got) == [f"s{i}" for i in range(10)]
+
+
+async def test_a_stop_whose_announcement_a_crash_cut_off_is_announced_by_the_next_cleanup(world: World) -> None:
+    """The caller's stop is recorded, then the host dies before announcing it: the ended session stays in the
+    cleanup's reading (the table's Active flag) until its change is announced, and then leaves it."""
+    receiver = Receiver()
+    notifier, queues = notifier_for(world, receiver)
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
+    await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
+    await world.service.stop("s1", reason="done", actor="alice")  # ... and no notifier.changed(): the crash
+    maintenance = Maintenance(world.service, notifier, clock=world.clock)
+
+    async def watched() -> list[str]:
+        return [r.session_id async for r in world.history.sessions_created(
+            world.clock.now - timedelta(days=1), world.clock.now + timedelta(days=1), only_active=True)]
+
+    assert await watched() == ["s1"]
+    await maintenance.run_cleanup(links=links)
+    await drain(notifier, queues)
+    assert [(g["session"]["id"], g["status"], g["cause"], g["actor"]) for g in receiver.got] == [
+        ("s1", "Stopped", "caller", "alice")]
+    assert await watched() == []
+
+
+async def test_an_ended_session_nobody_listens_to_is_marked_once_and_left_alone(world: World) -> None:
+    notifier, queues = notifier_for(world, Receiver())
+    await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
+    state = await world.service.stop("s1")
+    assert state.record is not None and await notifier.announce(state.record, links) == 0
+    assert queues.sent == []
+    record = await world.history.get("s1")
+    assert record is not None and record.notified_status == "Stopped" and not record.cleanup_watches
+    assert await notifier.announce(record, links) == 0  # nothing left to announce: no second write
+    assert (await world.history.get("s1")).etag == record.etag  # type: ignore[union-attr]

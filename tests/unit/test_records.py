@@ -100,7 +100,17 @@ def test_a_record_entity_has_its_keys_and_no_empty_property() -> None:
         "Size": "Standard", "LeaseMinutes": 60, "RequestedBy": "flow", "KeepAlive": True, "CreatedAt": CREATED,
         "EventCount": 3,
     }
-    assert record_to_entity(record(status="Stopped", keep_alive=None))["Active"] is False
+    assert record_to_entity(record(status="Stopped", keep_alive=None, notified_status="Stopped"))["Active"] is False
+
+
+def test_the_cleanup_watches_an_active_record_or_an_ended_one_whose_change_is_unannounced() -> None:
+    """The table's Active flag: an ended session stays in the cleanup's reading until its change was announced (a
+    crash or a queue outage may have come between the two)."""
+    cases = {("Requested", None): True, ("Starting", "Starting"): True, ("Ready", "Starting"): True,
+             ("Stopped", "Ready"): True, ("Stopped", None): True, ("Stopped", "Stopped"): False,
+             ("Error", "Error"): False, ("Expired", "Ready"): True}
+    assert {key: record_to_entity(record(status=key[0], notified_status=key[1]))["Active"] for key in cases} == cases
+    assert not record(status="Requested").unannounced and record(status="Stopped", notified_status="Ready").unannounced
     assert "KeepAlive" not in record_to_entity(record(keep_alive=None))
 
 

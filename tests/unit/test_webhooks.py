@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from arr_core.webhooks import Outcome, deliver, pinned
 
@@ -12,13 +13,15 @@ from .harness import FakeResolver
 
 
 class Recorder:
-    def __init__(self, *, refuse: set[str] = frozenset()) -> None:
-        self.refuse = refuse
+    def __init__(self, *, refuse: set[str] = frozenset(), silent: set[str] = frozenset()) -> None:
+        self.refuse, self.silent = refuse, silent
         self.requests: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.host in self.refuse:
             raise httpx.ConnectError("connection refused", request=request)
+        if request.url.host in self.silent:
+            raise httpx.ConnectTimeout("timed out", request=request)
         self.requests.append(request)
         return httpx.Response(204)
 
@@ -89,11 +92,56 @@ async def test_an_address_in_the_url_is_checked_without_a_lookup() -> None:
 
 
 def test_pinning_keeps_port_path_query_and_the_name_for_host_and_tls() -> None:
-    url, headers, extensions = pinned("https://hooks.example:8443/a/b?c=d", "93.184.216.34")
+    url, headers, extensions = pinned(httpx.URL("https://hooks.example:8443/a/b?c=d"), "93.184.216.34")
     assert (str(url), headers["Host"], extensions) == ("https://93.184.216.34:8443/a/b?c=d", "hooks.example:8443",
                                                        {"sni_hostname": "hooks.example"})
 
 
 def test_an_international_name_goes_to_host_and_tls_in_its_ascii_form() -> None:
-    _, headers, extensions = pinned("https://bücher.example/hook", "93.184.216.34")
+    _, headers, extensions = pinned(httpx.URL("https://bücher.example/hook"), "93.184.216.34")
     assert headers["Host"] == extensions["sni_hostname"] == "xn--bcher-kva.example"
+
+
+async def test_an_address_that_never_answers_the_connection_is_passed_over_too() -> None:
+    """An IPv6 route that drops packets times out the connection: the IPv4 address is tried next."""
+    resolver = FakeResolver({"hooks.example": ["2606:2800:220:1:248:1893:25c8:1946", "93.184.216.34"]})
+    recorder = Recorder(silent={"2606:2800:220:1:248:1893:25c8:1946"})
+    assert await send("https://hooks.example/r", resolver, recorder) == Outcome.DELIVERED
+    assert [str(r.url) for r in recorder.requests] == ["https://93.184.216.34/r"]
+
+
+async def test_the_name_is_looked_up_in_the_form_host_and_tls_carry() -> None:
+    """IDNA 2003 (Python's codec) maps faß.de to fass.de, another domain; httpx's IDNA 2008 keeps xn--fa-hia.de.
+    The lookup uses the second, as the Host header and TLS do."""
+    resolver = FakeResolver({"xn--fa-hia.de": ["93.184.216.34"], "fass.de": ["93.184.216.99"]})
+    recorder = Recorder()
+    assert await send("https://faß.de/hook", resolver, recorder) == Outcome.DELIVERED
+    [request] = recorder.requests
+    assert (request.url.host, request.headers["host"]) == ("93.184.216.34", "xn--fa-hia.de")
+
+
+@pytest.mark.parametrize("url", ["https://☃.example/", "https://example.com:abc/", "http://localhost:99999/",
+                                 f"https://{'a' * 64}.example/", "https://a..example/"])
+async def test_a_url_the_app_cannot_call_is_refused_not_raised(url: str) -> None:
+    recorder = Recorder()
+    resolver = FakeResolver({"localhost": ["127.0.0.1"]})
+    assert await send(url, resolver, recorder, development=True) == Outcome.REFUSED
+    assert recorder.requests == []
+
+
+async def test_the_apps_delivery_client_ignores_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy would look the receiver's name up again (and check TLS against the address): the app's notifier
+    client does not read HTTPS_PROXY."""
+    from arr_core.context import AppContext
+    from arr_core.settings import AppSettings
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    settings = AppSettings(account_id="00000000-0000-0000-0000-0000000000a1", account_domain="eastus.example",
+                           endpoint="https://arr.example", account_key="k",
+                           storage_connection="UseDevelopmentStorage=true")
+    context = AppContext.from_settings(settings)
+    try:
+        assert context.notifier.http.trust_env is False
+    finally:
+        await context.aclose()
