@@ -20,8 +20,6 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import httpx
-
 from .errors import InvalidInput
 from .models import SessionStatus
 from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord, aware
@@ -152,6 +150,8 @@ def callback_refusal(url: str, *, development: bool) -> str | None:
     and to loopback or private addresses; never link-local (the metadata service), never credentials in the URL."""
     if len(url) > MAX_URL_CHARS:
         return f"the URL is longer than {MAX_URL_CHARS} characters"
+    import httpx  # noqa: PLC0415 - httpx (and what it imports) stays off the function app's import path
+
     try:  # read as the delivery reads it
         parts = httpx.URL(url)
         host = parts.raw_host.decode("ascii")

@@ -312,7 +312,8 @@ def test_table_storage_down(emulator: Emulator) -> None:
 
 def test_arr_refusing_a_start_is_recorded(http: httpx.Client, emulator: Emulator, table: TableClient) -> None:
     """ARR's 409 (the id is taken at ARR by a session this app never saw): 409 with ARR's error, and history
-    closes the intent record as Error with ARR's code rather than leaving it to look active."""
+    closes the intent record as Error with ARR's code rather than leaving it to look active. (Its table flag stays
+    set until the cleanup has announced that change.)"""
     import asyncio
 
     from arr_core import AccountKeyCredential, ArrClient
@@ -327,7 +328,7 @@ def test_arr_refusing_a_start_is_recorded(http: httpx.Client, emulator: Emulator
     r = http.post("/api/sessions", json={"sessionId": "taken-at-arr", "leaseMinutes": 20})
     assert r.status_code == 409 and r.json()["arrError"]["code"] == "Conflict" and r.json()["correlationId"]
     record = session_record(table, "taken-at-arr")
-    assert record["Status"] == "Error" and record["ErrorCode"] == "Conflict" and record["Active"] is False
+    assert record["Status"] == "Error" and record["ErrorCode"] == "Conflict" and record["Active"] is True
     assert [e["Type"] for e in sorted(session_events(table, "taken-at-arr"), key=lambda e: e["Seq"])] == \
         ["requested", "start-failed"]
 
