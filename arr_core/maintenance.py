@@ -7,9 +7,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import deadline
 from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
@@ -28,12 +28,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
+T = TypeVar("T")
 LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
 BOOKKEEPING_SECONDS = 15.0  # after acting: the nightly mark, the run record, the lease release (5 s each at most)
 
 
-class _OutOfTime(Exception):
-    """The run's budget was spent before this session's turn."""
+async def side_by_side(items: Iterable[T], work: Callable[[T], Awaitable[None]], *, limit: int,
+                       ends: float) -> list[T]:
+    """``work`` on every item, ``limit`` at a time, until ``ends`` (the event loop's clock); the items it did not
+    finish, for the next run. Nothing is begun once the time is up, and nothing goes on after this returns (or is
+    cancelled): a run never acts after it has answered."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(limit)
+    not_begun: list[T] = []
+
+    async def one(item: T) -> None:
+        async with gate:
+            if loop.time() >= ends:
+                not_begun.append(item)
+                return
+            await work(item)
+
+    tasks = {asyncio.create_task(one(item)): item for item in items}
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time()))
+    finally:
+        late = [task for task in tasks if not task.done()]
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    return not_begun + [tasks[task] for task in pending]
+
+
+def _deferred(decision: Decision) -> CleanupAction:
+    return CleanupAction(id=decision.session_id, reason=f"{decision.action.value}: out of time, left to the next run")
 
 
 def policy_from(settings: AppSettings) -> CleanupPolicy:
@@ -117,26 +147,13 @@ class Maintenance:
                 bucket = {Action.STOP: report.stopped, Action.KEEP: report.kept}.get(d.action, report.reconciled)
                 bucket.append(CleanupAction(id=d.session_id, reason=d.reason))
             return report
-        loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(self.settings.stop_concurrency)
         changed: list[SessionRecord] = []
 
         async def carry_out(d: Decision) -> None:
-            async with limit:
-                if loop.time() >= ends:
-                    raise _OutOfTime
-                await self._carry_out(d, report, cutoff, since, changed)
+            await self._guard(report, d, self._carry_out(d, report, cutoff, since, changed))
 
-        tasks = {asyncio.create_task(self._guard(report, d, carry_out(d))): d for d in decisions}
-        try:
-            _, pending = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time())) if tasks else (set(), set())
-        finally:  # never act after the run has answered (or was cancelled): that is the next run's work
-            late = [t for t in tasks if not t.done()]
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-        report.deferred.extend(CleanupAction(id=tasks[t].session_id, reason=f"{tasks[t].action.value}: out of "
-                                             "time, left to the next run") for t in pending)
+        left = await side_by_side(decisions, carry_out, limit=self.settings.stop_concurrency, ends=ends)
+        report.deferred.extend(_deferred(d) for d in left)
         if links is not None and self.notifier is not None:
             await self._announce([*(r for r in records if pending_change(r)), *changed], links, ends)
         if night is not None and not report.errors and not report.deferred:
@@ -180,9 +197,8 @@ class Maintenance:
     async def _guard(self, report: CleanupReport, decision: Decision, work: Any) -> None:
         try:
             await work
-        except (_OutOfTime, DeadlineExceeded):
-            report.deferred.append(CleanupAction(id=decision.session_id, reason=f"{decision.action.value}: out of "
-                                                 "time, left to the next run"))
+        except DeadlineExceeded:
+            report.deferred.append(_deferred(decision))
         except Exception as exc:  # one failure must not stop the others: it is reported and logged
             log.warning("cleanup of %s failed: %s", decision.session_id, exc)
             detail = str(exc) if isinstance(exc, (ArrError, HistoryError)) else type(exc).__name__
@@ -214,31 +230,20 @@ class Maintenance:
         never fails the cleanup, and ends the announcing."""
         notifier = self.notifier
         assert notifier is not None
-        loop = asyncio.get_running_loop()
         latest = {r.session_id: r for r in records}  # the last one given wins: what this run wrote
-        limit = asyncio.Semaphore(self.settings.stop_concurrency)
         stopped: list[str] = []  # why announcing stopped early, once
 
         async def announce(record: SessionRecord) -> None:
-            async with limit:
-                if stopped:
-                    return
-                if loop.time() >= ends:
-                    stopped.append("out of time")
-                    return
-                try:
-                    await notifier.announce(record, links)
-                except (Unavailable, DeadlineExceeded) as exc:
-                    stopped.append(str(exc))
+            if stopped:
+                return
+            try:
+                await notifier.announce(record, links)
+            except (Unavailable, DeadlineExceeded) as exc:
+                stopped.append(str(exc))
 
-        tasks = [asyncio.create_task(announce(record)) for record in latest.values()]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=max(0.0, ends - loop.time()))
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if late and not stopped:
-                stopped.append("out of time")
+        left = await side_by_side(latest.values(), announce, limit=self.settings.stop_concurrency, ends=ends)
+        if left and not stopped:
+            stopped.append("out of time")
         if stopped:
             log.warning("announcements left to the next run: %s", stopped[0])
 

@@ -64,14 +64,9 @@ async def checked_addresses(url: httpx.URL, *, development: bool, resolve: Resol
     carry, so that all three name the same host."""
     host = url.raw_host.decode("ascii")
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        try:
-            addresses = await resolve(host)
-        except ValueError as exc:  # the resolver's own refusal of the name (an encoding it cannot carry)
-            raise _Refusal(f"{host} is not a name the DNS can look up") from exc
-    else:
-        addresses = [host]
+        addresses = [str(ipaddress.ip_address(host))]
+    except ValueError:  # a name (callback_refusal has made sure the DNS can carry it)
+        addresses = await resolve(host)
     if not addresses:
         raise OSError(f"{host} resolves to no address")
     for address in addresses:

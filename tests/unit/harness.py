@@ -147,7 +147,3 @@ class FakeResolver:
         if host not in self.answers:
             raise OSError(f"[Errno -2] Name or service not known: {host}")
         return self.answers[host]
-
-
-def resolver(answers: dict[str, list[str]]) -> FakeResolver:
-    return FakeResolver(answers)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from arr_core.sessions import SessionService
 from arr_core.views import SessionLinks, StartSessionRequest, SubscriptionRequest
 from arr_core.webhooks import Outcome
 
-from .harness import World, resolver
+from .harness import FakeResolver, World
 
 HOOK = "http://hooks.test/receive"
 
@@ -48,7 +49,7 @@ def notifier_for(world: World, receiver: Receiver) -> tuple[Notifier, MemoryQueu
     queues = MemoryQueues(clock=world.clock)
     http = httpx.AsyncClient(transport=httpx.MockTransport(receiver))
     return Notifier(world.service, world.history, queues, http, poll_seconds=10, development=True,
-                    clock=world.clock, resolve=resolver({"hooks.test": ["203.0.113.10"]})), queues
+                    clock=world.clock, resolve=FakeResolver({"hooks.test": ["203.0.113.10"]})), queues
 
 
 async def drain(notifier: Notifier, queues: MemoryQueues) -> list[str]:
@@ -62,6 +63,35 @@ async def drain(notifier: Notifier, queues: MemoryQueues) -> list[str]:
             await notifier.watch(message["sessionId"], links)
         for message in notify:
             outcomes.append(await notifier.deliver(message))
+
+
+@dataclass
+class Night:
+    world: World
+    notifier: Notifier
+    queues: MemoryQueues
+    receiver: Receiver
+    maintenance: Maintenance
+
+
+async def past_the_nightly_shutdown(make_world: Any, session_ids: list[str], *, queues: MemoryQueues | None = None,
+                                    **settings: Any) -> Night:
+    """Sessions started at 21:00 in Amsterdam, a subscriber to Stopped, and the clock just past the 22:00 nightly
+    shutdown: the next cleanup stops them all."""
+    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
+                       time_zone="Europe/Amsterdam", **settings)
+    receiver = Receiver()
+    notifier, made = notifier_for(world, receiver)
+    if queues is not None:
+        queues.clock = world.clock
+        notifier.queues = made = queues
+    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
+    for session_id in session_ids:
+        await world.service.start(StartSessionRequest(session_id=session_id, lease_minutes=400))
+    world.advance(3600 + 60)
+    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
+                              notifier, clock=world.clock)
+    return Night(world, notifier, made, receiver, maintenance)
 
 
 async def test_the_watcher_sees_a_start_through_and_its_callback_hears_ready_once(world: World) -> None:
@@ -155,20 +185,12 @@ async def test_a_crash_between_queueing_and_marking_announces_the_same_event_aga
 
 
 async def test_the_nightly_shutdown_is_announced_as_such(make_world: Any) -> None:
-    from datetime import UTC, datetime
-    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
-                       time_zone="Europe/Amsterdam")
-    receiver = Receiver()
-    notifier, queues = notifier_for(world, receiver)
-    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
-    await world.service.start(StartSessionRequest(session_id="late", lease_minutes=400))
-    world.advance(3600 + 60)
-    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
-                              notifier, clock=world.clock)
-    report = await maintenance.run_cleanup(links=links)
+    night = await past_the_nightly_shutdown(make_world, ["late"])
+    report = await night.maintenance.run_cleanup(links=links)
     assert [a.id for a in report.stopped] == ["late"]
-    await drain(notifier, queues)
-    assert [(g["status"], g["cause"], g["actor"]) for g in receiver.got] == [("Stopped", "nightly-shutdown", "nightly")]
+    await drain(night.notifier, night.queues)
+    assert [(g["status"], g["cause"], g["actor"]) for g in night.receiver.got] == [
+        ("Stopped", "nightly-shutdown", "nightly")]
 
 
 async def test_queue_trouble_never_fails_a_start(world: World) -> None:
@@ -216,50 +238,30 @@ class SlowQueues(MemoryQueues):
 async def test_a_nightly_shutdown_of_many_sessions_announces_them_side_by_side(make_world: Any) -> None:
     """Announcing costs a queue send and a table write per session: one after the other, a nightly shutdown of a
     thousand sessions would spend most of its budget on them. They go side by side, as the stops do."""
-    from datetime import UTC, datetime
-    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
-                       time_zone="Europe/Amsterdam", stop_concurrency=8)
-    receiver = Receiver()
-    notifier, _ = notifier_for(world, receiver)
-    queues = SlowQueues(clock=world.clock)
-    notifier.queues = queues
-    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
-    for i in range(40):
-        await world.service.start(StartSessionRequest(session_id=f"s{i:02}", lease_minutes=400))
-    world.advance(3600 + 60)
-    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
-                              notifier, clock=world.clock)
-    report = await maintenance.run_cleanup(links=links)
+    queues = SlowQueues()
+    night = await past_the_nightly_shutdown(make_world, [f"s{i:02}" for i in range(40)], queues=queues,
+                                            stop_concurrency=8)
+    report = await night.maintenance.run_cleanup(links=links)
     assert len(report.stopped) == 40 and report.deferred == []
     assert 1 < queues.most_in_flight <= 8
-    await drain(notifier, queues)
-    assert sorted(g["session"]["id"] for g in receiver.got) == [f"s{i:02}" for i in range(40)]
-    assert {g["cause"] for g in receiver.got} == {"nightly-shutdown"}
+    await drain(night.notifier, queues)
+    assert sorted(g["session"]["id"] for g in night.receiver.got) == [f"s{i:02}" for i in range(40)]
+    assert {g["cause"] for g in night.receiver.got} == {"nightly-shutdown"}
 
 
 async def test_a_queue_outage_during_a_cleanup_leaves_its_announcements_to_the_next_run(
         make_world: Any, caplog: pytest.LogCaptureFixture) -> None:
-    from datetime import UTC, datetime
-    world = make_world(start=datetime(2025, 3, 10, 20, 0, tzinfo=UTC), nightly_shutdown_at="22:00",
-                       time_zone="Europe/Amsterdam", stop_concurrency=4)
-    receiver = Receiver()
-    notifier, queues = notifier_for(world, receiver)
-    await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
-    for i in range(10):
-        await world.service.start(StartSessionRequest(session_id=f"s{i}", lease_minutes=400))
-    world.advance(3600 + 60)
-    maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
-                              notifier, clock=world.clock)
-    queues.failing = True
-    report = await maintenance.run_cleanup(links=links)
-    assert len(report.stopped) == 10 and report.errors == [] and queues.sent == []
+    night = await past_the_nightly_shutdown(make_world, [f"s{i}" for i in range(10)], stop_concurrency=4)
+    night.queues.failing = True
+    report = await night.maintenance.run_cleanup(links=links)
+    assert len(report.stopped) == 10 and report.errors == [] and night.queues.sent == []
     assert [r.getMessage() for r in caplog.records if "announcements" in r.getMessage()] == [
         "announcements left to the next run: queue arr-notify is failing (test)"]
-    queues.failing = False
-    world.advance(60)
-    await maintenance.run_cleanup(links=links)
-    await drain(notifier, queues)
-    assert sorted(g["session"]["id"] for g in receiver.got) == [f"s{i}" for i in range(10)]
+    night.queues.failing = False
+    night.world.advance(60)
+    await night.maintenance.run_cleanup(links=links)
+    await drain(night.notifier, night.queues)
+    assert sorted(g["session"]["id"] for g in night.receiver.got) == [f"s{i}" for i in range(10)]
 
 
 async def test_a_stop_whose_announcement_a_crash_cut_off_is_announced_by_the_next_cleanup(world: World) -> None:
