@@ -14,6 +14,7 @@ Nothing here delays the HTTP API or the cleanup for a slow receiver: they only e
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class Notifier:
     clock: Callable[[], datetime] = utcnow
     resolve: Resolver = system_resolver
     _subscriptions: tuple[float, list[Subscription]] | None = field(default=None, init=False, repr=False)
+    _reading: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def aclose(self) -> None:
         await self.queues.aclose()
@@ -90,12 +92,15 @@ class Notifier:
         return removed
 
     async def _current_subscriptions(self) -> list[Subscription]:
-        cached = self._subscriptions
-        if cached is not None and time.monotonic() - cached[0] < SUBSCRIPTIONS_TTL:
-            return cached[1]
-        subscriptions = await self.history.subscriptions()
-        self._subscriptions = (time.monotonic(), subscriptions)
-        return subscriptions
+        """The subscriptions, read at most once per SUBSCRIPTIONS_TTL: announcements that run side by side share
+        one read."""
+        async with self._reading:
+            cached = self._subscriptions
+            if cached is not None and time.monotonic() - cached[0] < SUBSCRIPTIONS_TTL:
+                return cached[1]
+            subscriptions = await self.history.subscriptions()
+            self._subscriptions = (time.monotonic(), subscriptions)
+            return subscriptions
 
     # -- the watcher ----------------------------------------------------------------------------------------
 

@@ -249,6 +249,22 @@ async def test_a_nightly_shutdown_of_many_sessions_announces_them_side_by_side(m
     assert {g["cause"] for g in night.receiver.got} == {"nightly-shutdown"}
 
 
+async def test_announcements_side_by_side_read_the_subscriptions_once(make_world: Any) -> None:
+    night = await past_the_nightly_shutdown(make_world, [f"s{i}" for i in range(20)], stop_concurrency=8)
+    reads = 0
+    read = night.world.history.subscriptions
+
+    async def counted() -> Any:
+        nonlocal reads
+        reads += 1
+        await asyncio.sleep(0.01)  # a table query takes a while: the others wait for it meanwhile
+        return await read()
+
+    night.world.history.subscriptions = counted  # type: ignore[method-assign]
+    await night.maintenance.run_cleanup(links=links)
+    assert reads == 1 and len(night.queues.sent) == 20
+
+
 async def test_a_queue_outage_during_a_cleanup_leaves_its_announcements_to_the_next_run(
         make_world: Any, caplog: pytest.LogCaptureFixture) -> None:
     night = await past_the_nightly_shutdown(make_world, [f"s{i}" for i in range(10)], stop_concurrency=4)
