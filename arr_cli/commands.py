@@ -141,7 +141,7 @@ def _interrupted(run: Run) -> None:
 
 
 def _session_id(value: str, what: str = "ID") -> str:
-    from arr_core.validation import SESSION_ID_PATTERN
+    from arr_core.arr.validation import SESSION_ID_PATTERN
 
     if not SESSION_ID_PATTERN.fullmatch(value):
         raise UsageError(f"{what} must be 1-256 letters, digits, '-' or '_', not {value!r}")

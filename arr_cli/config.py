@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError, UsageError, needs_app
 
-MAX_LEASE_MINUTES = 1440  # ARR's limit (arr_core.validation); not imported so that parsing stays import-light
+MAX_LEASE_MINUTES = 1440  # ARR's limit (arr_core.arr.validation); not imported so that parsing stays import-light
 DEFAULT_CONFIG_NAME = "arrconfig.json"
 DEFAULT_SIZE = "Standard"
 DEFAULT_LEASE_MINUTES = 60  # the app's default (ARR_DEFAULT_LEASE_MINUTES): a forgotten session costs an hour

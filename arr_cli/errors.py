@@ -131,7 +131,7 @@ def problem_error(response: httpx.Response, what: str) -> ServiceFailure:
     except ValueError:
         body = None
     status = response.status_code
-    from arr_core.retries import parse_retry_after
+    from arr_core.arr.retries import parse_retry_after
 
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if isinstance(body, dict) and ("title" in body or "detail" in body):

@@ -61,7 +61,7 @@ class WaitOutcome:
 
 def _passing(exc: BaseException) -> bool:
     """A failure that a later check may not meet: throttling, a 5xx, no answer."""
-    from arr_core.retries import is_retryable
+    from arr_core.arr.retries import is_retryable
 
     if is_retryable(exc):
         return True

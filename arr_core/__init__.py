@@ -11,14 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "AccountKeyCredential": "auth", "StaticAccessToken": "auth", "StsTokenCache": "auth",
-    "TokenCredential": "auth", "jwt_expiry": "auth",
-    "API_VERSION": "client", "ArrClient": "client",
+    "AccountKeyCredential": "arr.auth", "StaticAccessToken": "arr.auth", "StsTokenCache": "arr.auth",
+    "TokenCredential": "arr.auth", "jwt_expiry": "arr.auth",
+    "API_VERSION": "arr.client", "ArrClient": "arr.client",
     "ArrError": "errors", "AuthenticationError": "errors", "ConflictError": "errors",
     "InvalidRequestError": "errors", "NotFoundError": "errors", "ServiceError": "errors",
     "ServiceTimeoutError": "errors", "ThrottledError": "errors", "TransportError": "errors",
-    "ArrErrorDetail": "models", "RenderingSession": "models", "SessionSize": "models", "SessionStatus": "models",
-    "RetryPolicy": "retries", "parse_retry_after": "retries",
+    "ArrErrorDetail": "arr.models", "RenderingSession": "arr.models", "SessionSize": "arr.models", "SessionStatus": "arr.models",
+    "RetryPolicy": "arr.retries", "parse_retry_after": "arr.retries",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -38,8 +38,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the names above, for type checkers and IDEs
-    from .auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry  # noqa: F401
-    from .client import API_VERSION, ArrClient  # noqa: F401
+    from .arr.auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry  # noqa: F401
+    from .arr.client import API_VERSION, ArrClient  # noqa: F401
     from .errors import (  # noqa: F401
         ArrError,
         AuthenticationError,
@@ -51,5 +51,5 @@ if TYPE_CHECKING:  # the names above, for type checkers and IDEs
         ThrottledError,
         TransportError,
     )
-    from .models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus  # noqa: F401
-    from .retries import RetryPolicy, parse_retry_after  # noqa: F401
+    from .arr.models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus  # noqa: F401
+    from .arr.retries import RetryPolicy, parse_retry_after  # noqa: F401

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from arr_core.context import get_context
+from arr_core.services.context import get_context
 from arr_core.errors import CleanupRunning, SessionNotFound
-from arr_core.lifecycle import build_view
-from arr_core.records import event_from_entity
-from arr_core.views import CleanupRuns, HistoryPage, SessionEvent, SessionEvents
+from arr_core.api.present import build_view
+from arr_core.domain.records import event_from_entity
+from arr_core.api.views import CleanupRuns, HistoryPage, SessionEvent, SessionEvents
 
 from .http import Api, absolute_url, app_links, json_response, links_for, session_id_of
 from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query

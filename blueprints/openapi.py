@@ -1,4 +1,4 @@
-"""The OpenAPI 2.0 (Swagger) document of the HTTP API, generated from the models in :mod:`arr_core.views`.
+"""The OpenAPI 2.0 (Swagger) document of the HTTP API, generated from the models in :mod:`arr_core.api.views`.
 
 Power Automate custom connectors accept only OpenAPI 2.0, so pydantic's JSON Schema (2020-12) is translated: a
 nullable ``anyOf`` becomes ``x-nullable``, ``$defs`` become ``definitions``, ``const`` an ``enum``. The
@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from arr_core.notifications import SUBSCRIPTION_ID
-from arr_core.validation import SESSION_ID_PATTERN
-from arr_core.views import (
+from arr_core.domain.notifications import SUBSCRIPTION_ID
+from arr_core.arr.validation import SESSION_ID_PATTERN
+from arr_core.api.views import (
     IDEMPOTENCY_KEY,
     CleanupReport,
     CleanupRuns,

@@ -20,8 +20,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from arr_core.errors import InvalidInput
-from arr_core.records import RECORD_STATUSES
-from arr_core.views import ShortText, SizeName
+from arr_core.domain.records import RECORD_STATUSES
+from arr_core.api.views import ShortText, SizeName
 
 from .http import parse_json, validate
 

@@ -1,6 +1,6 @@
 """HTTP functions for sessions: start, read, wait until ready, extend, stop, list; plus health and OpenAPI.
 
-Each function parses its input, calls :class:`arr_core.sessions.SessionService`, and shapes the answer for Logic
+Each function parses its input, calls :class:`arr_core.services.sessions.SessionService`, and shapes the answer for Logic
 Apps and Power Automate (202 + Location + Retry-After while a session starts).
 """
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from arr_core.context import get_context
+from arr_core.services.context import get_context
 from arr_core.errors import InvalidInput, Misconfigured, SessionEnded
-from arr_core.lifecycle import build_view
-from arr_core.models import SessionStatus
-from arr_core.views import (
+from arr_core.api.present import build_view
+from arr_core.arr.models import SessionStatus
+from arr_core.api.views import (
     IDEMPOTENCY_KEY,
     ComponentHealth,
     ExtendSessionRequest,
@@ -25,7 +25,7 @@ from arr_core.views import (
 )
 
 if TYPE_CHECKING:
-    from arr_core.sessions import SessionState
+    from arr_core.services.sessions import SessionState
 
 from .http import (
     Api,

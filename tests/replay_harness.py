@@ -28,7 +28,7 @@ from arr_core import (
     parse_retry_after,
 )
 from arr_core.errors import error_class_for_status
-from arr_core.validation import check_lease_minutes, check_size
+from arr_core.arr.validation import check_lease_minutes, check_size
 
 REPLAY_KEY = "replay-account-key"
 REPLAY_STATIC_TOKEN = "replay-static-token"

@@ -21,7 +21,7 @@ TIMEOUT = httpx.Timeout(100.0, connect=10.0)  # the app answers within its own 9
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    from arr_core.retries import parse_retry_after
+    from arr_core.arr.retries import parse_retry_after
 
     return parse_retry_after(response.headers.get("Retry-After"))
 

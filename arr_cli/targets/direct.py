@@ -11,11 +11,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from arr_core.auth import AccountKeyCredential
-from arr_core.client import ArrClient
-from arr_core.models import RenderingSession
-from arr_core.retries import RetryPolicy
-from arr_core.validation import MAX_LEASE_MINUTES
+from arr_core.arr.auth import AccountKeyCredential
+from arr_core.arr.client import ArrClient
+from arr_core.arr.models import RenderingSession
+from arr_core.arr.retries import RetryPolicy
+from arr_core.arr.validation import MAX_LEASE_MINUTES
 
 from ..config import DirectConfig
 from ..errors import UsageError

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from arr_core.history import HistoryStore
-from arr_core.records import Event, SessionRecord
+from arr_core.store.history import HistoryStore
+from arr_core.domain.records import Event, SessionRecord
 
 from .conftest import Chaos, follow, is_problem
 

@@ -15,8 +15,8 @@ import pytest
 from azure.data.tables import TableClient
 
 from arr_core import AccountKeyCredential, ArrClient, RetryPolicy
-from arr_core.history import HistoryStore
-from arr_core.records import Event, SessionRecord
+from arr_core.store.history import HistoryStore
+from arr_core.domain.records import Event, SessionRecord
 from conftest import Azurite, Emulator, Host
 
 

@@ -7,8 +7,8 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
 
-from arr_core.history import HistoryStore
-from arr_core.records import Event, SessionRecord
+from arr_core.store.history import HistoryStore
+from arr_core.domain.records import Event, SessionRecord
 from conftest import Azurite
 
 

@@ -15,8 +15,8 @@ from conftest import Azurite
 
 from arr_core import deadline
 from arr_core.errors import HistoryUnavailable
-from arr_core.history import BATCHES_IN_FLIGHT, HistoryStore
-from arr_core.records import Event, SessionRecord
+from arr_core.store.history import BATCHES_IN_FLIGHT, HistoryStore
+from arr_core.domain.records import Event, SessionRecord
 
 NOW = datetime.now(UTC)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from arr_core.history import HistoryStore
+from arr_core.store.history import HistoryStore
 from conftest import Azurite
 from unit import test_memory_history as contract
 from unit.harness import START, Clock
@@ -30,7 +30,7 @@ async def history(azurite: Azurite, clock: Clock) -> AsyncIterator[HistoryStore]
     """A store on a fresh table, on the test's clock."""
     from azure.data.tables.aio import TableClient
 
-    from arr_core.history import CLIENT_OPTIONS
+    from arr_core.store.history import CLIENT_OPTIONS
 
     table = TableClient.from_connection_string(azurite.connection_string, table_name=f"c{uuid.uuid4().hex[:12]}",
                                                **CLIENT_OPTIONS)

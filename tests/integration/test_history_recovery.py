@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 from azure.data.tables.aio import TableClient
 
-from arr_core.history import HistoryStore
-from arr_core.records import Event, SessionRecord
+from arr_core.store.history import HistoryStore
+from arr_core.domain.records import Event, SessionRecord
 from conftest import Azurite
 
 

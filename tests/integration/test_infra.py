@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from arr_core import context
-from arr_core.settings import ENV_NAMES, AppSettings
+from arr_core.services.settings import ENV_NAMES, AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"

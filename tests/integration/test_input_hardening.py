@@ -141,7 +141,7 @@ def test_re_signed_tokens_outside_the_issued_shape_are_a_400(http: httpx.Client,
 def test_free_text_has_one_limit_in_body_and_query(http: httpx.Client, emulator: Emulator) -> None:
     """256 characters in a body field, a start's query and the history filter; 257 is a 400 naming the field. A
     30 KB requestedBy filter made Table Storage answer 431 (a 503 before)."""
-    from arr_core.views import MAX_TEXT as limit  # the one definition both sides use
+    from arr_core.api.views import MAX_TEXT as limit  # the one definition both sides use
 
     assert limit == MAX_TEXT
     ok, too_long = "é" * MAX_TEXT, "é" * (MAX_TEXT + 1)

@@ -20,7 +20,7 @@ from conftest import ROOT, Azurite, Emulator, Host, function_app_env, start_host
 
 import blueprints.http as edge
 from arr_core import context
-from arr_core.settings import ENV_NAMES, AppSettings
+from arr_core.services.settings import ENV_NAMES, AppSettings
 
 # -- read and checked at load ----------------------------------------------------------------------------------
 

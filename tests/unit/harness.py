@@ -12,13 +12,13 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from arr_core.auth import AccountKeyCredential
-from arr_core.client import ArrClient
-from arr_core.maintenance import Maintenance
-from arr_core.memory_history import MemoryHistory
-from arr_core.retries import RetryPolicy
-from arr_core.sessions import SessionService
-from arr_core.settings import AppSettings
+from arr_core.arr.auth import AccountKeyCredential
+from arr_core.arr.client import ArrClient
+from arr_core.services.maintenance import Maintenance
+from arr_core.testing.memory_history import MemoryHistory
+from arr_core.arr.retries import RetryPolicy
+from arr_core.services.sessions import SessionService
+from arr_core.services.settings import AppSettings
 from arr_emulator import EmulatorState, Fault, create_app
 
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"

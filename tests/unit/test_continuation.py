@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from arr_core.continuation import decode_token, encode_token, page_filters, page_ranges, take_page
+from arr_core.store.continuation import decode_token, encode_token, page_filters, page_ranges, take_page
 from arr_core.errors import InvalidInput, InvalidToken
-from arr_core.records import SessionRecord, row_for
+from arr_core.domain.records import SessionRecord, row_for
 
 START = datetime(2026, 1, 20, tzinfo=UTC)
 END = datetime(2026, 3, 5, tzinfo=UTC)

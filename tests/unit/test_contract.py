@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from arr_core.settings import ENV_NAMES, HOST_RESOLVED, AppSettings
+from arr_core.services.settings import ENV_NAMES, HOST_RESOLVED, AppSettings
 from blueprints.openapi import openapi_document
 from blueprints.queries import EARLIEST, LATEST, HistoryQuery, UsageQuery
 

@@ -1,25 +1,59 @@
-"""arr_core speaks the domain, not HTTP: its app half holds no HTTP status and no problem title; those live in
-one table at the edge (blueprints/http.py), and the OpenAPI document with them."""
+"""The architecture is checked by a tool, not a list of file names: import-linter's contracts (pyproject.toml).
+
+And arr_core speaks the domain, not HTTP: outside the adapters of other services' HTTP, no HTTP status and no
+problem title; those live in one table at the edge (blueprints/http.py), and the OpenAPI document with them.
+"""
 
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import blueprints.http as edge
 
-ARR_CORE = Path(__file__).resolve().parents[2] / "arr_core"
+ROOT = Path(__file__).resolve().parents[2]
+ARR_CORE = ROOT / "arr_core"
 # The adapters speak other services' HTTP (ARR's REST API, Table Storage, webhook receivers): status codes are
-# their vocabulary.
-ADAPTERS = {"client.py", "responses.py", "retries.py", "auth.py", "transport.py", "errors.py", "history.py",
-            "memory_history.py", "webhooks.py"}
+# their vocabulary. Whole folders, so that a new module is checked by where it lives.
+ADAPTER_FOLDERS = {"arr", "store", "outbound", "testing", "errors.py"}  # errors.py: ARR's statuses to its errors
 HTTP_STATUSES = {*range(400, 432), *range(500, 512)}
-APP_HALF = sorted(p for p in ARR_CORE.glob("*.py") if p.name not in ADAPTERS)
+APP_HALF = sorted(p for p in ARR_CORE.rglob("*.py")
+                  if p.relative_to(ARR_CORE).parts[0] not in ADAPTER_FOLDERS)
 
 
-@pytest.mark.parametrize("module", APP_HALF, ids=lambda p: p.name)
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    command = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert command is not None, "import-linter is in requirements-dev.txt"
+    return subprocess.run([command, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_every_import_linter_contract_is_kept() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 broken" in result.stdout
+
+
+def test_a_domain_module_that_imports_an_azure_sdk_breaks_a_contract(tmp_path: Path) -> None:
+    """The contracts can fail: a copy of the package whose domain imports the table SDK, or the store, is refused."""
+    copy = tmp_path / "tree"
+    shutil.copytree(ARR_CORE, copy / "arr_core", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    bad = copy / "arr_core" / "domain" / "records.py"
+    bad.write_text(bad.read_text() + "\nimport azure.data.tables  # noqa\nfrom ..store import history  # noqa\n")
+    result = lint_imports(copy)
+    assert result.returncode != 0
+    assert "BROKEN" in result.stdout
+    assert "arr_core.domain.records -> arr_core.store.history" in result.stdout
+    assert "arr_core.domain.records -> azure (l." in result.stdout
+
+
+@pytest.mark.parametrize("module", APP_HALF, ids=lambda p: str(p.relative_to(ARR_CORE)))
 def test_the_app_half_holds_no_http_status_or_title(module: Path) -> None:
     """No HTTP status number in code, and no problem title of the edge's table in any string."""
     source = module.read_text()

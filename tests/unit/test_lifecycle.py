@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from arr_core.lifecycle import (
+from arr_core.domain.lifecycle import (
     REDRIVE_AFTER,
     adopted_record,
     observe,
@@ -16,8 +16,8 @@ from arr_core.lifecycle import (
     stalled_start,
     vanished,
 )
-from arr_core.models import RenderingSession
-from arr_core.records import SessionRecord, record_from_entity, record_to_entity
+from arr_core.arr.models import RenderingSession
+from arr_core.domain.records import SessionRecord, record_from_entity, record_to_entity
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 

@@ -10,8 +10,8 @@ from datetime import date, datetime, timezone
 import pytest
 
 from arr_core.errors import CleanupRunning
-from arr_core.records import Event, SessionRecord
-from arr_core.views import StartSessionRequest
+from arr_core.domain.records import Event, SessionRecord
+from arr_core.api.views import StartSessionRequest
 
 from .harness import World
 

@@ -14,13 +14,13 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from arr_core.continuation import decode_token, encode_token
+from arr_core.store.continuation import decode_token, encode_token
 from arr_core.errors import HistoryConflict, HistoryUnavailable, InvalidToken
-from arr_core.history import History
-from arr_core.memory_history import MemoryHistory
-from arr_core.notifications import Subscription
-from arr_core.records import Event, SessionRecord
-from arr_core.views import CleanupAction, CleanupReport
+from arr_core.store.history import History
+from arr_core.testing.memory_history import MemoryHistory
+from arr_core.domain.notifications import Subscription
+from arr_core.domain.records import Event, SessionRecord
+from arr_core.api.views import CleanupAction, CleanupReport
 
 from .harness import START, Clock
 
@@ -216,7 +216,7 @@ async def test_history_pages_filter_and_continue_with_tokens_bound_to_the_query(
 
 
 async def test_a_token_is_the_stores_own_format(history: History) -> None:
-    """Tokens decode with arr_core.continuation for the same filters, pointing at the last record returned."""
+    """Tokens decode with arr_core.store.continuation for the same filters, pointing at the last record returned."""
     for i in range(3):
         await history.claim(intent(f"t{i}", START + timedelta(seconds=i)), requested())
     start, end = START - timedelta(hours=1), START + timedelta(hours=1)

@@ -8,21 +8,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from arr_core.errors import InvalidInput
-from arr_core.notifications import (
+from arr_core.domain.notifications import (
     Cause,
     StatusChange,
     Subscription,
-    address_refusal,
     callback_due,
-    callback_refusal,
     pending_change,
-    require_callback,
     retry_delay,
     subscription_from_entity,
     subscription_to_entity,
 )
-from arr_core.records import SessionRecord
-from arr_core.webhooks import Outcome, outcome_of
+from arr_core.domain.records import SessionRecord
+from arr_core.outbound.url_rules import address_refusal, callback_refusal, require_callback
+from arr_core.outbound.webhooks import Outcome, outcome_of
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

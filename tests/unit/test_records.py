@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from arr_core.records import (
+from arr_core.domain.records import (
     ACTIVE_STATUSES,
     RECORD_STATUSES,
     REQUESTED,
@@ -196,7 +196,7 @@ def test_a_naive_time_from_the_table_is_utc_not_the_machines_local_time() -> Non
     import time as clock
     from datetime import datetime as dt
 
-    from arr_core.records import aware
+    from arr_core.domain.records import aware
 
     previous = os.environ.get("TZ")
     os.environ["TZ"] = "Asia/Kolkata"  # +05:30: a local reading would move the time

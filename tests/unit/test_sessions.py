@@ -22,10 +22,10 @@ from arr_core.errors import (
     ServiceError,
     SessionIdInUse,
 )
-from arr_core.lifecycle import fingerprint
-from arr_core.models import SessionStatus
-from arr_core.records import Event, SessionRecord
-from arr_core.views import ExtendSessionRequest, StartSessionRequest
+from arr_core.domain.lifecycle import fingerprint
+from arr_core.arr.models import SessionStatus
+from arr_core.domain.records import Event, SessionRecord
+from arr_core.api.views import ExtendSessionRequest, StartSessionRequest
 
 from .harness import START, World
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from arr_core.errors import Misconfigured, Unavailable
-from arr_core.models import SessionSize
-from arr_core.settings import ENV_NAMES, PLATFORM_NAMES, AppSettings
+from arr_core.arr.models import SessionSize
+from arr_core.services.settings import ENV_NAMES, PLATFORM_NAMES, AppSettings
 
 
 def refused(env: dict[str, str]) -> str:

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from arr_core.webhooks import Outcome, deliver, pinned
+from arr_core.outbound.webhooks import Outcome, deliver, pinned
 
 from .harness import FakeResolver
 
@@ -132,8 +132,8 @@ async def test_a_url_the_app_cannot_call_is_refused_not_raised(url: str) -> None
 async def test_the_apps_delivery_client_ignores_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """A proxy would look the receiver's name up again (and check TLS against the address): the app's notifier
     client does not read HTTPS_PROXY."""
-    from arr_core.context import AppContext
-    from arr_core.settings import AppSettings
+    from arr_core.services.context import AppContext
+    from arr_core.services.settings import AppSettings
 
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")

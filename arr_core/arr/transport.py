@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from . import deadline
-from .errors import ServiceTimeoutError, TransportError
+from .. import deadline
+from ..errors import ServiceTimeoutError, TransportError
 from .responses import correlation_id
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)

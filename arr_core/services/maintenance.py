@@ -1,4 +1,4 @@
-"""The cleanup run, history pages and usage reports: the I/O around :mod:`arr_core.cleanup`'s decisions."""
+"""The cleanup run, history pages and usage reports: the I/O around :mod:`arr_core.domain.cleanup`'s decisions."""
 
 from __future__ import annotations
 
@@ -11,22 +11,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import deadline
-from .cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
-from .errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError, Unavailable
-from .lifecycle import observe, vanished
-from .models import RenderingSession
-from .notifications import pending_change
-from .records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
+from .. import deadline
+from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
+from ..errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError, Unavailable
+from ..domain.lifecycle import observe, vanished
+from ..arr.models import RenderingSession
+from ..domain.notifications import pending_change
+from ..domain.records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
-from .usage import usage_report
-from .views import CleanupAction, CleanupReport, UsageReport
+from ..api.usage import usage_report
+from ..api.views import CleanupAction, CleanupReport, UsageReport
 
 if TYPE_CHECKING:
     from .notifier import Links, Notifier
 
-log = logging.getLogger("arr_core.maintenance")
+log = logging.getLogger("arr_core.services.maintenance")
 CLEANUP_LEASE = "cleanup"
 T = TypeVar("T")
 LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget

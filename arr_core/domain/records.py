@@ -1,6 +1,6 @@
 """Session history as data: records, events, their table keys and entity forms. Pure, no I/O.
 
-See :mod:`arr_core.history` for the table layout and the store that reads and writes these.
+See :mod:`arr_core.store.history` for the table layout and the store that reads and writes these.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .models import SessionStatus
+from ..arr.models import SessionStatus
 
 REQUESTED = "Requested"  # history's own status: the start is recorded, ARR has not confirmed it yet
 RECORD_STATUSES = (REQUESTED, *(status.value for status in SessionStatus))
@@ -79,7 +79,7 @@ class SessionRecord:
     stopped_by: str | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None  # a start's own callback: told once, when Ready or ended without being Ready
-    notified_status: str | None = None  # the last status announced (see arr_core.notifications)
+    notified_status: str | None = None  # the last status announced (see arr_core.domain.notifications)
     event_count: int = 0
     updated_at: datetime | None = None
     etag: str | None = None

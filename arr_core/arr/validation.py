@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidRequestError
+from ..errors import InvalidRequestError
 from .models import SessionSize
 
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")

@@ -65,12 +65,12 @@ from azure.core.exceptions import (
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from . import deadline
+from .. import deadline
 from .continuation import decode_token, page_filters, page_ranges, take_page
-from .errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
-from .lifecycle import restore
-from .notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
-from .records import (
+from ..errors import DeadlineExceeded, HistoryConflict, HistoryUnavailable
+from ..domain.lifecycle import restore
+from ..domain.notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
+from ..domain.records import (
     RUN_MONTHS,
     Event,
     IdempotencyClaim,
@@ -88,9 +88,9 @@ from .records import (
     row_for,
     utcnow,
 )
-from .views import CleanupReport, CleanupRun
+from ..api.views import CleanupReport, CleanupRun
 
-log = logging.getLogger("arr_core.history")
+log = logging.getLogger("arr_core.store.history")
 
 MAX_TICKS = 3155378975999999999  # .NET's DateTime.MaxValue in ticks: run rows sort newest first
 
@@ -187,7 +187,7 @@ def _describe(exc: HttpResponseError) -> str:
 @runtime_checkable
 class History(Protocol):
     """What the app needs of session history. :class:`HistoryStore` is the Table Storage one;
-    :class:`arr_core.memory_history.MemoryHistory` keeps it in memory for unit tests."""
+    :class:`arr_core.testing.memory_history.MemoryHistory` keeps it in memory for unit tests."""
 
     async def aclose(self) -> None: ...
     async def ping(self) -> None: ...

@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 
 from typing import TYPE_CHECKING
 
-from .client import ArrClient
-from .errors import (
+from ..arr.client import ArrClient
+from ..errors import (
     ArrError,
     AuthenticationError,
     ConflictError,
@@ -27,7 +27,7 @@ from .errors import (
     SessionIdInUse,
     SessionNotFound,
 )
-from .lifecycle import (
+from ..domain.lifecycle import (
     adopted_record,
     cancel_start,
     failed_start,
@@ -39,17 +39,17 @@ from .lifecycle import (
     stalled_start,
     view_status,
 )
-from .notifications import require_callback
-from .records import REQUESTED, Change, Event, Mutation, SessionRecord, idempotency_row, utcnow
-from .models import RenderingSession, SessionStatus
+from ..outbound.url_rules import require_callback
+from ..domain.records import REQUESTED, Change, Event, Mutation, SessionRecord, idempotency_row, utcnow
+from ..arr.models import RenderingSession, SessionStatus
 from .settings import AppSettings
-from .validation import MAX_LEASE_MINUTES
-from .views import ComponentHealth, ExtendSessionRequest, Health, StartSessionRequest
+from ..arr.validation import MAX_LEASE_MINUTES
+from ..api.views import ComponentHealth, ExtendSessionRequest, Health, StartSessionRequest
 
 if TYPE_CHECKING:
-    from .history import History
+    from ..store.history import History
 
-log = logging.getLogger("arr_core.sessions")
+log = logging.getLogger("arr_core.services.sessions")
 HEALTH_PROBE_ID = "arr-sessions-health-probe"
 ACTIVE_WINDOW = timedelta(days=3)  # a session lives at most 24 h from Ready: 3 days of history covers any
 

@@ -1,7 +1,7 @@
 """POSTing a notification to a receiver's URL: the app's one outgoing call to addresses callers chose.
 
-Speaks the receiver's HTTP, so status codes live here (as ARR's live in :mod:`arr_core.client`): one attempt, one
-:class:`Outcome`. The address rules of :func:`arr_core.notifications.callback_refusal` are applied again to every
+Speaks the receiver's HTTP, so status codes live here (as ARR's live in :mod:`arr_core.arr.client`): one attempt, one
+:class:`Outcome`. The address rules of :func:`arr_core.outbound.url_rules.callback_refusal` are applied again to every
 address the receiver's name resolves to, just before connecting, and the connection goes to a checked address.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from .notifications import address_refusal, callback_refusal
-from .transport import USER_AGENT
+from .url_rules import address_refusal, callback_refusal
+from ..arr.transport import USER_AGENT
 
-log = logging.getLogger("arr_core.webhooks")
+log = logging.getLogger("arr_core.outbound.webhooks")
 DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 

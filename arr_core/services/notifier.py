@@ -1,6 +1,6 @@
 """Telling people what happened to their sessions: the status watcher, subscriptions and per-start callbacks.
 
-The I/O around :mod:`arr_core.notifications`' rules:
+The I/O around :mod:`arr_core.domain.notifications`' rules:
 
 - :meth:`Notifier.watch` reads a session (ARR merged with history, which records the change), announces what
   changed, and asks to be called again while the session is starting (a delayed message on ``arr-watch``);
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .errors import DeadlineExceeded, SubscriptionNotFound, Unavailable
-from .lifecycle import build_view
-from .notifications import (
+from ..errors import DeadlineExceeded, SubscriptionNotFound, Unavailable
+from ..api.present import build_view
+from ..domain.notifications import (
     NOTIFY_QUEUE,
     WATCH_QUEUE,
     WATCHED_STATUSES,
@@ -33,21 +33,21 @@ from .notifications import (
     callback_due,
     new_subscription_id,
     pending_change,
-    require_callback,
     retry_delay,
 )
-from .queues import Queues
-from .records import SessionRecord, utcnow
-from .views import SessionLinks, StatusNotification, SubscriptionRequest
-from .webhooks import Outcome, Resolver, deliver, system_resolver
+from ..outbound.url_rules import require_callback
+from ..store.queues import Queues
+from ..domain.records import SessionRecord, utcnow
+from ..api.views import SessionLinks, StatusNotification, SubscriptionRequest
+from ..outbound.webhooks import Outcome, Resolver, deliver, system_resolver
 
 if TYPE_CHECKING:
     import httpx
 
-    from .history import History
+    from ..store.history import History
     from .sessions import SessionService, SessionState
 
-log = logging.getLogger("arr_core.notifier")
+log = logging.getLogger("arr_core.services.notifier")
 SUBSCRIPTIONS_TTL = 10.0  # seconds a process reuses the subscription list (a new one is heard within this)
 Links = Callable[[str], SessionLinks]  # links without any caller's key: a notification goes to a third party
 WATCH_FOR = timedelta(hours=2)  # a session still starting after this is the cleanup's (stuck-starting rule)

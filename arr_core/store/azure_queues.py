@@ -1,38 +1,28 @@
-"""Messages for later: the session watcher's "look again in N seconds" and the notifications still to deliver.
+"""Azure Storage queues: the :class:`~arr_core.store.queues.Queues` port over the queue SDK.
 
-Azure Storage queues, read by queue-triggered functions (the Functions host, or ``devhost`` locally, dequeues,
-retries and moves a message that keeps failing to ``<queue>-poison``). Messages are JSON, base64-encoded as the
-host's queue trigger expects by default. A queue that does not exist yet is created on first use. Imported only
-by the context of a process that sends (the module loads the queue SDK).
+Read by queue-triggered functions (the Functions host, or ``devhost`` locally, dequeues, retries and moves a message
+that keeps failing to ``<queue>-poison``). Messages are JSON, base64-encoded as the host's queue trigger expects by
+default. A queue that does not exist yet is created on first use. Imported only by the context of a process that
+sends (the module loads the queue SDK).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from . import deadline
-from .errors import QueueUnavailable
-from .records import utcnow
+from .. import deadline
+from ..errors import QueueUnavailable
+from .queues import MAX_DELAY
 
 CALL_SECONDS = 5.0
-MAX_DELAY = timedelta(days=7)  # the service's limit on a message's initial invisibility
-
-
-class Queues(Protocol):
-    """Where messages for later go."""
-
-    async def send(self, queue: str, body: dict[str, Any], *, delay: timedelta = timedelta(0)) -> None: ...
-    async def aclose(self) -> None: ...
 
 
 class StorageQueues:
@@ -93,33 +83,4 @@ async def _bounded(queue: str) -> AsyncIterator[None]:
         raise QueueUnavailable(f"queue {queue} could not be reached ({type(exc).__name__})") from exc
 
 
-@dataclass
-class Sent:
-    queue: str
-    body: dict[str, Any]
-    visible_at: datetime
-
-
-@dataclass
-class MemoryQueues:
-    """Queues in memory, for unit tests: what was sent, and when it becomes visible."""
-
-    clock: Any = utcnow
-    sent: list[Sent] = field(default_factory=list)
-    failing: bool = False
-
-    async def send(self, queue: str, body: dict[str, Any], *, delay: timedelta = timedelta(0)) -> None:
-        await asyncio.sleep(0)
-        if self.failing:
-            raise QueueUnavailable(f"queue {queue} is failing (test)")
-        self.sent.append(Sent(queue, json.loads(json.dumps(body)), self.clock() + delay))
-
-    def take(self, queue: str) -> list[dict[str, Any]]:
-        """The bodies sent to ``queue`` that are visible now, removed from the queue."""
-        now = self.clock()
-        due = [m for m in self.sent if m.queue == queue and m.visible_at <= now]
-        self.sent = [m for m in self.sent if m not in due]
-        return [m.body for m in due]
-
-    async def aclose(self) -> None:
-        return None
+__all__ = ["StorageQueues"]

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from .records import SessionRecord
+from ..domain.records import SessionRecord
 from .views import UsageReport, UsageRow
 
 GroupBy = Literal["day", "size", "requestedBy"]

@@ -27,12 +27,12 @@ from typing import TypeVar
 
 import tenacity
 
-from . import deadline as request_deadline
-from .errors import ArrError, DeadlineExceeded, ServiceError, ThrottledError, TransportError
+from .. import deadline as request_deadline
+from ..errors import ArrError, DeadlineExceeded, ServiceError, ThrottledError, TransportError
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 3600.0  # an hour: anything longer is not a wait, and is passed on as this
-log = logging.getLogger("arr_core.retries")
+log = logging.getLogger("arr_core.arr.retries")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -12,7 +12,7 @@ import httpx
 from pydantic import ValidationError
 
 from .auth import Credential, StsTokenCache
-from .errors import ServiceError
+from ..errors import ServiceError
 from .models import RenderingSession, SessionSize
 from .responses import correlation_id, error_from_response, json_body
 from .retries import RetryPolicy

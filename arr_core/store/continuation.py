@@ -15,8 +15,8 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
-from .errors import InvalidToken
-from .records import SessionRecord, months_between, row_for
+from ..errors import InvalidToken
+from ..domain.records import SessionRecord, months_between, row_for
 
 # What a position can look like: a month partition, and a row key of printable ASCII (an ISO time, "~", a session
 # id). The checksum is no secret, so a re-signed token is refused here rather than sent to Table Storage.

@@ -1,9 +1,9 @@
-"""Session history in memory, with the rules of :class:`arr_core.history.HistoryStore`, for unit tests.
+"""Session history in memory, with the rules of :class:`arr_core.store.history.HistoryStore`, for unit tests.
 
 A fake, never the only proof: the Azurite tests run the store itself. What makes this fake worth trusting is that
 it keeps the same *rules*, not just the same method names:
 
-- entities are kept in their table form (:func:`~arr_core.records.record_to_entity` and friends), under the same
+- entities are kept in their table form (:func:`~arr_core.domain.records.record_to_entity` and friends), under the same
   PartitionKey and RowKey, so that what survives a round trip is what the table keeps (``keepAlive`` None is not
   stored, labels are JSON, keys order as strings);
 - the algorithms are the store's, step by step: the id index fixes where the one record lives, records are
@@ -30,15 +30,15 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from . import records as layout  # the table form of records and keys, shared with the store
-from .continuation import decode_token, page_filters, page_ranges, take_page
-from .errors import HistoryConflict, HistoryUnavailable
-from .notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
-from .records import Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
-from .views import CleanupRun
+from ..domain import records as layout  # the table form of records and keys, shared with the store
+from ..store.continuation import decode_token, page_filters, page_ranges, take_page
+from ..errors import HistoryConflict, HistoryUnavailable
+from ..domain.notifications import SUBSCRIPTION_PARTITION, Subscription, subscription_from_entity, subscription_to_entity
+from ..domain.records import Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
+from ..api.views import CleanupRun
 
 if TYPE_CHECKING:
-    from .views import CleanupReport
+    from ..api.views import CleanupReport
 
 MAX_UPDATE_ATTEMPTS = 8  # as the store: a write that keeps losing gives up with HistoryConflict
 MAX_STRING_UNITS = 32_768  # Table Storage refuses a string property above 64 KiB: 32K UTF-16 code units
@@ -63,7 +63,7 @@ class _Fault:
 
 
 class MemoryHistory:
-    """The :class:`~arr_core.history.History` protocol in memory; raises what the store raises, when it would.
+    """The :class:`~arr_core.store.history.History` protocol in memory; raises what the store raises, when it would.
 
     ``clock`` stamps what the store stamps with its clock (``UpdatedAt``, key bindings, leases). ``since`` is what
     :meth:`since` answers: None (a table of unknown origin, trusted) unless given, or set by :meth:`lose_table`.

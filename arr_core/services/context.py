@@ -12,15 +12,15 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import Misconfigured
+from ..errors import Misconfigured
 from .settings import AppSettings
 
 if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, azure-core, the table SDK)
-    from .client import ArrClient
-    from .history import HistoryStore
+    from ..arr.client import ArrClient
+    from ..store.history import HistoryStore
     from .maintenance import Maintenance
     from .notifier import Notifier
-    from .queues import StorageQueues
+    from ..store.azure_queues import StorageQueues
     from .sessions import SessionService
 
 
@@ -35,8 +35,8 @@ def _managed_identity(settings: AppSettings) -> Any:
 
 
 def build_arr_client(settings: AppSettings) -> ArrClient:
-    from .auth import AccountKeyCredential  # noqa: PLC0415
-    from .client import ArrClient  # noqa: PLC0415
+    from ..arr.auth import AccountKeyCredential  # noqa: PLC0415
+    from ..arr.client import ArrClient  # noqa: PLC0415
 
     if not settings.arr_configured:
         msg = "setting ARR_ACCOUNT_ID, ARR_ACCOUNT_DOMAIN and ARR_ENDPOINT (or ARR_REGION) are required"
@@ -48,7 +48,7 @@ def build_arr_client(settings: AppSettings) -> ArrClient:
 
 
 def build_history(settings: AppSettings) -> HistoryStore:
-    from .history import HistoryStore  # noqa: PLC0415
+    from ..store.history import HistoryStore  # noqa: PLC0415
 
     if settings.storage_connection and "=" in settings.storage_connection:
         return HistoryStore.from_connection_string(settings.storage_connection, settings.history_table)
@@ -60,7 +60,7 @@ def build_history(settings: AppSettings) -> HistoryStore:
 
 
 def build_queues(settings: AppSettings) -> StorageQueues:
-    from .queues import StorageQueues  # noqa: PLC0415
+    from ..store.azure_queues import StorageQueues  # noqa: PLC0415
 
     connection = settings.storage_connection
     if connection and "=" in connection:

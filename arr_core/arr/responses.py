@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ArrError, ThrottledError, error_class_for_status
+from ..errors import ArrError, ThrottledError, error_class_for_status
 from .retries import parse_retry_after
 
 MAX_MESSAGE_CHARS = 300

@@ -26,13 +26,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from .errors import ServiceError
+from ..errors import ServiceError
 from .responses import correlation_id, error_from_response, json_body
 from .retries import RetryPolicy
 from .transport import DEFAULT_TIMEOUT, send_logged
 
 STS_API_VERSION = "2019-02-28-preview"
-log = logging.getLogger("arr_core.auth")
+log = logging.getLogger("arr_core.arr.auth")
 
 
 class _Secret:

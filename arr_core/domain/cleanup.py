@@ -1,7 +1,7 @@
 """What the cleanup should do: a pure function of ARR's sessions, our history, the time and the policy.
 
 No I/O here. :func:`decide` returns one :class:`Decision` per session with its reason; the maintenance runner
-(:mod:`arr_core.maintenance`) carries them out. The nightly shutdown is computed in the configured IANA time zone,
+(:mod:`arr_core.services.maintenance`) carries them out. The nightly shutdown is computed in the configured IANA time zone,
 so it happens at the same local time in winter and summer, once per night, and a run that comes late (a missed
 timer) still does the night's shutdown, stopping only sessions created before the shutdown time.
 """
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from .lifecycle import adopted_record
 from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord
-from .models import RenderingSession, SessionStatus
+from ..arr.models import RenderingSession, SessionStatus
 
 
 class Action(str, Enum):

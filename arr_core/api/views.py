@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from .models import SessionSize, SessionStatus
-from .notifications import MAX_URL_CHARS, Cause
-from .validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
+from ..arr.models import SessionSize, SessionStatus
+from ..domain.notifications import MAX_URL_CHARS, Cause
+from ..arr.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 
 MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
