@@ -7,7 +7,7 @@ NODE_STAMP := node_modules/.installed
 RUNTIME_VENV ?= .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
 # The offline infra checkers (checkov, pycep-parser, azure-functions-doctor) in their own venv: their dependencies
-# would clash with ours. tests/integration/test_infra.py runs them from there.
+# would clash with ours. tests/artifacts/test_infra.py runs them from there.
 IAC_PYTHON ?= python3.11
 IAC_VENV ?= .venv-iac
 IAC_STAMP := $(IAC_VENV)/.installed
@@ -44,7 +44,7 @@ run: install
 	$(PY) -m devhost.stack
 
 # The Power Platform custom connector's definition, generated from the models behind /api/openapi.json;
-# tests/unit/test_connector.py fails when the committed file is stale.
+# tests/artifacts/test_connector.py fails when the committed file is stale.
 .PHONY: connector
 connector: install
 	$(PY) -m blueprints.connector connector/apiDefinition.swagger.json

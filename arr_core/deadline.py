@@ -28,6 +28,11 @@ class _Deadline(NamedTuple):
 _deadline: ContextVar[_Deadline | None] = ContextVar("arr_core_deadline", default=None)
 
 
+def current_budget() -> object | None:
+    """The request's budget itself (an identity, not what is left of it): writes under one budget may share a batch."""
+    return _deadline.get()
+
+
 def remaining() -> float | None:
     """Seconds left in the current budget (may be negative), or None outside any budget."""
     current = _deadline.get()
@@ -90,4 +95,4 @@ async def budget(seconds: float = REQUEST_SECONDS, *, clock: Callable[[], float]
         _deadline.reset(token)
 
 
-__all__ = ["BACKSTOP_GRACE", "REQUEST_SECONDS", "bounded", "budget", "call", "check", "remaining"]
+__all__ = ["BACKSTOP_GRACE", "REQUEST_SECONDS", "bounded", "budget", "call", "check", "current_budget", "remaining"]

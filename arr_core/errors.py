@@ -32,7 +32,7 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class AppError(Exception):
@@ -43,6 +43,9 @@ class AppError(Exception):
     """
 
     default_code: ClassVar[str] = "AppError"
+    #: ARR's MS-CV when an answer of ARR is the cause (an :class:`ArrError`, a session ARR ended with an error):
+    #: what Microsoft support asks for. None otherwise.
+    correlation_id: str | None = None
 
     def __init_subclass__(cls, *, code: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -55,7 +58,13 @@ class AppError(Exception):
 
 
 class ArrError(AppError):
-    """Base class of every error the ARR client raises."""
+    """Base class of every error the ARR client raises.
+
+    ``session_id`` names the session a start asked ARR for, when the start fails with this error: ARR's answer
+    may leave unknown whether it created the session (throttled, failed, no answer), and the caller is then told
+    which session to poll rather than start a second one. The client leaves it None (it cannot tell a start the
+    caller may retry from any other call); the service that starts the session sets it with :meth:`for_session`.
+    """
 
     def __init__(
         self,
@@ -64,10 +73,17 @@ class ArrError(AppError):
         status_code: int | None = None,
         code: str | None = None,
         correlation_id: str | None = None,
+        session_id: str | None = None,
     ) -> None:
         super().__init__(message, code=code)
         self.status_code = status_code
         self.correlation_id = correlation_id
+        self.session_id = session_id
+
+    def for_session(self, session_id: str) -> Self:
+        """This error, naming the session the failed start was for (``raise exc.for_session(...)``)."""
+        self.session_id = session_id
+        return self
 
     def __str__(self) -> str:
         parts = [f"{self.code}: {self.message}"]

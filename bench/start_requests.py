@@ -40,7 +40,7 @@ async def measure(url: str, azurite_port: int) -> None:
         arr_calls["sts" if request.url.path.lower().endswith("/token") else request.method] += 1
 
     context.arr._http.event_hooks["request"].append(on_request)
-    table = context.history._table
+    table = context.history.table.client  # the SDK client under the Azure adapter
     for name in TABLE_METHODS:
         original = getattr(table, name)
 

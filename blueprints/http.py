@@ -1,8 +1,9 @@
 """HTTP adaptation shared by the functions: parsing input, problem+json errors, absolute links that keep ``code``.
 
 Every handler is wrapped by :func:`handled`, which runs it within the request's time budget and turns every
-failure into a problem+json answer. ``arr_core`` raises domain errors (one tree under ``AppError``);
-:data:`PROBLEMS` is the one table that says what each becomes at the edge. Never a stack trace, never a secret.
+failure into a problem+json answer. ``arr_core`` raises domain errors (one tree under ``AppError``, ARR's failures
+included); :data:`PROBLEMS` is the one table that says what each becomes at the edge, and :func:`app_problem` the
+one function that answers by it. Never a stack trace, never a secret.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from arr_core.services.context import load_settings
 from arr_core.errors import (
     AppError,
     ArrError,
+    AuthenticationError,
     BodyTooLarge,
     CleanupRunning,
     Conflict,
+    ConflictError,
     DeadlineExceeded,
     HistoryConflict,
     HistoryError,
@@ -37,6 +40,7 @@ from arr_core.errors import (
     LeaseMustGrow,
     LeaseTooLong,
     Misconfigured,
+    NotFoundError,
     Refused,
     ServiceError,
     ServiceTimeoutError,
@@ -61,17 +65,30 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Answer:
-    """How an error class is answered: status, title, ``Retry-After`` seconds when a retry can help, and the
-    detail the caller reads when the error's own message is for the operator (it goes to the log)."""
+    """How an error class is answered: status, title, ``Retry-After`` seconds when a retry can help (ARR's own
+    wait wins when it asked for one), and the detail the caller reads when the error's own message is for the
+    operator (it goes to the log).
+
+    For ARR's failures: ``arr_error`` puts ARR's own error (its code and message) in the body; ``names_session``
+    gives a start whose outcome ARR left unknown its ``sessionId`` and a ``Location`` to poll (a retry must not
+    start a second session); ``hint`` tells the operator what to check. ``logged``: the error goes to the log (by
+    default every 5xx; not ARR's failures, which the client logged with their MS-CV as they happened).
+    """
 
     status: int
     title: str
     retry_after: int | None = None
     detail: str | None = None
+    arr_error: bool = False
+    names_session: bool = False
+    hint: str | None = None
+    logged: bool | None = None  # None: when the status is a 5xx
 
 
-# The one place where domain errors meet HTTP. The most specific class in an error's MRO wins.
-PROBLEMS: dict[type[AppError], Answer] = {
+# The one place where domain errors meet HTTP. The most specific class in an error's MRO wins; for ARR's failures
+# a row for the class and ARR's status (``(InvalidRequestError, 422)``; None: the client refused before sending)
+# wins over the class's own.
+PROBLEMS: dict[type[AppError] | tuple[type[ArrError], int | None], Answer] = {
     AppError: Answer(500, "Internal error", detail="an unexpected error occurred; it has been logged"),
     InvalidInput: Answer(400, "Invalid request"),
     BodyTooLarge: Answer(413, "Body too large"),
@@ -93,12 +110,37 @@ PROBLEMS: dict[type[AppError], Answer] = {
                             detail="too many concurrent changes to this session's history; try again"),
     Misconfigured: Answer(503, "The function app is misconfigured"),
     DeadlineExceeded: Answer(504, "The request took too long", retry_after=30),
+    # ARR's failures (docs/API.md, "Status mapping of ARR failures"): its refusals keep their status, its
+    # failures are ours to retry (502/503/504), and a start they leave unsettled names the session to poll.
+    ArrError: Answer(502, "ARR failed", retry_after=30, arr_error=True, logged=False),  # e.g. another 4xx
+    (InvalidRequestError, None): Answer(400, "Invalid request", arr_error=True),  # refused before sending
+    (InvalidRequestError, 400): Answer(400, "ARR refused the request", arr_error=True),
+    (InvalidRequestError, 422): Answer(422, "ARR refused the request", arr_error=True),
+    AuthenticationError: Answer(502, "ARR refused this app's credentials",
+                                detail="the function app's ARR credentials are not accepted; the operator must "
+                                "check its settings", logged=True,
+                                hint="check ARR_ACCOUNT_KEY or the managed identity's role"),
+    NotFoundError: Answer(404, "Session not found", arr_error=True),
+    ConflictError: Answer(409, "Conflict at ARR", arr_error=True),
+    ThrottledError: Answer(503, "ARR is throttling requests", retry_after=30, arr_error=True, names_session=True,
+                           detail="ARR kept answering 429; try again later", logged=False),
+    ServiceError: Answer(502, "ARR failed", retry_after=30, arr_error=True, names_session=True, logged=False),
+    TransportError: Answer(502, "ARR could not be reached", retry_after=30, names_session=True, logged=False),
+    ServiceTimeoutError: Answer(504, "ARR did not answer in time", retry_after=30, names_session=True,
+                                logged=False),
 }
 
 
 def answer_for(exc: AppError) -> Answer:
-    """The row of :data:`PROBLEMS` for ``exc``: its own class's, else its nearest ancestor's."""
-    return next(PROBLEMS[kind] for kind in type(exc).__mro__ if kind in PROBLEMS)
+    """The row of :data:`PROBLEMS` for ``exc``: its own class's, else its nearest ancestor's; for ARR's failures,
+    a row for the class and ARR's status first."""
+    status = exc.status_code if isinstance(exc, ArrError) else None
+    for kind in type(exc).__mro__:
+        if isinstance(exc, ArrError) and (kind, status) in PROBLEMS:
+            return PROBLEMS[(kind, status)]
+        if kind in PROBLEMS:
+            return PROBLEMS[kind]
+    raise AssertionError("PROBLEMS has a row for AppError, the root of every error")
 
 
 def json_response(body: BaseModel | dict[str, Any], status: int = 200,
@@ -232,62 +274,35 @@ def _links(url: Callable[[str], str]) -> Callable[[str], SessionLinks]:
 
 # -- errors --------------------------------------------------------------------------------------------------------
 
-def arr_problem(req: func.HttpRequest, exc: ArrError) -> func.HttpResponse:
-    """ARR's failure in the contract's mapping. A start whose outcome ARR left unknown names the session to poll,
-    so that a retry cannot start a second one."""
-    arr_error = {"code": exc.code, "message": exc.message}
-    cid = exc.correlation_id
-    status = exc.status_code
-    pending: dict[str, Any] = {}
-    headers: dict[str, str] = {}
-    session_id = getattr(exc, "session_id", None)
-    if session_id is not None and isinstance(exc, (TransportError, ServiceError, ThrottledError)):
-        pending["session_id"] = session_id
-        headers["Location"] = absolute_url(req, f"sessions/{session_id}/ready")
-    if isinstance(exc, ThrottledError):
-        retry_after = str(math.ceil(exc.retry_after)) if exc.retry_after is not None else "30"
-        return problem(503, "ARR is throttling requests", "ARR kept answering 429; try again later",
-                       headers={**headers, "Retry-After": retry_after}, arr_error=arr_error, correlation_id=cid,
-                       **pending)
-    if isinstance(exc, ServiceTimeoutError):
-        return problem(504, "ARR did not answer in time", exc.message, correlation_id=cid,
-                       headers={**headers, "Retry-After": "30"}, **pending)
-    if isinstance(exc, TransportError):
-        return problem(502, "ARR could not be reached", exc.message, correlation_id=cid,
-                       headers={**headers, "Retry-After": "30"}, **pending)
-    if status in (401, 403):
-        log.error("ARR refused our credentials (%s, MS-CV %s): check ARR_ACCOUNT_KEY or the managed identity's role",
-                  status, cid)
-        return problem(502, "ARR refused this app's credentials", "the function app's ARR credentials are not "
-                       "accepted; the operator must check its settings", correlation_id=cid)
-    if status is None and isinstance(exc, InvalidRequestError):  # refused by the client before sending
-        return problem(400, "Invalid request", exc.message, arr_error=arr_error)
-    if status in (400, 422, 404, 409):
-        titles = {400: "ARR refused the request", 422: "ARR refused the request", 404: "Session not found",
-                  409: "Conflict at ARR"}
-        return problem(status, titles[status], exc.message, arr_error=arr_error, correlation_id=cid)
-    return problem(502, "ARR failed", exc.message, arr_error=arr_error, correlation_id=cid,
-                   headers={**headers, "Retry-After": "30"}, **pending)
-
-
-def app_problem(exc: AppError) -> func.HttpResponse:
-    """Any other domain error, answered as :data:`PROBLEMS` says."""
+def app_problem(exc: AppError, req: func.HttpRequest) -> func.HttpResponse:
+    """Any domain error, answered as :data:`PROBLEMS` says, with what the error carries: the fields at fault, the
+    ended session's status, ARR's error and MS-CV, the session a start left unsettled."""
     answer = answer_for(exc)
-    if answer.status >= 500:
-        log.error("%s: %s", type(exc).__name__, exc)
+    if answer.logged if answer.logged is not None else answer.status >= 500:
+        log.error("%s: %s%s", type(exc).__name__, exc, f"; {answer.hint}" if answer.hint else "")
     detail = answer.detail or exc.message
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"correlation_id": exc.correlation_id}  # ARR's MS-CV, where ARR's answer is the cause
+    headers: dict[str, str] = {}
+    retry_after = answer.retry_after
     if isinstance(exc, InvalidInput) and exc.errors:
         extra["errors"] = [FieldError(field=f, message=m) for f, m in exc.errors]
     elif isinstance(exc, Refused) and exc.field:
         extra["errors"] = [FieldError(field=exc.field, message=exc.message)]
-    extra["correlation_id"] = getattr(exc, "correlation_id", None)  # ARR's MS-CV, where ARR's answer is the cause
     if isinstance(exc, SessionEnded):
         extra["session_status"] = exc.session_status
         if exc.error_code:
             extra["arr_error"] = {"code": exc.error_code, "message": exc.error_message or ""}
-    headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
-    return problem(answer.status, answer.title, detail, headers=headers, **extra)
+    if isinstance(exc, ArrError):
+        if answer.arr_error:
+            extra["arr_error"] = {"code": exc.code, "message": exc.message}
+        if answer.names_session and exc.session_id is not None:
+            extra["session_id"] = exc.session_id
+            headers["Location"] = absolute_url(req, f"sessions/{exc.session_id}/ready")
+    if isinstance(exc, ThrottledError) and exc.retry_after is not None and retry_after is not None:
+        retry_after = math.ceil(exc.retry_after)  # the wait ARR asked for
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return problem(answer.status, answer.title, detail, headers=headers or None, **extra)
 
 
 Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
@@ -310,7 +325,7 @@ def handled(handler: Handler) -> Handler:
             async with deadline.budget(_request_seconds()):
                 return await handler(req)
         except AppError as exc:  # the one root of what arr_core raises
-            return arr_problem(req, exc) if isinstance(exc, ArrError) else app_problem(exc)
+            return app_problem(exc, req)
         except Exception:  # a bug: logged with its trace, answered without it
             log.exception("unexpected failure in %s", handler.__name__)
             unexpected = PROBLEMS[AppError]

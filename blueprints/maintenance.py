@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from arr_core.services.context import get_context
-from arr_core.errors import CleanupRunning, SessionNotFound
+from arr_core.errors import CleanupRunning
 from arr_core.api.present import build_view
-from arr_core.domain.records import event_from_entity
 from arr_core.api.views import CleanupRuns, HistoryPage, SessionEvent, SessionEvents
 
 from .http import Api, absolute_url, app_links, json_response, links_for, session_id_of
@@ -33,7 +32,7 @@ async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, HistoryQuery)
     start, end = query.window(datetime.now(UTC))
     context = await get_context()
-    records, token = await context.history.history_page(
+    records, token = await context.queries.history_page(
         start, end, requested_by=query.requested_by, size=query.size, statuses=set(query.status or ()) or None,
         top=query.top, token=query.continuation_token)
     links = links_for(req)
@@ -51,7 +50,7 @@ async def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, UsageQuery)
     start, end = query.window(datetime.now(UTC))
     context = await get_context()
-    return json_response(await context.maintenance.usage(start, end, query.group_by))
+    return json_response(await context.queries.usage(start, end, query.group_by))
 
 
 @bp.function_name("lease_cleanup")
@@ -72,7 +71,7 @@ async def lease_cleanup(timer: func.TimerRequest) -> None:
 async def list_cleanup_runs(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, RunsQuery)
     context = await get_context()
-    runs = await context.history.runs(query.before or datetime.now(UTC), query.top)
+    runs = await context.queries.runs(query.before or datetime.now(UTC), query.top)
     next_link = None
     if len(runs) == query.top:
         next_link = absolute_url(req, "cleanup/runs", before=runs[-1].ran_at.isoformat(), top=str(query.top))
@@ -83,9 +82,6 @@ async def list_cleanup_runs(req: func.HttpRequest) -> func.HttpResponse:
 async def list_session_events(req: func.HttpRequest) -> func.HttpResponse:
     session_id = session_id_of(req)
     context = await get_context()
-    rows = await context.history.events(session_id)
-    if not rows:
-        raise SessionNotFound(f"history knows no session {session_id}")
     events = [SessionEvent(seq=seq, type=e.type, at=e.at, from_status=e.from_status, to_status=e.to_status,
-                           actor=e.actor, detail=e.detail) for seq, e in sorted(map(event_from_entity, rows))]
+                           actor=e.actor, detail=e.detail) for seq, e in await context.queries.events(session_id)]
     return json_response(SessionEvents(session_id=session_id, events=events))

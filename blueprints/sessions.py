@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from arr_core.services.context import get_context
-from arr_core.errors import InvalidInput, Misconfigured, SessionEnded
+from arr_core.errors import InvalidInput, Misconfigured
 from arr_core.api.present import build_view
 from arr_core.arr.models import SessionStatus
 from arr_core.api.views import (
@@ -89,15 +89,7 @@ async def get_session(req: func.HttpRequest) -> func.HttpResponse:
 @bp.endpoint("WaitUntilReady", "GET", "sessions/{id}/ready")
 async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
-    state = await context.sessions.read(session_id_of(req))
-    if SessionStatus(state.status).is_terminal:
-        error = state.arr.error if state.arr is not None else None
-        code = error.code if error is not None else (state.record.error_code if state.record else None)
-        message = error.message if error is not None else (state.record.error_message if state.record else None)
-        was_ready = state.record is not None and state.record.ready_at is not None  # the view's readyAt
-        raise SessionEnded(f"session {state.session_id} ended {'after' if was_ready else 'before'} it was Ready "
-                           f"({state.status}); it will not be Ready again", session_status=state.status,
-                           error_code=code, error_message=message)
+    state = await context.sessions.wait_until_ready(session_id_of(req))  # SessionEnded once it has ended
     if state.status == SessionStatus.READY:
         return _view(req, state)
     return _pending(req, state, context.settings.poll_seconds)

@@ -1,7 +1,7 @@
 // arr-sessions on Azure Functions Flex Consumption: `azd up` deploys this file (subscription scope).
 // Plain resource declarations only (no registry modules), so that every file can be checked offline: see
-// tests/integration/test_infra.py. Each ARR_* parameter below is one app setting of arr_core/settings.py, with the
-// default the app itself has (README "Settings").
+// tests/artifacts/test_infra.py. Each ARR_* parameter below is one app setting of arr_core/settings.py, with the
+// default the app itself has (docs/operations.md "Settings").
 targetScope = 'subscription'
 
 // ---- the azd environment ------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ param arrStsEndpoint string = ''
 @description('ARR_ACCOUNT_KEY: leave empty to use the managed identity (recommended). A key given here is stored in a Key Vault created for it and reaches the app as a Key Vault reference, never as a plain app setting.')
 param arrAccountKey string = ''
 
-// ---- the app's policies (README "Settings"; defaults as in arr_core/settings.py) ----------------------------------------
+// ---- the app's policies (docs/operations.md "Settings"; defaults as in arr_core/services/settings.py) ----------------------------------------
 
 @description('ARR_HISTORY_TABLE: name of the history table.')
 @minLength(3)

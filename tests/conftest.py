@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
 from devhost.stack import AZURITE, AZURITE_ALL, azurite_command, azurite_connection_string, free_port
+from polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"
@@ -34,18 +34,18 @@ LOG_DIR = Path(os.environ.get("TEST_SERVICE_LOGS", "/tmp/arr-sessions-test-logs"
 
 
 def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if process.poll() is not None:
             log = Path(getattr(process, "log_path", ""))
             out = log.read_text(errors="replace") if log.is_file() else ""
             pytest.fail(f"process on port {port} exited with {process.returncode}:\n{out[-3000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
         except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"nothing listened on port {port} within {timeout} s")
+            return False
+        return True
+
+    wait_for(listening, f"something listening on port {port}", timeout=timeout)
 
 
 def untraced(environ: dict[str, str]) -> dict[str, str]:
@@ -265,10 +265,20 @@ def start_stack(log: Path, env: dict[str, str], *, timeout: float = 90) -> Stack
         process = subprocess.Popen([sys.executable, "-m", "devhost.stack"], cwd=ROOT,
                                    env={**env, **{name: str(port) for name, port in ports.items()}},
                                    stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while b"ready in" not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"make run's stack did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
+    def ready() -> bool:
+        return b"ready in" in log.read_bytes()
+
+    wait_for(lambda: ready() or process.poll() is not None, "make run's stack ready", timeout=timeout, interval=0.2,
+             fail=False)
+    if not ready():
+        process.kill()
+        pytest.fail(f"make run's stack did not start:\n{log.read_text()[-3000:]}")
     return Stack(process, ports, log)
+
+
+def azure_history(connection_string: str, table_name: str, **options: Any) -> Any:
+    """The app's history store over Azure Table Storage (Azurite here), as the function app builds it."""
+    from arr_core.store.azure_table import AzureTable, StorageTarget
+    from arr_core.store.history import HistoryStore
+
+    return HistoryStore(AzureTable.connect(StorageTarget(connection_string=connection_string), table_name), **options)

@@ -1,4 +1,4 @@
-"""The deployed arr-sessions app, over its HTTP API (``shared/API.md`` section 1) with the function key.
+"""The deployed arr-sessions app, over its HTTP API (``docs/API.md`` section 1) with the function key.
 
 The key goes in the ``x-functions-key`` header, never in a URL, so the links the app hands back carry none and
 nothing printed can show it. Pages (``nextLink``) are followed on the URL the user gave, whatever host the app

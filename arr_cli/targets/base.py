@@ -1,6 +1,6 @@
 """What every target offers, and the one shape of a session that the rest of the CLI works with.
 
-A session is a dict in the app's session view shape (``shared/API.md``: ``id``, ``status``, ``size``,
+A session is a dict in the app's session view shape (``docs/API.md``: ``id``, ``status``, ``size``,
 ``leaseMinutes`` ... ``links``), whichever target answered: ARR directly fills what ARR knows and leaves the
 history fields (``requestedBy``, ``reason``, ``readyAt`` ...) null. So ``--json`` output has the same keys either
 way, and so do the tables.

@@ -1,4 +1,4 @@
-"""The shapes of the HTTP API (``shared/API.md`` section 1): requests, the session view, reports, problems.
+"""The shapes of the HTTP API (``docs/API.md`` section 1): requests, the session view, reports, problems.
 
 These pydantic models are the single source of truth: the functions validate with them, serialize with them, and
 the OpenAPI document is generated from them, so the three cannot drift apart.
@@ -15,8 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic.alias_generators import to_camel
 
 from ..arr.models import SessionSize, SessionStatus
-from ..domain.notifications import MAX_URL_CHARS, Cause
 from ..arr.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
+from ..domain.notifications import MAX_URL_CHARS, Cause
 
 MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")

@@ -32,7 +32,7 @@ from .retries import RetryPolicy
 from .transport import DEFAULT_TIMEOUT, send_logged
 
 STS_API_VERSION = "2019-02-28-preview"
-log = logging.getLogger("arr_core.arr.auth")
+log = logging.getLogger("arr_core.auth")
 
 
 class _Secret:

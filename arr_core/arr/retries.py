@@ -32,7 +32,7 @@ from ..errors import ArrError, DeadlineExceeded, ServiceError, ThrottledError, T
 
 T = TypeVar("T")
 MAX_RETRY_AFTER = 3600.0  # an hour: anything longer is not a wait, and is passed on as this
-log = logging.getLogger("arr_core.arr.retries")
+log = logging.getLogger("arr_core.retries")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -13,9 +13,9 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
+from ..arr.models import RenderingSession, SessionStatus
 from .lifecycle import adopted_record
 from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord
-from ..arr.models import RenderingSession, SessionStatus
 
 
 class Action(str, Enum):

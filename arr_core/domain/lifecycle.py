@@ -7,20 +7,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from .records import REQUESTED, Change, Event, SessionRecord
 from ..arr.models import RenderingSession, SessionStatus
-
+from ..errors import SessionEnded
+from .records import REQUESTED, Change, Event, SessionRecord
 
 
 def fingerprint(parameters: dict[str, Any]) -> str:
     """A stable digest of a start request's parameters, to tell a retried request from a different one."""
     canonical = json.dumps(parameters, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# What an Idempotency-Key is bound to: the fields of StartSessionRequest that say what a start does (by their
+# Python names). Named, not "every field of the request": a digest of the whole request changed with every optional
+# field a release added, so a retry whose key was bound before that deploy got a 409 for the very request it had
+# made. These are the fields the digest held when it was the whole request, so keys bound before still match. A
+# field that changes what a start does joins here on purpose, knowing that keys bound in the last 24 h stop
+# matching their retries; a field that does not (a hint, a format) stays out.
+START_FINGERPRINT_FIELDS = ("size", "lease_minutes", "session_id", "requested_by", "reason", "labels", "keep_alive",
+                            "callback_url")
+
+
+def start_fingerprint(request: Mapping[str, Any], *, size: str, lease_minutes: int) -> str:
+    """The digest a start's Idempotency-Key is bound with: :data:`START_FINGERPRINT_FIELDS` of ``request`` (its
+    ``model_dump()``; a field not given is None) with the size and lease the start resolved from the settings'
+    defaults, so leaving one out and giving its default are the same start."""
+    fields = {name: request.get(name) for name in START_FINGERPRINT_FIELDS}
+    return fingerprint(fields | {"size": size, "lease_minutes": lease_minutes})
 
 
 def observe(record: SessionRecord, arr: RenderingSession, now: datetime, *, actor: str | None = None,
@@ -171,3 +189,18 @@ def view_status(arr: RenderingSession | None, record: SessionRecord | None) -> s
     if arr is not None:
         return arr.status.value
     return SessionStatus.STARTING.value if record is None or record.status == REQUESTED else record.status
+
+
+def never_ready(session_id: str, arr: RenderingSession | None, record: SessionRecord | None) -> SessionEnded | None:
+    """WaitUntilReady's rule: a session that has ended will not be Ready again. The error says whether it ended
+    after it was Ready (history saw it Ready: the view's ``readyAt``) or before, with ARR's error (else the one
+    history kept) when there was one. None while the session is Starting or Ready."""
+    status = view_status(arr, record)
+    if not SessionStatus(status).is_terminal:
+        return None
+    error = arr.error if arr is not None else None
+    code = error.code if error is not None else (record.error_code if record else None)
+    message = error.message if error is not None else (record.error_message if record else None)
+    was_ready = record is not None and record.ready_at is not None
+    return SessionEnded(f"session {session_id} ended {'after' if was_ready else 'before'} it was Ready ({status}); "
+                        "it will not be Ready again", session_status=status, error_code=code, error_message=message)

@@ -16,10 +16,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from ..arr.models import SessionStatus
-from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord, aware
+from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord
 
 WATCH_QUEUE = "arr-watch"  # {"sessionId": ...}: read the session again and announce what changed
 NOTIFY_QUEUE = "arr-notify"  # one notification to one receiver, with its attempt number
@@ -59,23 +58,6 @@ class Subscription:
 
 
 SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{32}$")
-SUBSCRIPTION_PARTITION = "sub"  # in the history table: one row per subscription, RowKey its id
-
-
-def subscription_to_entity(subscription: Subscription) -> dict[str, Any]:
-    entity = {"PartitionKey": SUBSCRIPTION_PARTITION, "RowKey": subscription.id, "Kind": "subscription",
-              "CallbackUrl": subscription.callback_url, "CreatedAt": subscription.created_at,
-              "Statuses": ",".join(sorted(subscription.statuses)) if subscription.statuses else None,
-              "SessionId": subscription.session_id, "RequestedBy": subscription.requested_by}
-    return {k: v for k, v in entity.items() if v is not None}
-
-
-def subscription_from_entity(entity: dict[str, Any]) -> Subscription:
-    statuses = entity.get("Statuses")
-    return Subscription(id=entity["RowKey"], callback_url=entity["CallbackUrl"],
-                        created_at=aware(entity["CreatedAt"]),
-                        statuses=frozenset(statuses.split(",")) if statuses else None,
-                        session_id=entity.get("SessionId"), requested_by=entity.get("RequestedBy"))
 
 
 def new_subscription_id() -> str:

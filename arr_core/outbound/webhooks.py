@@ -20,7 +20,7 @@ import httpx
 from .url_rules import address_refusal, callback_refusal
 from ..arr.transport import USER_AGENT
 
-log = logging.getLogger("arr_core.outbound.webhooks")
+log = logging.getLogger("arr_core.webhooks")
 DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 

@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, a
     from ..store.history import HistoryStore
     from .maintenance import Maintenance
     from .notifier import Notifier
+    from .queries import HistoryQueries
     from ..store.azure_queues import StorageQueues
+    from ..store.azure_table import StorageTarget
     from .sessions import SessionService
 
 
@@ -47,41 +49,50 @@ def build_arr_client(settings: AppSettings) -> ArrClient:
                      sts_endpoint=settings.sts_endpoint)
 
 
-def build_history(settings: AppSettings) -> HistoryStore:
-    from ..store.history import HistoryStore  # noqa: PLC0415
+def storage_target(settings: AppSettings, endpoint: str | None, setting: str) -> StorageTarget:
+    """Tables and queues alike: the storage connection string when it is one, else ``endpoint`` (the setting named
+    ``setting``) with the managed identity."""
+    from ..store.azure_table import StorageTarget  # noqa: PLC0415
 
     if settings.storage_connection and "=" in settings.storage_connection:
-        return HistoryStore.from_connection_string(settings.storage_connection, settings.history_table)
-    if settings.table_endpoint:
-        return HistoryStore.from_endpoint(settings.table_endpoint, settings.history_table,
-                                          _managed_identity(settings))
-    msg = "setting AzureWebJobsStorage (a connection string) or ARR_HISTORY_TABLE_ENDPOINT is required"
+        return StorageTarget(connection_string=settings.storage_connection)
+    if endpoint:
+        return StorageTarget(endpoint=endpoint, credential=_managed_identity(settings))
+    msg = f"setting AzureWebJobsStorage (a connection string) or {setting} is required"
     raise Misconfigured(msg)
+
+
+def build_history(settings: AppSettings) -> HistoryStore:
+    from ..store.azure_table import AzureTable  # noqa: PLC0415
+    from ..store.history import HistoryStore  # noqa: PLC0415
+
+    target = storage_target(settings, settings.table_endpoint, "ARR_HISTORY_TABLE_ENDPOINT")
+    return HistoryStore(AzureTable.connect(target, settings.history_table))
 
 
 def build_queues(settings: AppSettings) -> StorageQueues:
     from ..store.azure_queues import StorageQueues  # noqa: PLC0415
 
-    connection = settings.storage_connection
-    if connection and "=" in connection:
-        if "AccountName=devstoreaccount1" in connection and "QueueEndpoint=" not in connection:
-            # Azurite's account without its Queue service: the SDK would try devstoreaccount1.queue.core.windows.net
-            return StorageQueues.unavailable("the development storage account has no QueueEndpoint")
-        return StorageQueues.from_connection_string(connection)
-    if settings.queue_endpoint:
-        return StorageQueues.from_endpoint(settings.queue_endpoint, _managed_identity(settings))
-    msg = "setting AzureWebJobsStorage (a connection string) or ARR_QUEUE_ENDPOINT is required"
-    raise Misconfigured(msg)
+    target = storage_target(settings, settings.queue_endpoint, "ARR_QUEUE_ENDPOINT")
+    connection = target.connection_string or ""
+    if "AccountName=devstoreaccount1" in connection and "QueueEndpoint=" not in connection:
+        # Azurite's account without its Queue service: the SDK would try devstoreaccount1.queue.core.windows.net
+        return StorageQueues.unavailable("the development storage account has no QueueEndpoint")
+    return StorageQueues.connect(target)
 
 
 @dataclass
 class AppContext:
+    """The process's services, which the functions call, and the parts they share (``arr``, ``history``: held
+    here to be closed, never called by a function)."""
+
     settings: AppSettings
     arr: ArrClient
     history: HistoryStore
     sessions: SessionService
     maintenance: Maintenance
     notifier: Notifier
+    queries: HistoryQueries
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> AppContext:
@@ -89,6 +100,7 @@ class AppContext:
 
         from .maintenance import Maintenance  # noqa: PLC0415
         from .notifier import Notifier  # noqa: PLC0415
+        from .queries import HistoryQueries  # noqa: PLC0415
         from .sessions import SessionService  # noqa: PLC0415
 
         arr, history = build_arr_client(settings), build_history(settings)
@@ -96,7 +108,8 @@ class AppContext:
         # Deliveries ignore proxy settings: a proxy would look the receiver's name up again (see webhooks.pinned).
         notifier = Notifier(sessions, history, build_queues(settings), httpx.AsyncClient(trust_env=False),
                             poll_seconds=settings.poll_seconds, development=settings.development)
-        return cls(settings, arr, history, sessions, Maintenance(sessions, notifier), notifier)
+        maintenance = Maintenance(sessions, notifier, history=history, settings=settings)
+        return cls(settings, arr, history, sessions, maintenance, notifier, HistoryQueries(history, settings))
 
     async def aclose(self) -> None:
         await self.arr.aclose()

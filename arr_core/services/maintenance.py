@@ -1,4 +1,5 @@
-"""The cleanup run, history pages and usage reports: the I/O around :mod:`arr_core.domain.cleanup`'s decisions."""
+"""The cleanup run: the I/O around :mod:`arr_core.domain.cleanup`'s decisions (questions about the past are
+:mod:`.queries`')."""
 
 from __future__ import annotations
 
@@ -13,20 +14,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import deadline
 from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
-from ..errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, NotFoundError, Unavailable
+from ..errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, Unavailable
 from ..domain.lifecycle import observe, vanished
-from ..arr.models import RenderingSession
 from ..domain.notifications import pending_change
 from ..domain.records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
-from ..api.usage import usage_report
-from ..api.views import CleanupAction, CleanupReport, UsageReport
+from ..api.views import CleanupAction, CleanupReport
 
 if TYPE_CHECKING:
+    from ..store.history import History
     from .notifier import Links, Notifier
 
-log = logging.getLogger("arr_core.services.maintenance")
+log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
 T = TypeVar("T")
 LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
@@ -73,14 +73,19 @@ def policy_from(settings: AppSettings) -> CleanupPolicy:
 
 
 class Maintenance:
-    """Runs the cleanup and answers history and usage questions."""
+    """Runs the cleanup.
 
-    def __init__(self, sessions: SessionService, notifier: Notifier | None = None, *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    It stops sessions, and reads ARR, through ``sessions`` (so a stop is the same whoever asks, and ARR's list
+    reused for list calls is forgotten); it keeps its own books (the lease, the nights, the runs, the records it
+    reconciles) in ``history``, given explicitly, as ``settings`` are.
+    """
+
+    def __init__(self, sessions: SessionService, notifier: Notifier | None = None, *, history: History,
+                 settings: AppSettings, clock: Callable[[], datetime] = utcnow) -> None:
         self.sessions = sessions
         self.notifier = notifier
-        self.history = sessions.history
-        self.settings = sessions.settings
+        self.history = history
+        self.settings = settings
         self.policy = policy_from(self.settings)
         self._clock = clock
         # One run at a time: in this process by a lock, across instances by a lease row held in this process's
@@ -123,7 +128,7 @@ class Maintenance:
 
     async def _run(self, dry_run: bool, mode: str, ends: float, links: Links | None) -> CleanupReport:
         now = self._clock()
-        arr_sessions = [s async for s in self.sessions.arr.list_sessions()]
+        arr_sessions = await self.sessions.arr_sessions()
         records = [r async for r in self.history.sessions_created(now - ACTIVE_WINDOW, now + timedelta(minutes=5),
                                                                   only_active=True)]
         night = None
@@ -208,10 +213,7 @@ class Maintenance:
         record = decision.record
         assert record is not None
         now = self._clock()
-        try:
-            arr: RenderingSession | None = await self.sessions.arr.get_session(record.session_id)
-        except NotFoundError:
-            arr = None
+        arr = await self.sessions.arr_view(record.session_id)
         if arr is not None:
             written = await self.history.update(record.session_id, lambda r: observe(r, arr, now, actor=CLEANUP_ACTOR))
             if written is not None and arr.status.is_terminal:
@@ -246,15 +248,6 @@ class Maintenance:
             stopped.append("out of time")
         if stopped:
             log.warning("announcements left to the next run: %s", stopped[0])
-
-    # -- usage ----------------------------------------------------------------------------------------------
-
-    async def usage(self, start: datetime, end: datetime, group_by: str) -> UsageReport:
-        """Billed minutes (Ready to end, ARR's elapsed minutes) of sessions created in [start, end)."""
-        rates = {"Standard": self.settings.rate_standard_per_hour, "Premium": self.settings.rate_premium_per_hour}
-        records = [r async for r in self.history.sessions_created(start, end)]
-        return usage_report(records, start, end, group_by, rates=rates,  # type: ignore[arg-type]
-                            currency=self.settings.currency, time_zone=self.policy.time_zone)
 
 
 __all__ = ["Maintenance"]

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ..store.history import History
     from .sessions import SessionService, SessionState
 
-log = logging.getLogger("arr_core.services.notifier")
+log = logging.getLogger("arr_core.notifier")
 SUBSCRIPTIONS_TTL = 10.0  # seconds a process reuses the subscription list (a new one is heard within this)
 Links = Callable[[str], SessionLinks]  # links without any caller's key: a notification goes to a third party
 WATCH_FOR = timedelta(hours=2)  # a session still starting after this is the cleanup's (stuck-starting rule)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..arr.client import ArrClient
 from ..errors import (
@@ -31,12 +30,13 @@ from ..domain.lifecycle import (
     adopted_record,
     cancel_start,
     failed_start,
-    fingerprint,
+    never_ready,
     observe,
     reopen,
     request_stop,
     resumable,
     stalled_start,
+    start_fingerprint,
     view_status,
 )
 from ..outbound.url_rules import require_callback
@@ -49,7 +49,8 @@ from ..api.views import ComponentHealth, ExtendSessionRequest, Health, StartSess
 if TYPE_CHECKING:
     from ..store.history import History
 
-log = logging.getLogger("arr_core.services.sessions")
+log = logging.getLogger("arr_core.sessions")
+T = TypeVar("T")
 HEALTH_PROBE_ID = "arr-sessions-health-probe"
 ACTIVE_WINDOW = timedelta(days=3)  # a session lives at most 24 h from Ready: 3 days of history covers any
 
@@ -93,6 +94,7 @@ class SessionService:
         self.settings = settings
         self._clock = clock
         self._listed: tuple[datetime, list[RenderingSession]] | None = None  # ARR's list, for LIST_CACHE
+        self._changes = 0  # changes this process made at ARR (see _changing)
 
     # -- start ----------------------------------------------------------------------------------------------
 
@@ -114,14 +116,13 @@ class SessionService:
     async def start(self, request: StartSessionRequest, idempotency_key: str | None = None) -> SessionState:
         """Record the intent, then ask ARR. Repeats (same key, or same id and settings) start nothing new, and
         drive again a start that a crash cut short: ARR's create is idempotent for the same id and settings."""
-        self._listed = None
         size, lease = self.resolve_start(request)
         if request.callback_url is not None:
             require_callback(request.callback_url, field="callbackUrl", development=self.settings.development)
         now = self._clock()
         session_id = request.session_id or new_session_id(now)
         if idempotency_key is not None:
-            asked = fingerprint(request.model_dump() | {"size": size, "lease_minutes": lease})
+            asked = start_fingerprint(request.model_dump(), size=size, lease_minutes=lease)
             claim = await self.history.claim_key(idempotency_key, asked, session_id)
             if claim.fingerprint != asked:
                 raise IdempotencyKeyReused("this Idempotency-Key was used in the last 24 h "
@@ -151,8 +152,8 @@ class SessionService:
         """Ask ARR for the session a record intends, and record the answer."""
         session_id = record.session_id
         try:
-            arr_session = await self.arr.create_session(session_id, size=record.size or "Standard",
-                                                        lease_minutes=record.lease_minutes or 0)
+            arr_session = await self._changing(self.arr.create_session(session_id, size=record.size or "Standard",
+                                                                       lease_minutes=record.lease_minutes or 0))
         except (InvalidRequestError, ConflictError) as exc:
             code, message, at = exc.code, exc.message, self._clock()
             with _history_optional(session_id):
@@ -161,8 +162,7 @@ class SessionService:
         except ArrError as exc:
             # Throttled, 5xx, timeout: ARR may or may not have created it. The caller is told which session to
             # poll (a retry must not start a second one); the cleanup reconciles the record either way.
-            exc.session_id = session_id  # type: ignore[attr-defined]
-            raise
+            raise exc.for_session(session_id)
         written = await self._observe(session_id, arr_session)
         return SessionState(session_id, arr_session, written or record)
 
@@ -175,10 +175,7 @@ class SessionService:
         A start that was accepted but cut short before ARR was asked is driven again here, so that a Logic App
         polling its ``Location`` sees it through.
         """
-        try:
-            arr_session: RenderingSession | None = await self.arr.get_session(session_id)
-        except NotFoundError:
-            arr_session = None
+        arr_session = await self.arr_view(session_id)
         if arr_session is not None:
             return SessionState(session_id, arr_session, await self._observe(session_id, arr_session) or fallback)
         record = await self.history.get(session_id) or fallback
@@ -188,11 +185,26 @@ class SessionService:
             return await self._create(record)
         return SessionState(session_id, None, record)
 
+    async def wait_until_ready(self, session_id: str) -> SessionState:
+        """The session as :meth:`read` sees it while it is Starting or Ready; :class:`SessionEnded` once it has
+        ended, saying whether before or after it was Ready (:func:`~arr_core.domain.lifecycle.never_ready`)."""
+        state = await self.read(session_id)
+        ended = never_ready(session_id, state.arr, state.record)
+        if ended is not None:
+            raise ended
+        return state
+
+    async def arr_view(self, session_id: str) -> RenderingSession | None:
+        """ARR's view of the session now; None when ARR does not know it (never, or no longer: 30 days)."""
+        try:
+            return await self.arr.get_session(session_id)
+        except NotFoundError:
+            return None
+
     # -- extend ---------------------------------------------------------------------------------------------
 
     async def extend(self, session_id: str, request: ExtendSessionRequest, actor: str | None = None) -> SessionState:
         """Raise the lease to a new total (ARR's semantics) or by some minutes; policy and ARR limits first."""
-        self._listed = None
         current = await self.arr.get_session(session_id)
         if current.status.is_terminal:
             raise SessionEnded(f"session {session_id} is {current.status.value}",
@@ -207,7 +219,7 @@ class SessionService:
         if new <= old:
             raise LeaseMustGrow(f"the new lease of {new} minutes must be larger than the "
                                 f"current {old} minutes", field=field)
-        updated = await self.arr.update_session(session_id, lease_minutes=new)
+        updated = await self._changing(self.arr.update_session(session_id, lease_minutes=new))
         now = self._clock()
 
         def extended(record: SessionRecord) -> Change:
@@ -231,12 +243,11 @@ class SessionService:
         two; ``record`` (read with its ETag just before) saves a table read.
         """
         reason = reason or "stopped on request"
-        self._listed = None
         now = self._clock()
         with _history_optional(session_id):
             record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now), record)
         try:
-            await self.arr.stop_session(session_id)
+            await self._changing(self.arr.stop_session(session_id))
         except NotFoundError:
             record = await self.history.get(session_id)
             if record is None:
@@ -269,15 +280,32 @@ class SessionService:
             return ActiveSessions([SessionState(s.id, s, None) for s in arr_sessions], history_available=False)
         return ActiveSessions([SessionState(s.id, s, records.get(s.id)) for s in arr_sessions])
 
+    async def arr_sessions(self) -> list[RenderingSession]:
+        """ARR's list of sessions now, asked for (the cleanup's: never the one reused for LIST_CACHE)."""
+        return [s async for s in self.arr.list_sessions()]
+
     async def _arr_list(self) -> list[RenderingSession]:
         """ARR's list, reused for LIST_CACHE (dashboards and flows poll it; ARR paces list calls). A change this
-        process makes forgets it, so a caller sees its own start or stop at once."""
+        process makes at ARR forgets it (:meth:`_changing`), so a caller sees its own start or stop at once."""
         now = self._clock()
         if self._listed is not None and now - self._listed[0] < LIST_CACHE:
             return self._listed[1]
-        listed = [s async for s in self.arr.list_sessions()]
-        self._listed = (now, listed)
+        changes = self._changes
+        listed = await self.arr_sessions()
+        if changes == self._changes:  # a list asked for before a change that ended meanwhile may miss it
+            self._listed = (now, listed)
         return listed
+
+    async def _changing(self, change: Awaitable[T]) -> T:
+        """Every call that changes a session at ARR (create, update, stop) goes through here: once it is over,
+        whatever its outcome (a failed call may still have acted), ARR's list reused for LIST_CACHE is forgotten.
+        The one place the cache is cleared, so a new change cannot forget it (tests/unit/test_sessions.py checks
+        that every changing call of :class:`ArrClient` in this class is wrapped)."""
+        try:
+            return await change
+        finally:
+            self._listed = None
+            self._changes += 1
 
     # -- health ---------------------------------------------------------------------------------------------
 

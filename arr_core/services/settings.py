@@ -66,7 +66,7 @@ def _http_url(value: str, example: str, *, base: bool = False) -> str:
 
 
 class AppSettings(BaseModel):
-    """Every setting, with the default a user gets when it is not set. The README's settings table mirrors it."""
+    """Every setting, with the default a user gets when it is not set. The settings table of docs/operations.md mirrors it."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

@@ -20,6 +20,7 @@ from azure.storage.queue.aio import QueueClient
 
 from .. import deadline
 from ..errors import QueueUnavailable
+from .azure_table import StorageTarget
 from .queues import MAX_DELAY
 
 CALL_SECONDS = 5.0
@@ -34,14 +35,8 @@ class StorageQueues:
         self._created: set[str] = set()
 
     @classmethod
-    def from_connection_string(cls, connection_string: str) -> StorageQueues:
-        return cls(lambda name: QueueClient.from_connection_string(
-            connection_string, name, message_encode_policy=TextBase64EncodePolicy()))
-
-    @classmethod
-    def from_endpoint(cls, endpoint: str, credential: Any) -> StorageQueues:
-        return cls(lambda name: QueueClient(endpoint, name, credential=credential,
-                                            message_encode_policy=TextBase64EncodePolicy()))
+    def connect(cls, target: StorageTarget) -> StorageQueues:
+        return cls(lambda name: target.client(QueueClient, name, message_encode_policy=TextBase64EncodePolicy()))
 
     @classmethod
     def unavailable(cls, reason: str) -> StorageQueues:

@@ -15,8 +15,10 @@ from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
+from ..domain.records import SessionRecord
 from ..errors import InvalidToken
-from ..domain.records import SessionRecord, months_between, row_for
+from ..store.entities import months_between, row_for
+from .entities import partition_of, row_of
 
 # What a position can look like: a month partition, and a row key of printable ASCII (an ISO time, "~", a session
 # id). The checksum is no secret, so a re-signed token is refused here rather than sent to Table Storage.
@@ -86,5 +88,5 @@ async def take_page(records: AsyncIterator[SessionRecord], top: int, filters: di
             out.append(record)
             if len(out) == top + 1:
                 last = out[top - 1]
-                return out[:top], encode_token(last.partition, last.row, filters)
+                return out[:top], encode_token(partition_of(last), row_of(last), filters)
     return out, None

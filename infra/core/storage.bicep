@@ -11,7 +11,7 @@ param historyTableName string = ''
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: the Flex Consumption app reaches its storage without a virtual network; a default-deny firewall would lock the host out of AzureWebJobsStorage (access is by Entra ID only: shared keys are disabled)
   // checkov:skip=CKV_AZURE_59: same reason: public endpoint, but no key or SAS can be used on it (allowSharedKeyAccess false, no public blob access)
-  // checkov:skip=CKV_AZURE_206: locally redundant (three copies in one datacenter) to keep the idle cost minimal; the app survives losing the table (it recreates it and adopts running sessions, README "When Table Storage or ARR is in trouble"), but records of past sessions would be gone: use Standard_ZRS or Standard_GRS if they matter
+  // checkov:skip=CKV_AZURE_206: locally redundant (three copies in one datacenter) to keep the idle cost minimal; the app survives losing the table (it recreates it and adopts running sessions, docs/operations.md "When Table Storage or ARR is in trouble"), but records of past sessions would be gone: use Standard_ZRS or Standard_GRS if they matter
   name: name
   location: location
   tags: tags

@@ -27,6 +27,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from conftest import Azurite, Emulator, Host, function_app_env, start, start_host, stop
+from polling import wait_for
 from devhost.stack import azurite_command, azurite_connection_string, free_port
 
 from .proxy import FaultProxy, Rule
@@ -198,10 +199,8 @@ class Chaos:
 
     def wait_for(self, query: str, timeout: float = 15.0, **parameters: Any) -> list[dict[str, Any]]:
         """Entities matching ``query`` once there are any, or [] after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not (found := self.entities(query, **parameters)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return found
+        return wait_for(lambda: self.entities(query, **parameters), f"entities where {query}", timeout=timeout,
+                        interval=0.1, fail=False)
 
     def records(self) -> list[dict[str, Any]]:
         return self.entities("Kind eq 'session'")

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import re
 import threading
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from devhost.stack import free_port
+from polling import wait_for
 
 HOP_BY_HOP = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade"}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "MERGE", "HEAD", "OPTIONS"]
@@ -69,11 +69,8 @@ class Rule:
         self._released.set()
 
     def wait_done(self, count: int = 1, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self.done < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"held request on {self.path} not finished within {timeout} s")
-            time.sleep(0.02)
+        wait_for(lambda: self.done >= count, f"{count} held request(s) on {self.path} finished", timeout=timeout,
+                 interval=0.02)
 
 
 class FaultProxy:
@@ -122,11 +119,10 @@ class FaultProxy:
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError(f"fault proxy for {self.upstream} did not start")
-            time.sleep(0.01)
+        wait_for(lambda: self._server.started or not self._thread.is_alive(), f"fault proxy for {self.upstream}",
+                 timeout=10, interval=0.01, fail=False)
+        if not self._server.started:
+            raise RuntimeError(f"fault proxy for {self.upstream} did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:

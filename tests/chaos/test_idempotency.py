@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from conftest import azure_history
 
-from arr_core.store.history import HistoryStore
 from arr_core.domain.records import Event, SessionRecord
 
 from .conftest import Chaos, follow, is_problem
@@ -38,7 +38,7 @@ def age_intent(chaos: Chaos, intent: dict[str, Any], minutes: int) -> None:
     """Make the crash's intent look ``minutes`` old: its record, index and events are written again as of that
     time, by the app's own HistoryStore (a record's creation time is part of its key); the key's row is
     backdated likewise."""
-    created = datetime.now(timezone.utc) - timedelta(minutes=minutes)
+    created = datetime.now(UTC) - timedelta(minutes=minutes)
     with chaos.table as table:
         for entity in table.query_entities("PartitionKey eq 'id' or Kind eq 'session' or Kind eq 'event'"):
             table.delete_entity(entity["PartitionKey"], entity["RowKey"])
@@ -49,7 +49,7 @@ def age_intent(chaos: Chaos, intent: dict[str, Any], minutes: int) -> None:
                            reason=intent.get("Reason"), idempotency_key=intent.get("IdempotencyKey"))
 
     async def write() -> None:
-        store = HistoryStore.from_connection_string(chaos.storage.connection_string, chaos.table_name)
+        store = azure_history(chaos.storage.connection_string, chaos.table_name)
         try:
             await store.claim(record, Event("requested", created, to_status="Requested"))
         finally:

@@ -85,7 +85,7 @@ def test_every_route_answers_quickly_while_storage_is_down(chaos_own: Chaos, kin
     assert slow == []
     assert {n: problem_503(down[n]) for n in ("start", "history", "usage", "cleanup")} == dict.fromkeys(
         ("start", "history", "usage", "cleanup"), True), str(seen)
-    get = down["get"]  # history is memory around ARR's truth: ARR's view may still be served (README)
+    get = down["get"]  # history is memory around ARR's truth: ARR's view may still be served (docs/operations.md)
     assert isinstance(get, httpx.Response), str(seen)
     assert problem_503(get) or (get.status_code == 200 and get.json()["status"] == "Ready"), str(seen)
     health = down["health"]

@@ -8,16 +8,16 @@ import concurrent.futures
 import json
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from azure.data.tables import TableClient
+from conftest import Azurite, Emulator, Host, azure_history
+from polling import wait_for
 
 from arr_core import AccountKeyCredential, ArrClient, RetryPolicy
-from arr_core.store.history import HistoryStore
 from arr_core.domain.records import Event, SessionRecord
-from conftest import Azurite, Emulator, Host
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +87,8 @@ def test_crash_between_arr_create_and_history_update_is_reconciled(http: httpx.C
     """An intent written, ARR created, our update lost: the next run brings the record up to ARR's state."""
 
     async def crash_mid_start() -> None:
-        store = HistoryStore.from_connection_string(azurite.connection_string, table_name)
-        now = datetime.now(timezone.utc)
+        store = azure_history(azurite.connection_string, table_name)
+        now = datetime.now(UTC)
         await store.claim(SessionRecord("crashed", now, size="Standard", lease_minutes=30, requested_by="flow"),
                           Event("requested", now, to_status="Requested"))
         await store.aclose()
@@ -211,9 +211,5 @@ def test_timer_function_runs_the_cleanup(http: httpx.Client, emulator: Emulator,
     r = httpx.post(f"{app_host.url}/admin/functions/lease_cleanup", json={"input": ""},
                    headers={"x-functions-key": "test-master-key"})
     assert r.status_code == 202
-    deadline = datetime.now() + timedelta(seconds=20)
-    while datetime.now() < deadline and not list(table.query_entities("Kind eq 'run'")):
-        import time
-
-        time.sleep(0.1)
+    wait_for(lambda: list(table.query_entities("Kind eq 'run'")), "a run record", interval=0.1)
     assert len(list(table.query_entities("Kind eq 'run'"))) == 1

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import FUNCTION_KEY, LOG_DIR, ROOT, Emulator, Host
+from polling import wait_for
 
 BIN = Path(sys.executable).parent
 CLI = BIN / "arr-sessions"
@@ -196,9 +197,8 @@ def test_ctrl_c_during_a_wait_leaves_the_session_running_and_says_how_to_stop_it
     waiter = subprocess.Popen([str(CLI), "start", "--wait", "--poll", "1", "--id", "cli-interrupted"],
                               env=direct_env(emulator), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(s["id"] == "cli-interrupted" for s in emulator.state()["sessions"]):
-        time.sleep(0.1)
+    wait_for(lambda: any(s["id"] == "cli-interrupted" for s in emulator.state()["sessions"]),
+             "the session cli-interrupted started", interval=0.1)
     time.sleep(1.2)  # into the wait
     waiter.send_signal(signal.SIGINT)
     out, err = waiter.communicate(timeout=20)
@@ -428,13 +428,13 @@ class Terminal:
         self._tmux("send-keys", "-t", "cli", *keys)
 
     def wait_for(self, pattern: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The screen once ``pattern`` shows on it."""
+        def showing() -> str | None:
             screen = self.screen()
-            if re.search(pattern, screen, re.MULTILINE):
-                return screen
-            time.sleep(0.1)
-        pytest.fail(f"{pattern!r} never showed; the screen:\n{self.screen()}")
+            return screen if re.search(pattern, screen, re.MULTILINE) else None
+
+        return wait_for(showing, lambda: f"{pattern!r} showed; the screen:\n{self.screen()}", timeout=timeout,
+                        interval=0.1)
 
     def close(self) -> None:
         subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True, check=False, timeout=10)

@@ -4,7 +4,7 @@ The browser is the system's ``chromium`` (``make browser``, a dependency of ``ma
 package); Playwright never downloads one. A missing chromium fails the run: nothing here is skipped.
 
 Screenshots go to ``test-output/dashboard/`` (git-ignored); ``UPDATE_README_SCREENSHOT=1`` also copies the desktop
-one to ``docs/dashboard.png``, the README's.
+one to ``docs/dashboard.png``, the picture of the dashboard in ``docs/operations.md``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from conftest import FUNCTION_KEY, Host, start_host, stop
 from devhost import compile_route, load_local_settings, parse_schedule, resolve_setting
+from polling import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +97,8 @@ def test_unhandled_exception_is_a_bare_500(sample_host: Host) -> None:
 def test_timers_on_schedule_and_on_demand(sample_host: Host) -> None:
     """The %SETTING% schedule fires every second; POST /admin/functions/tick runs it now (master key only)."""
     log: Path = sample_host.timer_log  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (not log.exists() or log.read_text().count("tick") < 2):
-        time.sleep(0.1)
-    assert log.read_text().count("tick") >= 2
+    wait_for(lambda: log.exists() and log.read_text().count("tick") >= 2, "the timer ran twice on its schedule",
+             timeout=10, interval=0.1)
     with sample_host.client() as http:
         assert http.post("/admin/functions/tick", json={"input": ""}).status_code == 401  # function key only
         r = http.post("/admin/functions/tick", json={"input": ""}, headers={"x-functions-key": "test-master-key"})

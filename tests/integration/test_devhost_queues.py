@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueServiceClient
 from azure.storage.queue.aio import QueueServiceClient as AsyncQueueServiceClient
 from conftest import Azurite, Host, start_host, stop
+from polling import wait_for, wait_for_async
 
 from devhost.host import invoke
 from devhost.queues import (
@@ -42,20 +43,7 @@ from devhost.queues import (
 )
 from devhost.stack import DEV_ACCOUNT_KEY
 
-T = TypeVar("T")
 APP = "tests.apps.queue_app"
-
-
-def wait_for(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    """The first truthy result of ``check``, polled until the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 def encode(body: bytes) -> str:
@@ -250,10 +238,8 @@ async def _listen(azurite: Azurite, queue: str, user_function: Callable[..., Any
                              options, invoke, lease_seconds=lease_seconds)
     listener.start()
     try:
-        deadline = time.monotonic() + timeout
-        while not until(listener):
-            assert time.monotonic() < deadline, f"listener on {queue} did not finish: {listener.counters}"
-            await asyncio.sleep(0.05)
+        await wait_for_async(lambda: until(listener), lambda: f"listener on {queue} finished: {listener.counters}",
+                             timeout=timeout)
     finally:
         await listener.stop()
         await service.close()
@@ -419,10 +405,7 @@ async def test_stop_does_not_wait_for_storage_that_stopped_answering() -> None:
                              service.get_queue_client("devhost-silent"), None, QueuesOptions(), invoke)
     listener.start()
     try:
-        deadline = time.monotonic() + 10
-        while not accepted:
-            assert time.monotonic() < deadline, "the listener never polled"
-            await asyncio.sleep(0.05)
+        await wait_for_async(lambda: accepted, "the listener polled", timeout=10)
         await asyncio.sleep(0.2)  # the request is on the wire, waiting for an answer that never comes
         started = time.monotonic()
         await asyncio.wait_for(listener.stop(), 5)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from arr_core.store.history import HistoryStore
+from conftest import Azurite, azure_history
+
 from arr_core.domain.records import Event, SessionRecord
-from conftest import Azurite
 
 
 def test_two_writers_never_lose_an_update(azurite: Azurite) -> None:
@@ -18,9 +18,9 @@ def test_two_writers_never_lose_an_update(azurite: Azurite) -> None:
 
     async def scenario() -> tuple[SessionRecord, list[dict]]:
         table = f"h{uuid.uuid4().hex[:12]}"
-        a = HistoryStore.from_connection_string(azurite.connection_string, table)
-        b = HistoryStore.from_connection_string(azurite.connection_string, table)
-        now = datetime.now(timezone.utc)
+        a = azure_history(azurite.connection_string, table)
+        b = azure_history(azurite.connection_string, table)
+        now = datetime.now(UTC)
         await a.claim(SessionRecord("s1", now, size="Standard", lease_minutes=10), Event("requested", now))
 
         def note(kind: str, **changes: object):

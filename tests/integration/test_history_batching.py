@@ -11,24 +11,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.data.tables.aio import TableClient
-from conftest import Azurite
+from conftest import Azurite, azure_history
 
 from arr_core import deadline
-from arr_core.errors import HistoryUnavailable
-from arr_core.store.history import BATCHES_IN_FLIGHT, HistoryStore
 from arr_core.domain.records import Event, SessionRecord
+from arr_core.errors import HistoryUnavailable
+from arr_core.store.group_commit import BATCHES_IN_FLIGHT
+from arr_core.store.history import HistoryStore
 
 NOW = datetime.now(UTC)
 
 
 def _store(azurite: Azurite, name: str | None = None) -> HistoryStore:
-    return HistoryStore.from_connection_string(azurite.connection_string, name or f"b{uuid.uuid4().hex[:12]}")
+    return azure_history(azurite.connection_string, name or f"b{uuid.uuid4().hex[:12]}")
 
 
 def _spy(store: HistoryStore) -> list[list[str]]:
     """Record the session ids (RowKeys' last part, or the id index's RowKey) each transaction carried."""
     sent: list[list[str]] = []
-    table: Any = store._table  # the one client every call goes through
+    table: Any = store.table.client  # the SDK client every call goes through
     original = table.submit_transaction
 
     async def submit(operations: list[Any], **kwargs: Any) -> Any:
@@ -127,7 +128,7 @@ def test_a_writer_that_gives_up_waiting_does_not_hold_up_the_others(azurite: Azu
         ids = [*first, "gone", "third", "fourth", "later"]
         await _claim_all(store, ids)
         sent = _spy(store)
-        table: Any = store._table  # the one client every call goes through
+        table: Any = store.table.client  # the SDK client every call goes through
         spied = table.submit_transaction
 
         async def slow(operations: list[Any], **kwargs: Any) -> Any:  # the first ones answered one by one
@@ -216,7 +217,7 @@ def test_records_listed_by_a_query_carry_their_etag_and_save_a_read(azurite: Azu
                                                           only_active=True)]
         await other.update("y", _note("by-other", requested_by="other"))
         reads = 0
-        table: Any = store._table  # the one client every call goes through
+        table: Any = store.table.client  # the SDK client every call goes through
         get_entity: Callable[..., Awaitable[Any]] = table.get_entity
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
@@ -246,7 +247,7 @@ def test_an_unanswered_transaction_fails_every_write_in_it(azurite: Azurite) -> 
         store = _store(azurite)
         ids = [f"s{i}" for i in range(BATCHES_IN_FLIGHT + 3)]  # some on their way, the others batched behind them
         await _claim_all(store, ids)
-        table: Any = store._table  # the one client every call goes through
+        table: Any = store.table.client  # the SDK client every call goes through
         original = table.submit_transaction
         answering = False
         carried: list[int] = []
@@ -279,7 +280,7 @@ def test_a_lone_write_is_sent_as_before(azurite: Azurite) -> None:
         store = _store(azurite)
         await _claim_all(store, ["solo"])
         sent = _spy(store)
-        table: Any = store._table  # the one client every call goes through
+        table: Any = store.table.client  # the SDK client every call goes through
         update_entity = table.update_entity
         updates = 0
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from azure.data.tables.aio import TableClient
+from conftest import Azurite, azure_history
 
-from arr_core.store.history import HistoryStore
 from arr_core.domain.records import Event, SessionRecord
-from conftest import Azurite
 
 
 def test_a_table_made_by_someone_who_died_before_its_epoch_gets_one(azurite: Azurite) -> None:
@@ -23,7 +22,7 @@ def test_a_table_made_by_someone_who_died_before_its_epoch_gets_one(azurite: Azu
         raw = TableClient.from_connection_string(azurite.connection_string, table_name=name)
         await raw.create_table()  # created, then killed before the epoch row
         await raw.close()
-        store = HistoryStore.from_connection_string(azurite.connection_string, name)
+        store = azure_history(azurite.connection_string, name)
         await store.ping()
         stamped = await store.since()
         # A table that already holds history (made by an older version) is trusted as before.
@@ -32,14 +31,14 @@ def test_a_table_made_by_someone_who_died_before_its_epoch_gets_one(azurite: Azu
         await raw.create_table()
         await raw.create_entity({"PartitionKey": "id", "RowKey": "old"})
         await raw.close()
-        old = HistoryStore.from_connection_string(azurite.connection_string, other)
+        old = azure_history(azurite.connection_string, other)
         await old.ping()
         trusted = await old.since()
         await store.aclose()
         await old.aclose()
         return stamped, trusted
 
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     stamped, trusted = asyncio.run(scenario())
     assert stamped is not None and stamped >= before.replace(microsecond=0)
     assert trusted is None
@@ -52,9 +51,9 @@ def test_a_host_that_did_not_see_the_loss_writes_back_what_it_remembers(azurite:
 
     async def scenario() -> SessionRecord | None:
         name = f"r{uuid.uuid4().hex[:12]}"
-        a = HistoryStore.from_connection_string(azurite.connection_string, name)
-        b = HistoryStore.from_connection_string(azurite.connection_string, name)
-        now = datetime.now(timezone.utc)
+        a = azure_history(azurite.connection_string, name)
+        b = azure_history(azurite.connection_string, name)
+        now = datetime.now(UTC)
         await a.claim(SessionRecord("kept", now, size="Standard", lease_minutes=60, requested_by="alice",
                                     reason="demo", keep_alive=True), Event("requested", now, to_status="Requested"))
         raw = TableClient.from_connection_string(azurite.connection_string, table_name=name)

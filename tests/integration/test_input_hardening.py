@@ -25,7 +25,8 @@ from azure.data.tables import TableClient
 from conftest import Emulator
 
 import blueprints.http as edge
-from arr_core import context, errors
+from arr_core import errors
+from arr_core.services import context
 
 MAX_TEXT = 256  # the contract's limit for free text, in a body and in a query alike
 CONTROL_CHARACTERS = ["\x00", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\x9b", "\u202a", "\u202b", "\u202c",

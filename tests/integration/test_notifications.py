@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
+from polling import wait_for
 
 from devhost.stack import free_port
 
@@ -49,11 +50,13 @@ class Receiver:
             return [r for r in self.got if r.path == path]
 
     def wait_for(self, path: str, count: int, timeout: float = WAIT) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while len(self.on(path)) < count:
-            assert time.monotonic() < deadline, f"{path}: {[(r.body['status']) for r in self.on(path)]}"
-            time.sleep(0.1)
-        return self.on(path)
+        """What arrived on ``path`` once ``count`` notifications have."""
+        def arrived() -> list[Received] | None:
+            got = self.on(path)
+            return got if len(got) >= count else None
+
+        return wait_for(arrived, lambda: f"{count} on {path} (statuses so far: "
+                                         f"{[r.body['status'] for r in self.on(path)]})", timeout=timeout, interval=0.1)
 
 
 def serve(receiver: Receiver) -> ThreadingHTTPServer:
@@ -184,10 +187,8 @@ def test_410_gone_removes_the_subscription(client: httpx.Client, receiver: Recei
     receiver.script["/gone"] = [410]
     client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
     receiver.wait_for("/gone", 1)
-    deadline = time.monotonic() + WAIT
-    while client.delete(location.split("?")[0]).status_code != 404:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(lambda: client.delete(location.split("?")[0]).status_code == 404, "the subscription removed",
+             timeout=WAIT, interval=0.2)
     time.sleep(3)  # Ready came and went: the removed subscription heard nothing more
     assert len(receiver.on("/gone")) == 1
 

@@ -1,13 +1,16 @@
-"""Every shell example of the README that is fenced ```` ```bash ```` runs as it is against the stack of ``make run``.
+"""Every shell example of the README and of ``docs/*.md`` fenced ```` ```bash ```` runs as it is against the stack of
+``make run``.
 
 Which blocks run: exactly those fenced ``bash``. Blocks fenced ``sh`` are shown, not run (they start the stack
-itself, deploy to Azure or need a key of the user's); unfenced (```` ``` ````) blocks are output or diagrams.
+itself, deploy to Azure, need the webhook receiver or a key of the user's); ``http`` and ``python`` blocks are
+requests and code to read, never pasted into a shell; unfenced (```` ``` ````) blocks are output or diagrams.
 
 How: ``python -m devhost.stack`` (what ``make run`` runs) starts on free ports with the example settings
 (``local.settings.example.json``, pinned in the environment so that a developer's own ``local.settings.json``
-cannot change the outcome). The ``bash`` blocks run in order in one ``bash -e -o pipefail`` shell, as a user pastes
-them into one terminal (they share ``$id``); the only change made to them is ``localhost:7071`` -> the stack's port.
-Each block must succeed, and every ``# => text`` comment in it is output the block must print, in that order.
+cannot change the outcome). Each file's ``bash`` blocks run in order in one ``bash -e -o pipefail`` shell of its
+own, as a user pastes them into one terminal (a file's blocks share ``$id``); the only change made to them is
+``localhost:7071`` -> the stack's port. Each block must succeed, and every ``# => text`` comment in it is output
+the block must print, in that order. The README runs first, then ``docs/`` in name order.
 """
 
 from __future__ import annotations
@@ -25,21 +28,30 @@ from conftest import start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "bash"
 SHOWN = {"sh", ""}  # fences that are not run: commands that start the stack or need Azure; output and diagrams
+READ = {"http", "python"}  # requests and code to read (docs/ only): not shell, so never taken for an example
 FENCE = re.compile(r"^```([A-Za-z]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 EXPECT = re.compile(r"# => (.+?)\s*$", re.MULTILINE)
 SET_BY_THE_STACK = {"AzureWebJobsStorage", "ARR_ENDPOINT", "ARR_STS_ENDPOINT"}
 
 
-def fenced_blocks() -> list[tuple[str, int, str]]:
-    """(language, first line, code) of every fenced block of the README."""
-    text = README.read_text(encoding="utf-8")
+def fenced_blocks(doc: Path = README) -> list[tuple[str, int, str]]:
+    """(language, first line, code) of every fenced block of ``doc``."""
+    text = doc.read_text(encoding="utf-8")
     return [(m.group(1), text.count("\n", 0, m.start()) + 1, m.group(2)) for m in FENCE.finditer(text)]
 
 
-def runnable() -> list[tuple[int, str]]:
-    return [(line, code) for language, line, code in fenced_blocks() if language == RUN]
+def runnable(doc: Path = README) -> list[tuple[int, str]]:
+    return [(line, code) for language, line, code in fenced_blocks(doc) if language == RUN]
+
+
+def name(doc: Path) -> str:
+    return doc.relative_to(ROOT).as_posix()
+
+
+WITH_EXAMPLES = [doc for doc in DOCS if runnable(doc)]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-    # After the README's sessions and notifications, Ctrl-C still stops every part without a kill.
+    # After the examples' sessions and notifications, Ctrl-C still stops every part without a kill.
     assert "killing" not in started.log.read_text()
 
 
@@ -69,13 +81,24 @@ def test_only_bash_blocks_run_and_the_readme_says_so() -> None:
     assert len(runnable()) >= 2
     text = README.read_text(encoding="utf-8")
     assert "tests/integration/test_readme_examples.py" in text and "Blocks fenced `sh` are not run" in text
-    for _, code in runnable():
-        assert "<" not in re.sub(r"<<|2>&1|<\(", "", code), f"a placeholder to fill in by hand:\n{code}"
-        assert not re.search(r"localhost:(?!7071\b)\d+|127\.0\.0\.1", code), f"only localhost:7071 is rewritten:\n{code}"
+    assert "`docs/*.md`" in text  # the README says that the docs' examples run too
 
 
-def test_every_bash_block_of_the_readme_runs_against_make_runs_stack(stack: int) -> None:
-    blocks = runnable()
+@pytest.mark.parametrize("doc", DOCS, ids=name)
+def test_every_shell_block_is_run_or_fenced_sh_and_runs_as_it_is(doc: Path) -> None:
+    languages = {language for language, _, _ in fenced_blocks(doc)}
+    assert languages <= {RUN} | SHOWN | (READ if doc != README else set()), (name(doc), languages)
+    if runnable(doc):  # a reader is told which blocks a test runs
+        assert "tests/integration/test_readme_examples.py" in doc.read_text(encoding="utf-8"), name(doc)
+    for _, code in runnable(doc):
+        assert "<" not in re.sub(r"<<|2>&1|<\(", "", code), f"{name(doc)}: a placeholder to fill in by hand:\n{code}"
+        assert not re.search(r"localhost:(?!7071\b)\d+|127\.0\.0\.1", code), \
+            f"{name(doc)}: only localhost:7071 is rewritten:\n{code}"
+
+
+@pytest.mark.parametrize("doc", WITH_EXAMPLES, ids=name)
+def test_every_bash_block_of_the_readme_and_the_docs_runs_against_make_runs_stack(stack: int, doc: Path) -> None:
+    blocks = runnable(doc)
     script = "".join(f"printf '\\n@@block %s@@\\n' {i}\n{code.replace('localhost:7071', f'localhost:{stack}')}\n"
                      for i, (_, code) in enumerate(blocks))
     run = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=ROOT, capture_output=True, text=True,
@@ -85,11 +108,15 @@ def test_every_bash_block_of_the_readme_runs_against_make_runs_stack(stack: int)
     printed = {int(i): text for i, text in zip(segments[1::2], segments[2::2], strict=True)}
     if run.returncode != 0:
         failed = max(printed, default=0)
-        pytest.fail(f"the README's bash block at line {blocks[failed][0]} failed ({run.returncode}):\n{output}")
+        pytest.fail(f"{name(doc)}'s bash block at line {blocks[failed][0]} failed ({run.returncode}):\n{output}")
     assert sorted(printed) == list(range(len(blocks))), output
     for i, (line, code) in enumerate(blocks):
         position = 0
         for expected in EXPECT.findall(code):
             found = printed[i].find(expected, position)
-            assert found >= 0, f"block at line {line} did not print {expected!r} (in order):\n{printed[i]}"
+            assert found >= 0, f"{name(doc)}: block at line {line} did not print {expected!r} (in order):\n{printed[i]}"
             position = found + len(expected)
+
+
+def test_the_readme_and_every_doc_with_examples_is_run() -> None:
+    assert WITH_EXAMPLES[0] == README and len(WITH_EXAMPLES) > 1, [name(doc) for doc in WITH_EXAMPLES]

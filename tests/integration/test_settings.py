@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, Azurite, Emulator, Host, function_app_env, start_host, stop
 
 import blueprints.http as edge
-from arr_core import context
+from arr_core.services import context
 from arr_core.services.settings import ENV_NAMES, AppSettings
 
 # -- read and checked at load ----------------------------------------------------------------------------------

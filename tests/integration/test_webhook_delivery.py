@@ -94,9 +94,9 @@ async def test_a_certificate_the_client_does_not_trust_is_not_sent_the_payload(
         secure: Listener, caplog: pytest.LogCaptureFixture) -> None:
     """Verification stays on: this CA is unknown to the default trust store, so nothing is sent (and it is retried
     later, as any failed connection), and the log says why."""
-    caplog.set_level("INFO", logger="arr_core.outbound.webhooks")
+    caplog.set_level("INFO", logger="arr_core.webhooks")
     assert await post(f"https://{NAME}:{secure.port}/hook") == Outcome.RETRY
     assert secure.got == []
-    [said] = [r.getMessage() for r in caplog.records if r.name == "arr_core.outbound.webhooks"]
+    [said] = [r.getMessage() for r in caplog.records if r.name == "arr_core.webhooks"]
     assert "no address of the receiver accepted a connection (127.0.0.1: ConnectError" in said
     assert "CERTIFICATE_VERIFY_FAILED" in said

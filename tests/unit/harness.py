@@ -89,7 +89,8 @@ class World:
 
     def maintenance(self) -> Maintenance:
         """A cleanup runner, as one instance of the app would have (its own lease holder name)."""
-        return Maintenance(SessionService(self.arr, self.history, self.settings, clock=self.clock), clock=self.clock)
+        return Maintenance(SessionService(self.arr, self.history, self.settings, clock=self.clock),
+                           history=self.history, settings=self.settings, clock=self.clock)
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

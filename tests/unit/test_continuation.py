@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from arr_core.store.continuation import decode_token, encode_token, page_filters, page_ranges, take_page
+from arr_core.domain.records import SessionRecord
 from arr_core.errors import InvalidInput, InvalidToken
-from arr_core.domain.records import SessionRecord, row_for
+from arr_core.store.continuation import decode_token, encode_token, page_filters, page_ranges, take_page
+from arr_core.store.entities import partition_of, row_for, row_of
 
 START = datetime(2026, 1, 20, tzinfo=UTC)
 END = datetime(2026, 3, 5, tzinfo=UTC)
@@ -140,7 +141,7 @@ async def test_take_page_stops_after_one_record_more_than_the_page_and_closes_th
     page, token = await take_page(stream(records(5), log), 2, FILTERS)
     assert [r.session_id for r in page] == ["s-0", "s-1"]
     assert log == ["s-0", "s-1", "s-2", "closed"]
-    assert token is not None and decode_token(token, FILTERS) == (page[-1].partition, page[-1].row)
+    assert token is not None and decode_token(token, FILTERS) == (partition_of(page[-1]), row_of(page[-1]))
 
 
 @pytest.mark.parametrize(("count", "top"), [(0, 1), (2, 3), (3, 3)])

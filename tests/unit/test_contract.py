@@ -1,12 +1,14 @@
-"""docs/API.md (the public contract), the README and the code say the same thing.
+"""docs/API.md (the public contract), the README, the other docs and the code say the same thing.
 
 - The route table is the served OpenAPI document: the same operations, methods, paths, success and error statuses,
   query parameters and bounds; the HTTP functions outside the document are in a table of their own, and the
   anonymous ones are the ones the contract names.
 - Every model of the document has its table, field by field and in wire order, with each field's type as the
   document states it.
-- The settings tables (the contract's and the README's) name exactly the settings the app reads, with its defaults.
-- The README links the contract inside the repository, and every relative link of the README resolves.
+- The settings tables (the contract's and docs/operations.md's) name exactly the settings the app reads, with its
+  defaults.
+- The README links the contract inside the repository, and every relative link of the README and of docs/*.md
+  resolves: to a file of the repository, and to a heading of it when the link names one.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from blueprints.queries import EARLIEST, LATEST, HistoryQuery, UsageQuery
 ROOT = Path(__file__).resolve().parents[2]
 API = ROOT / "docs" / "API.md"
 README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"  # the settings table for people who run the app
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 BASE = "https://app.example/api/"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
@@ -237,22 +241,34 @@ def test_the_contracts_settings_are_the_apps_with_its_defaults() -> None:
             assert value == str(getattr(actual, "value", actual)).removesuffix(".0"), name
 
 
-def test_the_readmes_settings_table_names_every_setting_and_the_schedule_is_required() -> None:
-    rows = settings_rows(section(readme(), "## Settings"))
+def test_the_operations_settings_table_names_every_setting_and_the_schedule_is_required() -> None:
+    rows = settings_rows(section(OPERATIONS.read_text(encoding="utf-8"), "## Settings"))
     listed = [name for row in rows for name in names(row[0])]
     assert sorted(listed) == sorted(ENV_NAMES.values())
     schedule = next(row for row in rows if names(row[0]) == [ENV_NAMES["cleanup_schedule"]])
     assert "required" in schedule[1] and "local.settings.example.json" in schedule[2]
 
 
-# -- the README ----------------------------------------------------------------------------------------------------
+# -- the README and docs/ ------------------------------------------------------------------------------------------
 
-def test_the_readme_links_the_contract_in_this_repository_and_every_relative_link_resolves() -> None:
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of the headings: lower case, punctuation but ``-`` and ``_`` dropped, spaces to ``-``."""
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.relative_to(ROOT).as_posix())
+def test_the_readme_links_the_contract_in_this_repository_and_every_relative_link_resolves(doc: Path) -> None:
     assert "](docs/API.md)" in readme()
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme()):
-        if "://" not in target:
-            assert (ROOT / target).exists(), target
-            assert (ROOT / target).resolve().is_relative_to(ROOT), target
+    text = doc.read_text(encoding="utf-8")
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        path = (doc.parent / target).resolve() if target else doc
+        assert path.exists(), (doc.name, target)
+        assert path.is_relative_to(ROOT), (doc.name, target)
+        if anchor and path.suffix == ".md":
+            assert anchor in anchors(path.read_text(encoding="utf-8")), (doc.name, target, anchor)
 
 
 def test_the_local_hosts_key_switches_are_documented_and_real() -> None:

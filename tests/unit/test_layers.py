@@ -63,3 +63,44 @@ def test_the_app_half_holds_no_http_status_or_title(module: Path) -> None:
     assert statuses == []
     assert titles & {c for c in constants if isinstance(c, str)} == set()
     assert "azure.functions" not in source
+
+
+# -- the HTTP layer calls services; services call each other's methods ---------------------------------------------
+
+BLUEPRINTS = sorted((ROOT / "blueprints").glob("*.py"))
+SERVICES = sorted((ARR_CORE / "services").glob("*.py"))
+
+
+@pytest.mark.parametrize("module", BLUEPRINTS, ids=lambda p: p.name)
+def test_the_functions_call_services_never_the_store(module: Path) -> None:
+    """No blueprint imports the store (its rows, their decoding) or the test doubles, or reaches the context's
+    parts (``context.history``, ``context.arr``): what a function needs is a service method."""
+    tree = ast.parse(module.read_text())
+    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    assert [name for name in imported if name.startswith(("arr_core.store", "arr_core.testing"))] == []
+    parts = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+             and isinstance(node.value, ast.Name) and node.value.id == "context" and node.attr in ("history", "arr")]
+    assert parts == []
+
+
+@pytest.mark.parametrize("module", SERVICES, ids=lambda p: p.name)
+def test_a_service_uses_another_only_through_its_public_methods(module: Path) -> None:
+    """No reaching through: ``self.sessions.arr``, ``self.sessions.history``, ``self.sessions._listed`` are not
+    used; what one service needs of another is a method of it (or a part given to it explicitly)."""
+    from arr_core.services.maintenance import Maintenance
+    from arr_core.services.notifier import Notifier
+    from arr_core.services.queries import HistoryQueries
+    from arr_core.services.sessions import SessionService
+
+    services = {"sessions": SessionService, "notifier": Notifier, "maintenance": Maintenance,
+                "queries": HistoryQueries}
+    reached = []
+    for node in ast.walk(ast.parse(module.read_text())):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
+                and node.value.attr in services):
+            member = getattr(services[node.value.attr], node.attr, None)
+            if node.attr.startswith("_") or not callable(member):
+                reached.append(f"self.{node.value.attr}.{node.attr}")
+    assert reached == []

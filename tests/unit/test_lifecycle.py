@@ -7,17 +7,23 @@ from datetime import datetime, timedelta, timezone
 
 from arr_core.domain.lifecycle import (
     REDRIVE_AFTER,
+    START_FINGERPRINT_FIELDS,
     adopted_record,
+    fingerprint,
+    never_ready,
     observe,
     reopen,
     request_stop,
     restore,
     resumable,
     stalled_start,
+    start_fingerprint,
     vanished,
 )
+from arr_core.api.views import StartSessionRequest
 from arr_core.arr.models import RenderingSession
-from arr_core.domain.records import SessionRecord, record_from_entity, record_to_entity
+from arr_core.domain.records import SessionRecord
+from arr_core.store.entities import record_from_entity, record_to_entity
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 
@@ -101,3 +107,61 @@ def test_labels_are_stored_as_utf8_json() -> None:
     entity = record_to_entity(intent(labels=labels))
     assert len(entity["Labels"]) < 32 * 1024
     assert record_from_entity(entity).labels == labels
+
+
+# -- WaitUntilReady: a session that has ended will not be Ready again -------------------------------------------------
+
+def test_a_session_starting_or_ready_may_still_be_waited_for() -> None:
+    assert never_ready("s", arr("Starting"), intent(status="Starting")) is None
+    assert never_ready("s", arr("Ready"), intent(status="Ready", ready_at=NOW)) is None
+    assert never_ready("s", None, intent()) is None  # a start history holds, ARR not yet: Starting
+    assert never_ready("s", None, None) is None
+
+
+def test_a_session_that_failed_before_ready_says_so_with_arrs_error() -> None:
+    failed = RenderingSession.model_validate({"id": "s", "status": "Error", "size": "Standard",
+                                              "error": {"code": "NoCapacity", "message": "no room in eastus"}})
+    ended = never_ready("s", failed, intent(status="Starting", error_code="Stale", error_message="older"))
+    assert ended is not None
+    assert (ended.session_status, ended.error_code, ended.error_message) == ("Error", "NoCapacity", "no room in eastus")
+    assert ended.message == "session s ended before it was Ready (Error); it will not be Ready again"
+
+
+def test_a_session_arr_forgot_answers_from_history_after_it_was_ready() -> None:
+    """ARR no longer knows it: history says how it ended, and that it had been Ready (its readyAt)."""
+    ended = never_ready("s", None, intent(status="Stopped", ready_at=NOW - timedelta(minutes=5), ended_at=NOW))
+    assert ended is not None
+    assert (ended.session_status, ended.error_code, ended.error_message) == ("Stopped", None, None)
+    assert ended.message == "session s ended after it was Ready (Stopped); it will not be Ready again"
+    gone = never_ready("s", None, intent(status="Error", error_code="StartNotCompleted", error_message="cut short"))
+    assert gone is not None and (gone.error_code, gone.error_message) == ("StartNotCompleted", "cut short")
+    assert "ended before it was Ready (Error)" in gone.message
+
+
+# -- the Idempotency-Key's fingerprint ------------------------------------------------------------------------------
+
+def test_the_start_fingerprint_is_the_digest_keys_were_bound_with_before_it_named_its_fields() -> None:
+    """Keys bound before this release (a digest of the whole request, size and lease resolved) still match: the
+    named fields are exactly the request's fields of then, None when not given."""
+    full = StartSessionRequest(size="Premium", lease_minutes=90, session_id="s-1", requested_by="flow@contoso",
+                               reason="review", labels={"team": "viz"}, keep_alive=False,
+                               callback_url="https://hooks.contoso.example/arr")
+    for request in (full, StartSessionRequest(), StartSessionRequest(labels={}, keep_alive=True)):
+        before = fingerprint(request.model_dump() | {"size": "Standard", "lease_minutes": 60})
+        assert start_fingerprint(request.model_dump(), size="Standard", lease_minutes=60) == before
+    # Each named field is one of the model's (a renamed field would silently fingerprint as None); a field the model
+    # gains later is not named by adding it (see test_sessions: a retry spanning that deploy still matches).
+    assert set(START_FINGERPRINT_FIELDS) <= set(StartSessionRequest.model_fields)
+
+
+def test_the_start_fingerprint_ignores_a_field_it_does_not_name_and_tells_real_differences() -> None:
+    asked = {"size": None, "lease_minutes": None, "session_id": "s-1", "requested_by": None, "reason": None,
+             "labels": None, "keep_alive": None, "callback_url": None}
+    digest = start_fingerprint(asked, size="Standard", lease_minutes=60)
+    assert start_fingerprint(asked | {"priority": None}, size="Standard", lease_minutes=60) == digest
+    assert start_fingerprint(asked | {"priority": "high"}, size="Standard", lease_minutes=60) == digest
+    assert start_fingerprint({"session_id": "s-1"}, size="Standard", lease_minutes=60) == digest  # not given: None
+    assert start_fingerprint(asked, size="Premium", lease_minutes=60) != digest
+    assert start_fingerprint(asked, size="Standard", lease_minutes=61) != digest
+    assert start_fingerprint(asked | {"labels": {}}, size="Standard", lease_minutes=60) != digest  # as before
+    assert start_fingerprint(asked | {"keep_alive": True}, size="Standard", lease_minutes=60) != digest

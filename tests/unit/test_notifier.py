@@ -90,7 +90,7 @@ async def past_the_nightly_shutdown(make_world: Any, session_ids: list[str], *, 
         await world.service.start(StartSessionRequest(session_id=session_id, lease_minutes=400))
     world.advance(3600 + 60)
     maintenance = Maintenance(SessionService(world.arr, world.history, world.settings, clock=world.clock),
-                              notifier, clock=world.clock)
+                              notifier, history=world.history, settings=world.settings, clock=world.clock)
     return Night(world, notifier, made, receiver, maintenance)
 
 
@@ -288,7 +288,8 @@ async def test_a_stop_whose_announcement_a_crash_cut_off_is_announced_by_the_nex
     await notifier.subscribe(SubscriptionRequest(notification_url=HOOK, statuses=["Stopped"]))
     await world.service.start(StartSessionRequest(session_id="s1", lease_minutes=30))
     await world.service.stop("s1", reason="done", actor="alice")  # ... and no notifier.changed(): the crash
-    maintenance = Maintenance(world.service, notifier, clock=world.clock)
+    maintenance = Maintenance(world.service, notifier, history=world.history, settings=world.settings,
+                              clock=world.clock)
 
     async def watched() -> list[str]:
         return [r.session_id async for r in world.history.sessions_created(

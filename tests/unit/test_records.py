@@ -9,22 +9,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from arr_core.domain.records import (
-    ACTIVE_STATUSES,
-    RECORD_STATUSES,
-    REQUESTED,
-    Event,
-    SessionRecord,
+from arr_core.domain.records import ACTIVE_STATUSES, RECORD_STATUSES, REQUESTED, Event, SessionRecord, idempotency_row
+from arr_core.store.entities import (
     created_at_of,
     event_to_entity,
-    idempotency_row,
     index_entity,
     months_between,
     partition_for,
+    partition_of,
     record_from_entity,
     record_to_entity,
     row_for,
+    row_of,
 )
+from arr_core.store.table import Entity
 
 AMS = ZoneInfo("Europe/Amsterdam")
 CREATED = datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
@@ -33,14 +31,6 @@ CREATED = datetime(2026, 3, 14, 9, 26, 53, 589793, tzinfo=UTC)
 def record(**changes: object) -> SessionRecord:
     base = SessionRecord(session_id="s-1", created_at=CREATED, size="Standard", lease_minutes=60)
     return replace(base, **changes)
-
-
-class Entity(dict):
-    """A row as the Tables SDK hands it out: a dict with a ``metadata`` attribute that carries the etag."""
-
-    def __init__(self, values: dict, etag: str) -> None:
-        super().__init__(values)
-        self.metadata = {"etag": etag}
 
 
 def test_statuses_are_requested_then_arrs_own_and_three_of_them_are_active() -> None:
@@ -55,9 +45,10 @@ def test_keys_are_the_utc_month_and_the_utc_creation_time_then_the_id() -> None:
     local = datetime(2026, 3, 1, 0, 30, tzinfo=AMS)
     assert partition_for(local) == "s-202602"
     assert row_for(local, "abc") == "2026-02-28T23:30:00.000000+00:00~abc"
-    assert (record().partition, record().row) == ("s-202603", "2026-03-14T09:26:53.589793+00:00~s-1")
+    assert (partition_of(record()), row_of(record())) == ("s-202603",
+                                                        "2026-03-14T09:26:53.589793+00:00~s-1")
     # Whole seconds keep their six fraction digits, so rows sort as text in time order.
-    assert row_for(datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC), "a") < record(session_id="a").row
+    assert row_for(datetime(2026, 3, 14, 9, 26, 53, tzinfo=UTC), "a") < row_of(record(session_id="a"))
 
 
 @pytest.mark.parametrize(("start", "end", "months"), [
@@ -131,7 +122,7 @@ def test_read_times_are_aware_utc_and_keep_their_microseconds() -> None:
     read = record_from_entity(entity)
     assert read.created_at.tzinfo is UTC and read.ended_at is not None and read.ended_at.tzinfo is UTC
     assert read.ended_at == datetime(2026, 3, 14, 16, 0, 0, 999999, tzinfo=UTC)
-    assert read.row == entity["RowKey"]
+    assert row_of(read) == entity["RowKey"]
     for micro in range(0, 1_000_000, 7919):  # no float rounding of the timestamp moves a microsecond
         created = CREATED.replace(microsecond=micro)
         assert record_from_entity(record_to_entity(record(created_at=created))).created_at == created
@@ -144,10 +135,12 @@ def test_a_minimal_entity_reads_with_unknown_keep_alive_and_no_labels() -> None:
         "s-2", "Ready", None, {}, None, 0)
 
 
-def test_the_etag_comes_from_the_sdk_entitys_metadata() -> None:
+def test_the_etag_comes_from_the_entity_as_read() -> None:
+    """The table port's Entity carries the ETag a conditional write must match (the Azure adapter takes it from
+    the SDK's metadata)."""
     read = record_from_entity(Entity(record_to_entity(record()), etag='W/"datetime\'2026\'"'))
     assert read.etag == 'W/"datetime\'2026\'"'
-    assert record_from_entity(record_to_entity(record())).etag is None  # a plain dict has no metadata
+    assert record_from_entity(record_to_entity(record())).etag is None  # a plain dict has no ETag
 
 
 def test_an_event_entity_sorts_after_its_record_in_sequence_order() -> None:
@@ -161,7 +154,7 @@ def test_an_event_entity_sorts_after_its_record_in_sequence_order() -> None:
     }
     rows = [event_to_entity(record(), seq, event)["RowKey"] for seq in (10, 9, 100, 1)]
     assert sorted(rows) == [event_to_entity(record(), seq, event)["RowKey"] for seq in (1, 9, 10, 100)]
-    assert all(row > record().row for row in rows)
+    assert all(row > row_of(record()) for row in rows)
     bare = event_to_entity(record(), 1, Event(type="requested", at=CREATED))
     assert ("FromStatus" in bare, "ToStatus" in bare, "Actor" in bare, bare["Detail"]) == (False, False, False, "{}")
 
@@ -196,7 +189,7 @@ def test_a_naive_time_from_the_table_is_utc_not_the_machines_local_time() -> Non
     import time as clock
     from datetime import datetime as dt
 
-    from arr_core.domain.records import aware
+    from arr_core.store.entities import aware
 
     previous = os.environ.get("TZ")
     os.environ["TZ"] = "Asia/Kolkata"  # +05:30: a local reading would move the time

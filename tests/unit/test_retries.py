@@ -247,7 +247,7 @@ async def test_retries_are_logged_with_attempt_wait_reason_and_ms_cv(caplog: pyt
                          http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
                          retry=RetryPolicy(sleep=clock.sleep, clock=clock, jitter=0.0)) as client:
         await client.get_session("s1")
-    retries = [r for r in caplog.records if r.name == "arr_core.arr.retries"]
+    retries = [r for r in caplog.records if r.name == "arr_core.retries"]
     path = f"/accounts/{ACCOUNT}/sessions/s1"
     assert [r.getMessage() for r in retries] == [
         f"ARR GET {path}: attempt 2 of 5 in 2.0 s after 429 (MS-CV cv-429.0)",
@@ -268,13 +268,13 @@ async def test_retries_are_logged_with_attempt_wait_reason_and_ms_cv(caplog: pyt
 
 async def test_giving_up_for_the_budget_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     """A retry not made because of the budget says so, so that a 503 after one attempt is explained in the log."""
-    caplog.set_level(logging.INFO, logger="arr_core.arr.retries")
+    caplog.set_level(logging.INFO, logger="arr_core.retries")
     clock = FakeClock()
     fake = FakeArr(script=[throttled("29", "cv.9")])
     async with budget(10, clock=clock), make_client(fake, clock) as client:
         with pytest.raises(ThrottledError):
             await client.get_session("s1")
-    assert [r.getMessage() for r in caplog.records if r.name == "arr_core.arr.retries"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "arr_core.retries"] == [
         f"ARR GET /accounts/{ACCOUNT}/sessions/s1: not retrying after 429 (MS-CV cv.9): a wait of 29.0 s would "
         "cross the request's budget"]
 

@@ -1,6 +1,6 @@
 """SessionService over MemoryHistory and a real ArrClient talking to the emulator in-process.
 
-Each crash of the README's table is simulated at its point (a key bound with no intent, an intent with no ARR
+Each crash of docs/architecture.md's table is simulated at its point (a key bound with no intent, an intent with no ARR
 session, a history write failing after ARR acted, a stop cut short) and the service is shown to see it through.
 """
 
@@ -451,3 +451,118 @@ async def test_arrs_list_is_reused_for_five_seconds_and_forgotten_by_this_proces
     await world.service.stop("c1", "done")
     assert [s.session_id for s in (await world.service.list_active()).states] == ["outside"]
     assert len(calls) == 3
+
+
+# -- the Idempotency-Key's fingerprint across a deploy ---------------------------------------------------------------
+
+class StartSessionRequestNextDeploy(StartSessionRequest):
+    """StartSessionRequest as a later version of the app may have it: one more optional field, unset by old callers."""
+
+    priority: str | None = None
+
+
+async def test_a_key_bound_before_a_deploy_that_adds_an_optional_field_still_matches(world: World) -> None:
+    """Review finding: the fingerprint was a digest of ``request.model_dump()``, so any new optional field of
+    StartSessionRequest changed the digest of every request: a retry with the same key spanning the deploy got a 409
+    (IdempotencyKeyReused) for a request it had made before. Now a named set of fields is fingerprinted."""
+    fields = {"session_id": "across", "size": "Premium", "labels": {"team": "viz"}, "keep_alive": True,
+              "callback_url": "https://hooks.contoso.example/arr"}
+    first = await world.service.start(start_request(**fields), "key-deploy")
+    retried = await world.service.start(StartSessionRequestNextDeploy(**(BODY | fields)), "key-deploy")
+    assert (retried.session_id, retried.status) == (first.session_id, "Starting")
+    assert world.emulator.requests["create"] == 1
+
+
+async def test_a_key_retried_with_another_size_after_such_a_deploy_is_still_refused(world: World) -> None:
+    """The named set still tells a different start from a retry: another size is a 409, new field or not."""
+    await world.service.start(start_request(session_id="sized"), "key-size")
+    with pytest.raises(IdempotencyKeyReused):
+        await world.service.start(StartSessionRequestNextDeploy(**(BODY | {"session_id": "sized", "size": "Premium"})),
+                                  "key-size")
+    assert world.emulator.requests["create"] == 1
+
+
+# -- WaitUntilReady -------------------------------------------------------------------------------------------------
+
+async def test_wait_until_ready_answers_while_it_may_be_ready_and_refuses_once_it_has_ended(world: World) -> None:
+    from arr_core.errors import SessionEnded
+
+    await world.service.start(start_request(session_id="waited"))
+    assert (await world.service.wait_until_ready("waited")).status == "Starting"
+    world.advance(10)
+    assert (await world.service.wait_until_ready("waited")).status == "Ready"
+    await world.service.stop("waited", "done")
+    with pytest.raises(SessionEnded) as after:
+        await world.service.wait_until_ready("waited")
+    assert (after.value.session_status, after.value.error_code) == ("Stopped", None)
+    assert "ended after it was Ready" in after.value.message
+
+    world.emulator.capacity = 0
+    await world.service.start(start_request(session_id="no-room-wait"))
+    world.advance(10)
+    with pytest.raises(SessionEnded) as before:
+        await world.service.wait_until_ready("no-room-wait")
+    assert (before.value.session_status, before.value.error_code) == ("Error", "NoCapacity")
+    assert "ended before it was Ready" in before.value.message
+
+
+# -- ARR's list, reused for five seconds, forgotten by every change at ARR -------------------------------------------
+
+def test_every_call_that_changes_arr_goes_through_the_one_helper_that_forgets_the_list() -> None:
+    """A new change at ARR cannot forget the list cache: every call of ArrClient that is not a read is wrapped in
+    SessionService._changing, and every public method of ArrClient is known as a read or a change."""
+    import ast
+    import inspect
+
+    from arr_core.arr.client import ArrClient
+    from arr_core.services import sessions
+
+    reads, changes = {"get_session", "list_sessions"}, {"create_session", "update_session", "stop_session"}
+    public = {name for name, member in vars(ArrClient).items()
+              if inspect.isfunction(member) and not name.startswith("_")} - {"aclose"}
+    assert public == reads | changes, "a new ArrClient method: say here whether it changes ARR"
+    tree = ast.parse(inspect.getsource(sessions.SessionService))
+    wrapped = {id(node.args[0]) for node in ast.walk(tree) if isinstance(node, ast.Call)
+               and isinstance(node.func, ast.Attribute) and node.func.attr == "_changing"}
+    arr_calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Attribute)
+                 and node.func.value.attr == "arr"]
+    assert {call.func.attr for call in arr_calls} >= changes  # the check sees the calls it checks
+    assert [call.func.attr for call in arr_calls if call.func.attr not in reads and id(call) not in wrapped] == []
+
+
+async def test_a_list_asked_for_before_a_change_that_ended_meanwhile_is_not_reused(world: World) -> None:
+    """A list whose answer left ARR before this process's stop, and arrived after it, must not be kept for five
+    seconds: the caller who stopped a session would see it in the list again."""
+    from collections.abc import AsyncIterator
+
+    from arr_core.arr.models import RenderingSession
+    from arr_core.services.sessions import SessionService
+
+    class HeldArr:
+        """ARR whose list answer is computed at once and delivered when the test says."""
+
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+            self.lists = 0
+
+        async def list_sessions(self) -> AsyncIterator[RenderingSession]:
+            self.lists += 1
+            before = [s async for s in world.arr.list_sessions()]
+            await self.release.wait()
+            for session in before:
+                yield session
+
+        async def stop_session(self, session_id: str) -> None:
+            await world.arr.stop_session(session_id)
+
+    await world.service.start(start_request(session_id="held"))
+    held = HeldArr()
+    service = SessionService(held, world.history, world.settings, clock=world.clock)  # type: ignore[arg-type]
+    listing = asyncio.create_task(service.list_active())
+    await asyncio.sleep(0.01)  # the list's answer is computed: "held" is Starting
+    await service._changing(held.stop_session("held"))
+    held.release.set()
+    assert [s.session_id for s in (await listing).states] == ["held"]  # that caller asked before the stop
+    assert [s.session_id for s in (await service.list_active()).states] == []  # ARR is asked again
+    assert held.lists == 2

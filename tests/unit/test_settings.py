@@ -21,7 +21,7 @@ def refused(env: dict[str, str]) -> str:
 
 
 def test_every_default() -> None:
-    """What a user gets with nothing set (the README's settings table mirrors these)."""
+    """What a user gets with nothing set (docs/operations.md's settings table mirrors these)."""
     s = AppSettings.from_env({})
     assert s.model_dump() == {
         "account_id": "", "account_domain": "", "endpoint": "", "region": "", "sts_endpoint": None,

@@ -67,7 +67,8 @@ def test_an_unpriced_size_makes_the_cost_unknown_whatever_its_minutes() -> None:
 
 
 def test_with_no_rate_configured_every_cost_is_null() -> None:
-    """The README's promise: no rate set, no cost shown; rows of 0 billed minutes and empty ones included."""
+    """The docs' promise (README, docs/operations.md): no rate set, no cost shown; rows of 0 billed minutes and empty
+    ones included."""
     no_rates = {"Standard": None, "Premium": None}
     assert usage_row("k", [record("a", minutes=0)], no_rates).estimated_cost is None
     assert usage_row("k", [record("a", minutes=60)], no_rates).estimated_cost is None

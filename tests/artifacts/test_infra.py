@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from arr_core import context
+from arr_core.services import context
 from arr_core.services.settings import ENV_NAMES, AppSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +62,10 @@ NOT_SET = {"AzureWebJobsStorage": "history is reached by ARR_HISTORY_TABLE_ENDPO
 KEY_SETTING = "ARR_ACCOUNT_KEY"
 # Set from what the deployment creates rather than from a parameter.
 DERIVED = {"ARR_MANAGED_IDENTITY_CLIENT_ID", "ARR_HISTORY_TABLE_ENDPOINT", "ARR_QUEUE_ENDPOINT"}
-# No default: azd asks for them (README: required).
+# No default: azd asks for them (docs/deploy.md, "Parameters": required).
 REQUIRED = {"ARR_ACCOUNT_ID", "ARR_ACCOUNT_DOMAIN", "ARR_REGION"}
 
-# azure-functions-doctor warnings that are explained, not fixed (README "Deploy to Azure"). Any other warning fails.
+# azure-functions-doctor warnings that are explained, not fixed (docs/deploy.md). Any other warning fails.
 EXPLAINED_WARNINGS = {
     "check_dev_storage_connection": "local.settings.example.json is the local example (Azurite); Azure gets "
                                     "identity-based AzureWebJobsStorage__* from infra/app/api.bicep",
@@ -576,7 +576,7 @@ async def test_history_and_arr_are_reached_with_the_user_assigned_identity(defau
     settings = AppSettings.from_env({name: str(value) for name, value in defaults.settings.items()})
     history = context.build_history(settings)
     try:
-        credential = history._table.credential
+        credential = history.table.client.credential  # HistoryStore over AzureTable over TableClient
         assert type(credential).__name__ == "ManagedIdentityCredential"
     finally:
         await history.aclose()
