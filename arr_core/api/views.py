@@ -11,7 +11,7 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from ..arr.models import SessionSize, SessionStatus
@@ -32,6 +32,15 @@ def _no_controls(value: str) -> str:
     return value
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """JSON's true is no number of minutes (pydantic's lax mode would read it as 1); "30" from a query string is."""
+    if isinstance(value, bool):
+        msg = "must be a whole number of minutes, not true or false"
+        raise ValueError(msg)
+    return value
+
+
+Minutes = Annotated[int, BeforeValidator(_not_a_boolean)]
 SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN.pattern)]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_controls)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -61,7 +70,7 @@ class StartSessionRequest(ApiModel):
     """Body (or query parameters) of StartSession. Every field is optional; settings supply the defaults."""
 
     size: SizeName | None = described("Size", "Server size; default from ARR_DEFAULT_SIZE.", default=None)
-    lease_minutes: int | None = described("Lease (minutes)",
+    lease_minutes: Minutes | None = described("Lease (minutes)",
                                           "Minutes the session may run once Ready (ARR's maximum lease).", default=None,
                                           ge=0, le=MAX_LEASE_MINUTES)
     session_id: SessionId | None = described("Session id", "Your own id: letters, digits, '-' and '_', up to 256.",
@@ -89,9 +98,9 @@ class StartSessionRequest(ApiModel):
 class ExtendSessionRequest(ApiModel):
     """Exactly one of a new total lease or minutes to add."""
 
-    lease_minutes: int | None = described("New total lease (minutes)", "The new total lease, in minutes.", default=None,
+    lease_minutes: Minutes | None = described("New total lease (minutes)", "The new total lease, in minutes.", default=None,
                                           ge=1, le=MAX_LEASE_MINUTES)
-    extend_by_minutes: int | None = described("Minutes to add", "Minutes to add to the lease.", default=None, ge=1,
+    extend_by_minutes: Minutes | None = described("Minutes to add", "Minutes to add to the lease.", default=None, ge=1,
                                               le=MAX_LEASE_MINUTES)
 
     @model_validator(mode="after")

@@ -1,0 +1,1 @@
+"""Doubles for unit tests (a dict table, in-memory queues); never deployed (.funcignore), never imported by the app."""

@@ -93,6 +93,16 @@ def test_a_lease_out_of_bounds_or_not_whole_minutes_is_refused(minutes: Any) -> 
     assert refusal(StartSessionRequest, {"leaseMinutes": minutes}) == [("leaseMinutes",)]
 
 
+@pytest.mark.parametrize(("model", "field"), [(StartSessionRequest, "leaseMinutes"),
+                                              (ExtendSessionRequest, "leaseMinutes"),
+                                              (ExtendSessionRequest, "extendByMinutes")])
+@pytest.mark.parametrize("flag", [True, False])
+def test_true_or_false_is_no_number_of_minutes(model: type[BaseModel], field: str, flag: bool) -> None:
+    """JSON's true was read as a lease of 1 minute (pydantic's lax mode): a flow that sent a boolean by mistake
+    started a session that ARR stopped a minute after Ready."""
+    assert refusal(model, {field: flag}) == [(field,)]
+
+
 def test_the_lease_maximum_is_a_day() -> None:
     assert MAX_LEASE_MINUTES == 1440
 
