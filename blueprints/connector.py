@@ -1,7 +1,7 @@
 """The Power Platform custom connector's ``connector/apiDefinition.swagger.json``, derived from the served OpenAPI
 document (:func:`blueprints.openapi.openapi_document`), so that the two come from the same models and cannot drift.
 
-``python -m blueprints.connector [OUT] [--host HOST]`` (``make connector``) writes it; ``tests/unit/test_connector.py``
+``python -m blueprints.connector [OUT] [--host HOST]`` (``make connector``) writes it; ``tests/artifacts/test_connector.py``
 fails when the committed file differs from what this module generates.
 
 The served document describes the HTTP API exactly (schemathesis checks the app against it); the connector describes

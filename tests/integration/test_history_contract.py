@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from conftest import azure_history
-from unit.harness import START, Clock
+from unit.harness import START, Clock, bump, intent, requested
 
 from arr_core.api.views import CleanupAction, CleanupReport
 from arr_core.domain.notifications import Subscription
@@ -44,18 +44,6 @@ async def history(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator
     await store.aclose()
 
 
-def intent(session_id: str, created_at: datetime = START, **fields: object) -> SessionRecord:
-    values: dict[str, object] = {"size": "Standard", "lease_minutes": 30} | fields
-    return SessionRecord(session_id=session_id, created_at=created_at, **values)  # type: ignore[arg-type]
-
-
-def requested(at: datetime = START, actor: str | None = "alice") -> Event:
-    return Event("requested", at, to_status="Requested", actor=actor, detail={"reason": "contract"})
-
-
-def bump(kind: str = "bump", at: datetime = START):
-    """A mutation that raises the lease by one minute and records one event."""
-    return lambda r: (replace(r, lease_minutes=(r.lease_minutes or 0) + 1), [Event(kind, at)])
 
 
 # -- claim --------------------------------------------------------------------------------------------------------

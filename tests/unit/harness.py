@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,17 +14,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arr_core.arr.auth import AccountKeyCredential
 from arr_core.arr.client import ArrClient
-from arr_core.services.maintenance import Maintenance
-from arr_core.testing.memory_history import MemoryHistory
 from arr_core.arr.retries import RetryPolicy
+from arr_core.domain.records import Event, SessionRecord
+from arr_core.services.maintenance import Maintenance
 from arr_core.services.sessions import SessionService
 from arr_core.services.settings import AppSettings
+from arr_core.testing.memory_history import MemoryHistory
 from arr_emulator import EmulatorState, Fault, create_app
 
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"
 ACCOUNT_KEY = "unit-account-key-not-a-secret"
 BASE_URL = "http://arr.test"
-START = datetime(2025, 3, 10, 9, 0, tzinfo=timezone.utc)  # a Monday, before Europe's DST switch
+START = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)  # a Monday, before Europe's DST switch
 
 
 @dataclass
@@ -148,3 +149,37 @@ class FakeResolver:
         if host not in self.answers:
             raise OSError(f"[Errno -2] Name or service not known: {host}")
         return self.answers[host]
+
+
+@dataclass
+class FakeClock:
+    """A monotonic and wall clock in seconds, in one; ``sleep`` advances it instead of waiting (retry policies, the
+    token cache, the CLI's wait all take a clock and a sleep)."""
+
+    now: float = 1_700_000_000.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+# -- history cases (the contract suite and MemoryHistory's own tests) -----------------------------------------------
+
+def intent(session_id: str, created_at: datetime = START, **fields: object) -> SessionRecord:
+    """A start's record as the session service writes it before ARR is asked."""
+    values: dict[str, object] = {"size": "Standard", "lease_minutes": 30} | fields
+    return SessionRecord(session_id=session_id, created_at=created_at, **values)  # type: ignore[arg-type]
+
+
+def requested(at: datetime = START, actor: str | None = "alice") -> Event:
+    return Event("requested", at, to_status="Requested", actor=actor, detail={"reason": "contract"})
+
+
+def bump(kind: str = "bump", at: datetime = START) -> Callable[[SessionRecord], Any]:
+    """A mutation that raises the lease by one minute and records one event."""
+    return lambda r: (replace(r, lease_minutes=(r.lease_minutes or 0) + 1), [Event(kind, at)])
+

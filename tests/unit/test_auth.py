@@ -25,6 +25,8 @@ from arr_core.arr.auth import (
 from arr_core.arr.retries import RetryPolicy
 from arr_core.errors import AuthenticationError, ServiceError, ServiceTimeoutError, TransportError
 
+from .harness import FakeClock
+
 ACCOUNT = "11111111-2222-3333-4444-555555555555"
 STS = "https://sts.westeurope.mixedreality.azure.com"
 KEY = "SuperSecretAccountKey=="
@@ -34,21 +36,6 @@ NOW = 1_700_000_000.0
 def jwt(exp: Any) -> str:
     payload = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).decode().rstrip("=")
     return f"eyJhbGciOiJub25lIn0.{payload}.sig"
-
-
-@dataclass
-class Clock:
-    """The cache's wall clock and the retry policy's clock; ``sleep`` advances it instead of waiting."""
-
-    now: float = NOW
-    slept: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @dataclass
@@ -73,9 +60,9 @@ class Sts:
                               headers={"MS-CV": "sts.0"})
 
 
-def cache(sts: Sts, clock: Clock | None = None, credential: Any = None, *, attempts: int = 3,
+def cache(sts: Sts, clock: FakeClock | None = None, credential: Any = None, *, attempts: int = 3,
           **options: Any) -> StsTokenCache:
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     return StsTokenCache(credential or AccountKeyCredential(KEY), account_id=ACCOUNT, sts_endpoint=STS + "/",
                          http=httpx.AsyncClient(transport=httpx.MockTransport(sts)),
                          retry=RetryPolicy(attempts=attempts, sleep=clock.sleep, clock=clock), clock=clock, **options)
@@ -128,7 +115,7 @@ async def test_a_token_credential_is_asked_for_the_sts_scope_sync_or_async() -> 
 
 
 async def test_a_static_token_is_used_as_is_never_exchanged_and_never_expires() -> None:
-    sts, clock = Sts(), Clock()
+    sts, clock = Sts(), FakeClock()
     tokens = cache(sts, clock, StaticAccessToken("given-elsewhere"))
     assert not tokens.refreshable
     assert await tokens.get_token() == "given-elsewhere"
@@ -151,7 +138,7 @@ def test_secrets_are_refused_empty_and_never_shown() -> None:
 
 async def test_the_token_is_cached_until_the_refresh_margin_before_its_exp() -> None:
     """exp is NOW + 3600 and the margin 300 s: one exchange up to exp - 300, a new one from there."""
-    clock = Clock()
+    clock = FakeClock()
     sts = Sts(token=jwt(int(NOW) + 3600))
     tokens = cache(sts, clock)
     first = await tokens.get_token()
@@ -166,7 +153,7 @@ async def test_the_token_is_cached_until_the_refresh_margin_before_its_exp() -> 
 
 
 async def test_the_refresh_margin_is_a_setting() -> None:
-    clock = Clock()
+    clock = FakeClock()
     sts = Sts(token=jwt(int(NOW) + 100))
     tokens = cache(sts, clock, refresh_margin=10)
     await tokens.get_token()
@@ -181,9 +168,9 @@ async def test_the_refresh_margin_is_a_setting() -> None:
 @pytest.mark.parametrize("token", ["NotAJwt", jwt(int(NOW) - 60), jwt("soon"), "a.b.c"],
                          ids=["no JWT", "exp already past", "exp not a number", "payload not JSON"])
 async def test_a_token_without_a_usable_future_exp_is_kept_for_the_fallback_lifetime(token: str) -> None:
-    """Clock skew or a token that is no JWT: ARR's 401 is the judge; meanwhile the token lives 900 s (less the
+    """FakeClock skew or a token that is no JWT: ARR's 401 is the judge; meanwhile the token lives 900 s (less the
     margin), not zero (an exchange per call) and not forever."""
-    clock = Clock()
+    clock = FakeClock()
     sts = Sts(token=token)
     tokens = cache(sts, clock)
     assert await tokens.get_token() == token
@@ -245,7 +232,7 @@ async def test_concurrent_reports_of_one_stale_token_share_one_exchange() -> Non
 
 async def test_a_refused_key_is_an_authentication_error_at_once() -> None:
     """The STS answers 401 with an empty body to a wrong key: not retried, MS-CV kept, the key nowhere."""
-    clock = Clock()
+    clock = FakeClock()
     sts = Sts(script=[httpx.Response(401, headers={"MS-CV": "sts-cv.1"})])
     tokens = cache(sts, clock)
     with pytest.raises(AuthenticationError) as caught:
@@ -259,7 +246,7 @@ async def test_a_refused_key_is_an_authentication_error_at_once() -> None:
 
 
 async def test_a_failing_sts_is_retried_then_the_token_is_cached() -> None:
-    clock = Clock()
+    clock = FakeClock()
     sts = Sts(script=[httpx.Response(503), httpx.ConnectError("refused")])
     tokens = cache(sts, clock)
     assert await tokens.get_token() == sts.token

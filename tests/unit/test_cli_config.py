@@ -26,6 +26,8 @@ from arr_cli.errors import ConfigError, UsageError
 from arr_cli.targets import Poll
 from arr_cli.waiting import Tick, wait_for_session
 
+from .harness import FakeClock
+
 ACCOUNT = "00000000-0000-0000-0000-0000000000a1"
 
 # The shape of Scripts/arrconfig.json in Azure/azure-remote-rendering (2023 and later), placeholders as shipped,
@@ -331,17 +333,6 @@ def test_no_account_key_builds_azure_identitys_default_credential(tmp_path: Path
 
 # -- the wait's pacing, on a fake clock ------------------------------------------------------------------------
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class ScriptedTarget:
     """Answers each poll with the next item: a status (with an optional Retry-After) or an exception."""
 
@@ -368,7 +359,7 @@ class Ticks:
 
 
 def run_wait(script: list[Any], **kwargs: Any) -> tuple[Any, ScriptedTarget, Ticks]:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     target = ScriptedTarget(clock, script)
     ticks = Ticks()
     outcome = asyncio.run(wait_for_session(target, "s1", ticks,  # type: ignore[arg-type]

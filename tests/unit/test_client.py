@@ -10,7 +10,7 @@ import logging
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -36,6 +36,8 @@ from arr_core import (
     parse_retry_after,
 )
 
+from .harness import FakeClock
+
 ACCOUNT = "11111111-2222-3333-4444-555555555555"
 ENDPOINT = "https://remoterendering.westeurope.mixedreality.azure.com"
 DOMAIN = "westeurope.mixedreality.azure.com"
@@ -52,21 +54,6 @@ def session_json(session_id: str = "s1", status: str = "Ready", **extra: Any) ->
             "maxLeaseTimeMinutes": 30, "size": "Standard", "status": status}
     body.update(extra)
     return body
-
-
-@dataclass
-class FakeClock:
-    """Monotonic and wall clock in one; ``sleep`` advances it instead of waiting."""
-
-    now: float = 1_700_000_000.0
-    slept: list[float] = field(default_factory=list)
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @dataclass
@@ -114,7 +101,7 @@ async def test_429_then_200_waits_what_retry_after_said() -> None:
 
 async def test_retry_after_as_http_date() -> None:
     """Retry-After may be an HTTP date; the wait is the time until then."""
-    when = datetime.now(timezone.utc) + timedelta(seconds=30)
+    when = datetime.now(UTC) + timedelta(seconds=30)
     assert 25 <= parse_retry_after(format_datetime(when, usegmt=True)) <= 30
     assert parse_retry_after("not a date") is None
     assert parse_retry_after(None) is None

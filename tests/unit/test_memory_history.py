@@ -5,18 +5,16 @@ on the dict and on Azurite) and tests/unit/test_history_store.py (group commit, 
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from arr_core.api.views import CleanupReport
-from arr_core.domain.records import Event, SessionRecord
 from arr_core.errors import HistoryConflict, HistoryUnavailable
 from arr_core.store.history import History
 from arr_core.testing.memory_history import MemoryHistory
 
-from .harness import START, Clock
+from .harness import START, Clock, bump, intent, requested
 
 
 @pytest.fixture
@@ -24,18 +22,6 @@ def clock() -> Clock:
     return Clock(START)
 
 
-def intent(session_id: str, created_at: datetime = START, **fields: object) -> SessionRecord:
-    values: dict[str, object] = {"size": "Standard", "lease_minutes": 30} | fields
-    return SessionRecord(session_id=session_id, created_at=created_at, **values)  # type: ignore[arg-type]
-
-
-def requested(at: datetime = START, actor: str | None = "alice") -> Event:
-    return Event("requested", at, to_status="Requested", actor=actor, detail={"reason": "contract"})
-
-
-def bump(kind: str = "bump", at: datetime = START):
-    """A mutation that raises the lease by one minute and records one event."""
-    return lambda r: (replace(r, lease_minutes=(r.lease_minutes or 0) + 1), [Event(kind, at)])
 
 
 def test_memory_history_is_a_history() -> None:
