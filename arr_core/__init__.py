@@ -40,6 +40,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # the names above, for type checkers and IDEs
     from .arr.auth import AccountKeyCredential, StaticAccessToken, StsTokenCache, TokenCredential, jwt_expiry  # noqa: F401
     from .arr.client import API_VERSION, ArrClient  # noqa: F401
+    from .arr.models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus  # noqa: F401
+    from .arr.retries import RetryPolicy, parse_retry_after  # noqa: F401
     from .errors import (  # noqa: F401
         ArrError,
         AuthenticationError,
@@ -51,5 +53,3 @@ if TYPE_CHECKING:  # the names above, for type checkers and IDEs
         ThrottledError,
         TransportError,
     )
-    from .arr.models import ArrErrorDetail, RenderingSession, SessionSize, SessionStatus  # noqa: F401
-    from .arr.retries import RetryPolicy, parse_retry_after  # noqa: F401

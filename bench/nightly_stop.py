@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arr_core import AccountKeyCredential, ArrClient, RetryPolicy
+from arr_core.api.views import StartSessionRequest
 from arr_core.services.context import AppContext
 from arr_core.services.settings import AppSettings
-from arr_core.api.views import StartSessionRequest
 from blueprints.http import app_links
 from devhost.stack import azurite_command, azurite_connection_string, free_port, wait_for_port
 

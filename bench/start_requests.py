@@ -18,9 +18,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from arr_core.api.views import StartSessionRequest  # noqa: E402
 from arr_core.services.context import AppContext  # noqa: E402
 from arr_core.services.settings import AppSettings  # noqa: E402
-from arr_core.api.views import StartSessionRequest  # noqa: E402
 from devhost.stack import azurite_command, azurite_connection_string, free_port, wait_for_port  # noqa: E402
 
 ACCOUNT_ID, ACCOUNT_KEY = "00000000-0000-0000-0000-0000000000c1", "count-key"

@@ -22,7 +22,8 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from arr_core import deadline
-from arr_core.services.context import load_settings
+from arr_core.api.views import FieldError, Problem, SessionLinks
+from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.errors import (
     AppError,
     ArrError,
@@ -53,9 +54,8 @@ from arr_core.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from arr_core.services.context import load_settings
 from arr_core.services.settings import ENV_NAMES, AppSettings
-from arr_core.arr.validation import SESSION_ID_PATTERN
-from arr_core.api.views import FieldError, Problem, SessionLinks
 
 log = logging.getLogger("arr_sessions.http")
 MAX_BODY_BYTES = 64 * 1024

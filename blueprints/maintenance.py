@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from arr_core.services.context import get_context
-from arr_core.errors import CleanupRunning
 from arr_core.api.present import build_view
 from arr_core.api.views import CleanupRuns, HistoryPage, SessionEvent, SessionEvents
+from arr_core.errors import CleanupRunning
+from arr_core.services.context import get_context
 
 from .http import Api, absolute_url, app_links, json_response, links_for, session_id_of
 from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query

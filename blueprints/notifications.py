@@ -14,10 +14,10 @@ from typing import Any
 
 import azure.functions as func
 
-from arr_core.services.context import get_context
-from arr_core.errors import SubscriptionNotFound
-from arr_core.domain.notifications import NOTIFY_QUEUE, SUBSCRIPTION_ID, WATCH_QUEUE, Subscription
 from arr_core.api.views import SubscriptionRequest, SubscriptionView
+from arr_core.domain.notifications import NOTIFY_QUEUE, SUBSCRIPTION_ID, WATCH_QUEUE, Subscription
+from arr_core.errors import SubscriptionNotFound
+from arr_core.services.context import get_context
 
 from .http import Api, absolute_url, app_links, json_response, read_body
 

@@ -13,8 +13,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
-from arr_core.domain.notifications import SUBSCRIPTION_ID
-from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.api.views import (
     IDEMPOTENCY_KEY,
     CleanupReport,
@@ -33,6 +31,8 @@ from arr_core.api.views import (
     SubscriptionView,
     UsageReport,
 )
+from arr_core.arr.validation import SESSION_ID_PATTERN
+from arr_core.domain.notifications import SUBSCRIPTION_ID
 
 from .queries import CleanupQuery, HistoryQuery, ListQuery, RunsQuery, StartQuery, UsageQuery, query_parameters
 

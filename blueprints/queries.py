@@ -19,9 +19,9 @@ import azure.functions as func
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from arr_core.errors import InvalidInput
-from arr_core.domain.records import RECORD_STATUSES
 from arr_core.api.views import ShortText, SizeName
+from arr_core.domain.records import RECORD_STATUSES
+from arr_core.errors import InvalidInput
 
 from .http import parse_json, validate
 

@@ -10,10 +10,7 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from arr_core.services.context import get_context
-from arr_core.errors import InvalidInput, Misconfigured
 from arr_core.api.present import build_view
-from arr_core.arr.models import SessionStatus
 from arr_core.api.views import (
     IDEMPOTENCY_KEY,
     ComponentHealth,
@@ -23,6 +20,9 @@ from arr_core.api.views import (
     StartSessionRequest,
     StopSessionRequest,
 )
+from arr_core.arr.models import SessionStatus
+from arr_core.errors import InvalidInput, Misconfigured
+from arr_core.services.context import get_context
 
 if TYPE_CHECKING:
     from arr_core.services.sessions import SessionState

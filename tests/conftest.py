@@ -20,9 +20,9 @@ import httpx
 import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
+from polling import wait_for
 
 from devhost.stack import AZURITE, AZURITE_ALL, azurite_command, azurite_connection_string, free_port
-from polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT_ID = "00000000-0000-0000-0000-0000000000a1"

@@ -27,8 +27,8 @@ from arr_core import (
     ThrottledError,
     parse_retry_after,
 )
-from arr_core.errors import error_class_for_status
 from arr_core.arr.validation import check_lease_minutes, check_size
+from arr_core.errors import error_class_for_status
 
 REPLAY_KEY = "replay-account-key"
 REPLAY_STATIC_TOKEN = "replay-static-token"

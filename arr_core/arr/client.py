@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from .auth import Credential, StsTokenCache
 from ..errors import ServiceError
+from .auth import Credential, StsTokenCache
 from .models import RenderingSession, SessionSize
 from .responses import correlation_id, error_from_response, json_body
 from .retries import RetryPolicy

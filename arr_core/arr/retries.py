@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import math
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from .url_rules import address_refusal, callback_refusal
 from ..arr.transport import USER_AGENT
+from .url_rules import address_refusal, callback_refusal
 
 log = logging.getLogger("arr_core.webhooks")
 DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=5.0)

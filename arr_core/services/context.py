@@ -17,12 +17,12 @@ from .settings import AppSettings
 
 if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, azure-core, the table SDK)
     from ..arr.client import ArrClient
+    from ..store.azure_queues import StorageQueues
+    from ..store.azure_table import StorageTarget
     from ..store.history import HistoryStore
     from .maintenance import Maintenance
     from .notifier import Notifier
     from .queries import HistoryQueries
-    from ..store.azure_queues import StorageQueues
-    from ..store.azure_table import StorageTarget
     from .sessions import SessionService
 
 

@@ -13,14 +13,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import deadline
+from ..api.views import CleanupAction, CleanupReport
 from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
-from ..errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, Unavailable
 from ..domain.lifecycle import observe, vanished
 from ..domain.notifications import pending_change
 from ..domain.records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
+from ..errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, Unavailable
 from .sessions import ACTIVE_WINDOW, SessionService
 from .settings import AppSettings
-from ..api.views import CleanupAction, CleanupReport
 
 if TYPE_CHECKING:
     from ..store.history import History

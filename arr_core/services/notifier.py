@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DeadlineExceeded, SubscriptionNotFound, Unavailable
 from ..api.present import build_view
+from ..api.views import SessionLinks, StatusNotification, SubscriptionRequest
 from ..domain.notifications import (
     NOTIFY_QUEUE,
     WATCH_QUEUE,
@@ -35,11 +35,11 @@ from ..domain.notifications import (
     pending_change,
     retry_delay,
 )
-from ..outbound.url_rules import require_callback
-from ..store.queues import Queues
 from ..domain.records import SessionRecord, utcnow
-from ..api.views import SessionLinks, StatusNotification, SubscriptionRequest
+from ..errors import DeadlineExceeded, SubscriptionNotFound, Unavailable
+from ..outbound.url_rules import require_callback
 from ..outbound.webhooks import Outcome, Resolver, deliver, system_resolver
+from ..store.queues import Queues
 
 if TYPE_CHECKING:
     import httpx

@@ -10,22 +10,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
+from ..api.views import ComponentHealth, ExtendSessionRequest, Health, StartSessionRequest
 from ..arr.client import ArrClient
-from ..errors import (
-    ArrError,
-    AuthenticationError,
-    ConflictError,
-    DeadlineExceeded,
-    HistoryError,
-    InvalidRequestError,
-    NotFoundError,
-    IdempotencyKeyReused,
-    LeaseMustGrow,
-    LeaseTooLong,
-    SessionEnded,
-    SessionIdInUse,
-    SessionNotFound,
-)
+from ..arr.models import RenderingSession, SessionStatus
+from ..arr.validation import MAX_LEASE_MINUTES
 from ..domain.lifecycle import (
     adopted_record,
     cancel_start,
@@ -39,12 +27,24 @@ from ..domain.lifecycle import (
     start_fingerprint,
     view_status,
 )
-from ..outbound.url_rules import require_callback
 from ..domain.records import REQUESTED, Change, Event, Mutation, SessionRecord, idempotency_row, utcnow
-from ..arr.models import RenderingSession, SessionStatus
+from ..errors import (
+    ArrError,
+    AuthenticationError,
+    ConflictError,
+    DeadlineExceeded,
+    HistoryError,
+    IdempotencyKeyReused,
+    InvalidRequestError,
+    LeaseMustGrow,
+    LeaseTooLong,
+    NotFoundError,
+    SessionEnded,
+    SessionIdInUse,
+    SessionNotFound,
+)
+from ..outbound.url_rules import require_callback
 from .settings import AppSettings
-from ..arr.validation import MAX_LEASE_MINUTES
-from ..api.views import ComponentHealth, ExtendSessionRequest, Health, StartSessionRequest
 
 if TYPE_CHECKING:
     from ..store.history import History

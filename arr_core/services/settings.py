@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from ..domain.cleanup import parse_clock
-from ..errors import Misconfigured
 from ..arr.models import SessionSize
 from ..arr.validation import MAX_LEASE_MINUTES
+from ..domain.cleanup import parse_clock
+from ..errors import Misconfigured
 
 # The Functions host reads the timer's schedule itself: NCRONTAB with six fields (seconds first), or a TimeSpan.
 # Checked here too, so that the usual five-field cron is named by the app rather than a timer that never fires.

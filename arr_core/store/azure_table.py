@@ -67,13 +67,14 @@ def _error_code(exc: HttpResponseError) -> str:
 
 
 def _translate(exc: HttpResponseError) -> TableRefusal:
+    """The port's error for an answer: by the service's code, by the status where the code says no more."""
     code = _error_code(exc)
     status = exc.status_code or 0
     if code == TableErrorCode.TABLE_NOT_FOUND:
         return TableMissing(status, code)
+    if status == 409 and code not in ("", TableErrorCode.ENTITY_ALREADY_EXISTS):
+        return TableRefusal(status, code)  # TableAlreadyExists, TableBeingDeleted: about the table, not an entity
     kinds: dict[int, type[TableRefusal]] = {409: EntityExists, 412: EntityChanged, 404: EntityMissing}
-    if code == TableErrorCode.TABLE_ALREADY_EXISTS:
-        return TableRefusal(status, code)
     return kinds.get(status, TableRefusal)(status, code)
 
 
@@ -103,7 +104,7 @@ class AzureTable:
         try:
             await _answer(self.client.create_table())
         except TableRefusal as exc:
-            if exc.code == TableErrorCode.TABLE_ALREADY_EXISTS or exc.status == 409:
+            if exc.code == TableErrorCode.TABLE_ALREADY_EXISTS:  # not TableBeingDeleted, also a 409
                 return False
             raise
         return True
@@ -143,7 +144,8 @@ class AzureTable:
                                                              **_IF_MATCH)))
 
     async def delete(self, partition: str, row: str, etag: str | None) -> None:
-        if etag is None:  # the SDK's unconditional delete answers a missing entity with success
+        # The SDK answers any 404 of a delete (the entity, or the table, gone) with success.
+        if etag is None:
             await _answer(self.client.delete_entity(partition, row))
             return
         await _answer(self.client.delete_entity(partition, row, etag=etag, **_IF_MATCH))
@@ -151,7 +153,8 @@ class AzureTable:
     async def transact(self, ops: list[Op]) -> list[str]:
         operations: list[Any] = [
             ("create", entity) if kind == "insert" else
-            ("update", entity, {"mode": UpdateMode.REPLACE, **({"etag": etag, **_IF_MATCH} if etag else {})})
+            ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag, **_IF_MATCH}) if etag else
+            ("upsert", entity, {"mode": UpdateMode.REPLACE})
             for kind, entity, etag in ops]
         return [_etag(metadata) for metadata in await _answer(self.client.submit_transaction(operations))]
 

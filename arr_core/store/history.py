@@ -334,7 +334,10 @@ class HistoryStore:
 
     async def record_run(self, report: CleanupReport) -> None:
         """Keep the run's row (newest first: inverted ticks), so an operator can see what each run did."""
-        await self._call(self.table.insert, rows.run_to_entity(report))
+        try:
+            await self._call(self.table.insert, rows.run_to_entity(report))
+        except EntityExists:
+            pass  # written by a first try whose answer was lost (the SDK retried it): the row is there
 
     async def runs(self, before: datetime, top: int) -> list[CleanupRun]:
         """Up to ``top`` cleanup runs that started before ``before``, newest first, from the last RUN_MONTHS."""
@@ -359,10 +362,7 @@ class HistoryStore:
         entity = await self._call(self.table.get, rows.SUBSCRIPTION_PARTITION, subscription_id)
         if entity is None:
             return None
-        try:
-            await self._call(self.table.delete, rows.SUBSCRIPTION_PARTITION, subscription_id, None)
-        except EntityMissing:
-            return None
+        await self._call(self.table.delete, rows.SUBSCRIPTION_PARTITION, subscription_id, None)
         return rows.subscription_from_entity(entity)
 
     async def subscriptions(self) -> list[Subscription]:
@@ -462,20 +462,29 @@ class HistoryStore:
                 await self._create_table()
 
     async def _create_table(self) -> bool:
-        """Create the table if it is missing; True when this call created it (and stamped its epoch)."""
-        async with self._bounded():
-            created = await self.table.create_table()
-            fresh = created or await self.table.is_empty()
-        if fresh:
+        """Create the table if it is missing; True when this call created it (and stamped its epoch).
+
+        A table that cannot be created yet (Azure refuses for a while one that is being deleted) is an outage of
+        history, as any other answer would be: :class:`HistoryUnavailable`, and the next call tries again.
+        """
+        created = await self._setup_call(self.table.create_table)
+        if created or await self._setup_call(self.table.is_empty):
             # An empty table without its epoch was made by someone who died before stamping it: stamping it
             # now errs on the safe side (older sessions count as possibly lost, so keepAlive is never assumed).
             try:
-                async with self._bounded():
-                    await self.table.insert(rows.epoch_entity(self._clock()))
+                await self._setup_call(self.table.insert, rows.epoch_entity(self._clock()))
             except EntityExists:
                 pass
         self._ready = True
         return created
+
+    async def _setup_call(self, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """One call of setting the table up, bounded like any other; the table gone again meanwhile is an outage."""
+        try:
+            async with self._bounded():
+                return await method(*args)
+        except TableMissing as exc:
+            raise HistoryUnavailable("the history table is gone and could not be created yet") from exc
 
     async def _recreate(self) -> None:
         """The table has gone: create it again, forget stale places and ETags, and write back what this process
@@ -489,9 +498,9 @@ class HistoryStore:
             restoring = self._restoring
             if restoring is None or restoring is asyncio.current_task():  # (lost again while writing back)
                 remembered = [r for r in self._written.values() if r.is_active]
+                created = await self._create_table()  # if it fails, what this process remembers is kept for later
                 self._pointers.clear()
                 self._written.clear()
-                created = await self._create_table()
                 if created or remembered:
                     log.error("history table was missing (recreated %s); restoring %d active sessions this process "
                               "knew", "here" if created else "elsewhere", len(remembered))

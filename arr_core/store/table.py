@@ -33,6 +33,7 @@ class Query:
 
     ``low``/``high`` bound the RowKey (``high`` is exclusive; ``low`` inclusive unless ``low_inclusive`` is False);
     ``equal`` columns must hold the value; ``one_of`` columns any of the values (all of them, when several).
+    Values are strings or booleans: the Tables SDK writes the integers 0 and 1 into a filter as false and true.
     """
 
     partition: str
@@ -102,7 +103,10 @@ class Table(Protocol):
         """Replace if the ETag matches (None: unconditionally, inserting if absent); the new ETag."""
         ...
 
-    async def delete(self, partition: str, row: str, etag: str | None) -> None: ...
+    async def delete(self, partition: str, row: str, etag: str | None) -> None:
+        """Delete if the ETag matches (None: any); :class:`EntityChanged` if it does not. An entity (or a table)
+        that is not there is no error: Table Storage's SDK answers that with success."""
+        ...
     async def transact(self, ops: list[Op]) -> list[str]:
         """All operations (one partition) or none; their new ETags. Raises what the failing operation would."""
         ...

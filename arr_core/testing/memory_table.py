@@ -111,10 +111,13 @@ class MemoryTable:
         return await self._write("transact", ops)
 
     async def delete(self, partition: str, row: str, etag: str | None) -> None:
-        rows = await self._begin("delete")
+        try:
+            rows = await self._begin("delete")
+        except TableMissing:
+            return  # as the SDK answers it
         found = rows.get((partition, row))
         if found is None:
-            raise EntityMissing(404, "ResourceNotFound")
+            return
         if etag is not None and found[1] != etag:
             raise EntityChanged(412, "UpdateConditionNotSatisfied")
         del rows[(partition, row)]
@@ -145,7 +148,12 @@ class MemoryTable:
 def _read(found: tuple[dict[str, Any], str]) -> Entity:
     """A copy (callers may change it), datetimes as aware UTC, as the SDK gives them."""
     entity, etag = found
-    return Entity({k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in entity.items()}, etag)
+    return Entity({k: _utc(v) if isinstance(v, datetime) else v for k, v in entity.items()}, etag)
+
+
+def _utc(value: datetime) -> datetime:
+    """The table keeps UTC: a naive time is read as UTC, as the SDK reads it."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 __all__ = ["MemoryTable"]

@@ -25,9 +25,9 @@ import httpx
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
-
 from conftest import Azurite, Emulator, Host, function_app_env, start, start_host, stop
 from polling import wait_for
+
 from devhost.stack import azurite_command, azurite_connection_string, free_port
 
 from .proxy import FaultProxy, Rule

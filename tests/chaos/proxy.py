@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 import httpx
 import uvicorn
+from polling import wait_for
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from devhost.stack import free_port
-from polling import wait_for
 
 HOP_BY_HOP = {b"host", b"content-length", b"connection", b"keep-alive", b"transfer-encoding", b"te", b"upgrade"}
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "MERGE", "HEAD", "OPTIONS"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import FUNCTION_KEY, Host, start_host, stop
-from devhost import compile_route, load_local_settings, parse_schedule, resolve_setting
 from polling import wait_for
+
+from devhost import compile_route, load_local_settings, parse_schedule, resolve_setting
 
 
 @pytest.fixture(scope="module")

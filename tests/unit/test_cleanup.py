@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from arr_core.arr.models import RenderingSession
 from arr_core.domain.cleanup import Action, CleanupPolicy, decide, nightly_due, parse_clock, shutdown_instant
 from arr_core.store.history import SessionRecord
-from arr_core.arr.models import RenderingSession
 
 AMS = ZoneInfo("Europe/Amsterdam")
 UTC = timezone.utc

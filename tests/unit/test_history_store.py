@@ -22,7 +22,7 @@ from arr_core.errors import DeadlineExceeded, HistoryUnavailable
 from arr_core.store import entities
 from arr_core.store.group_commit import MAX_BATCH_CHARS, MAX_BATCH_OPS, weight
 from arr_core.store.history import HistoryStore
-from arr_core.store.table import Op, TableRefusal, TableUnreachable
+from arr_core.store.table import EntityExists, Op, TableRefusal, TableUnreachable
 from arr_core.testing.memory_table import MemoryTable
 
 from .harness import START, Clock
@@ -210,3 +210,37 @@ async def test_stored_run_rows_are_their_own_format_and_the_old_format_is_still_
                                          reconciled=[], errors=[]))
     [row] = [r for r in table.rows.values() if r.get("Schema") == entities.RUN_SCHEMA]
     assert "Report" not in row and row["Mode"] == "nightly"  # no API JSON in storage
+
+
+async def test_a_table_that_cannot_be_created_yet_is_an_outage_and_what_was_known_is_written_back_later() -> None:
+    """Azure refuses to create a table that is being deleted (409 TableBeingDeleted, for 40 s or more): that is
+    HistoryUnavailable (a 503, so a stop still reaches ARR), not a raw port error; what this process remembered is
+    kept until the table can be created, then written back."""
+    table = MemoryTable()
+    store = store_on(table)
+    await claim_all(store, ["k1"], reason="kept", keep_alive=True)
+    table.lose_table()
+    table.fail_next(2, TableRefusal(409, "TableBeingDeleted"), only={"create_table"})
+    for _ in range(2):
+        with pytest.raises(HistoryUnavailable, match="409 TableBeingDeleted"):
+            await store.update("k1", note("after"))
+    written = await store.update("k1", note("after", lease_minutes=120))
+    assert written is not None and (written.reason, written.keep_alive, written.lease_minutes) == ("kept", True, 120)
+
+
+async def test_a_run_row_written_by_a_try_whose_answer_was_lost_is_no_error() -> None:
+    """The SDK retries a POST that timed out: if the first one landed, the retry is told 409; the row is there."""
+    table = MemoryTable()
+    store = store_on(table)
+    report = CleanupReport(ran_at=START, dry_run=False, mode="lease", stopped=[], kept=[], reconciled=[], errors=[])
+    await store.ping()
+    table.fail_next(1, EntityExists(409, "EntityAlreadyExists"), only={"insert"})
+    await store.record_run(report)
+
+
+async def test_deleting_what_is_not_there_is_no_error_as_on_azure() -> None:
+    table = MemoryTable(rows=[])
+    await table.delete("p", "absent", None)
+    await table.delete("p", "absent", 'W/"1"')
+    table.lose_table()
+    await table.delete("p", "absent", None)

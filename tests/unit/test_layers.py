@@ -39,18 +39,28 @@ def test_every_import_linter_contract_is_kept() -> None:
     assert " 0 broken" in result.stdout
 
 
-def test_a_domain_module_that_imports_an_azure_sdk_breaks_a_contract(tmp_path: Path) -> None:
-    """The contracts can fail: a copy of the package whose domain imports the table SDK, or the store, is refused."""
+def test_imports_against_the_architecture_break_its_contracts(tmp_path: Path) -> None:
+    """The contracts can fail: in a copy of the code, a domain module that imports the table SDK and the store, a
+    store module (not an Azure adapter) that imports httpx, a blueprint that imports the store, and a new folder of
+    arr_core that no layer names are each refused."""
     copy = tmp_path / "tree"
-    shutil.copytree(ARR_CORE, copy / "arr_core", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("arr_core", "blueprints"):
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    bad = copy / "arr_core" / "domain" / "records.py"
-    bad.write_text(bad.read_text() + "\nimport azure.data.tables  # noqa\nfrom ..store import history  # noqa\n")
+    for module, lines in [("arr_core/domain/records.py", "import azure.data.tables\nfrom ..store import history\n"),
+                          ("arr_core/store/entities.py", "import httpx\n"),
+                          ("blueprints/queries.py", "from arr_core.store import history\n")]:
+        path = copy / module
+        path.write_text(path.read_text() + "\n" + lines)
+    (copy / "arr_core" / "extras").mkdir()
+    (copy / "arr_core" / "extras" / "__init__.py").write_text("")
     result = lint_imports(copy)
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout
-    assert "arr_core.domain.records -> arr_core.store.history" in result.stdout
-    assert "arr_core.domain.records -> azure (l." in result.stdout
+    assert result.stdout.count("BROKEN") == 3  # the layers, the pure modules, the blueprints
+    for broken in ("arr_core.domain.records -> arr_core.store.history", "arr_core.domain.records -> azure (l.",
+                   "arr_core.store.entities -> httpx (l.", "blueprints.queries -> arr_core.store.history",
+                   "arr_core.extras"):
+        assert broken in result.stdout, broken
 
 
 @pytest.mark.parametrize("module", APP_HALF, ids=lambda p: str(p.relative_to(ARR_CORE)))

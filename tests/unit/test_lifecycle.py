@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
+from arr_core.api.views import StartSessionRequest
+from arr_core.arr.models import RenderingSession
 from arr_core.domain.lifecycle import (
     REDRIVE_AFTER,
     START_FINGERPRINT_FIELDS,
@@ -20,8 +22,6 @@ from arr_core.domain.lifecycle import (
     start_fingerprint,
     vanished,
 )
-from arr_core.api.views import StartSessionRequest
-from arr_core.arr.models import RenderingSession
 from arr_core.domain.records import SessionRecord
 from arr_core.store.entities import record_from_entity, record_to_entity
 

@@ -9,9 +9,9 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from arr_core.errors import CleanupRunning
-from arr_core.domain.records import Event, SessionRecord
 from arr_core.api.views import StartSessionRequest
+from arr_core.domain.records import Event, SessionRecord
+from arr_core.errors import CleanupRunning
 
 from .harness import World
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from arr_core.errors import InvalidInput
 from arr_core.domain.notifications import Cause, StatusChange, Subscription, callback_due, pending_change, retry_delay
-from arr_core.store.entities import subscription_from_entity, subscription_to_entity
 from arr_core.domain.records import SessionRecord
+from arr_core.errors import InvalidInput
 from arr_core.outbound.url_rules import address_refusal, callback_refusal, require_callback
 from arr_core.outbound.webhooks import Outcome, outcome_of
+from arr_core.store.entities import subscription_from_entity, subscription_to_entity
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

@@ -13,14 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from arr_core.errors import HistoryUnavailable, InvalidInput, SubscriptionNotFound
-from arr_core.services.maintenance import Maintenance
-from arr_core.domain.notifications import NOTIFY_QUEUE, WATCH_QUEUE
-from arr_core.services.notifier import Notifier
-from arr_core.testing.memory_queues import MemoryQueues
-from arr_core.services.sessions import SessionService
 from arr_core.api.views import SessionLinks, StartSessionRequest, SubscriptionRequest
+from arr_core.domain.notifications import NOTIFY_QUEUE, WATCH_QUEUE
+from arr_core.errors import HistoryUnavailable, InvalidInput, SubscriptionNotFound
 from arr_core.outbound.webhooks import Outcome
+from arr_core.services.maintenance import Maintenance
+from arr_core.services.notifier import Notifier
+from arr_core.services.sessions import SessionService
+from arr_core.testing.memory_queues import MemoryQueues
 
 from .harness import FakeResolver, World
 

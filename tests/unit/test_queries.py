@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 import pytest
 
-from arr_core.errors import InvalidInput
 from arr_core.api.views import StartSessionRequest
+from arr_core.errors import InvalidInput
 from blueprints import queries
 from blueprints.openapi import openapi_document
 from blueprints.queries import CleanupQuery, HistoryQuery, ListQuery, StartQuery, UsageQuery, parse_query

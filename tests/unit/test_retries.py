@@ -24,9 +24,10 @@ from arr_core import (
     StaticAccessToken,
     ThrottledError,
 )
-from arr_core.deadline import budget
 from arr_core.arr.retries import parse_retry_after
+from arr_core.deadline import budget
 from arr_core.errors import DeadlineExceeded
+
 from .test_client import ACCOUNT, DOMAIN, ENDPOINT, SECRET_KEY, FakeArr, FakeClock, jwt, make_client, session_json
 
 

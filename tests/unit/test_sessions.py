@@ -13,6 +13,10 @@ from datetime import timedelta
 
 import pytest
 
+from arr_core.api.views import ExtendSessionRequest, StartSessionRequest
+from arr_core.arr.models import SessionStatus
+from arr_core.domain.lifecycle import fingerprint
+from arr_core.domain.records import Event, SessionRecord
 from arr_core.errors import (
     HistoryUnavailable,
     IdempotencyKeyReused,
@@ -22,10 +26,6 @@ from arr_core.errors import (
     ServiceError,
     SessionIdInUse,
 )
-from arr_core.domain.lifecycle import fingerprint
-from arr_core.arr.models import SessionStatus
-from arr_core.domain.records import Event, SessionRecord
-from arr_core.api.views import ExtendSessionRequest, StartSessionRequest
 
 from .harness import START, World
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from arr_core.errors import Misconfigured, Unavailable
 from arr_core.arr.models import SessionSize
+from arr_core.errors import Misconfigured, Unavailable
 from arr_core.services.settings import ENV_NAMES, PLATFORM_NAMES, AppSettings
 
 

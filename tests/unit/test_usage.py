@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from arr_core.domain.records import SessionRecord
 from arr_core.api.usage import group_key, usage_report, usage_row
 from arr_core.api.views import UsageRow
+from arr_core.domain.records import SessionRecord
 
 AMS = ZoneInfo("Europe/Amsterdam")
 RATES = {"Standard": 3.0, "Premium": 12.0}
