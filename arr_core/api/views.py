@@ -49,7 +49,6 @@ def _not_a_boolean(value: Any) -> Any:
     return value
 
 
-Minutes = Annotated[int, BeforeValidator(_not_a_boolean)]
 SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN.pattern)]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_controls)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -79,7 +78,7 @@ class StartSessionRequest(ApiModel):
     """Body (or query parameters) of StartSession. Every field is optional; settings supply the defaults."""
 
     size: SizeName | None = described("Size", "Server size; default from ARR_DEFAULT_SIZE.", default=None)
-    lease_minutes: Minutes | None = described("Lease (minutes)",
+    lease_minutes: int | None = described("Lease (minutes)",
                                           "Minutes the session may run once Ready (ARR's maximum lease).", default=None,
                                           ge=0, le=MAX_LEASE_MINUTES)
     session_id: SessionId | None = described("Session id", "Your own id: letters, digits, '-' and '_', up to 256.",
@@ -92,6 +91,8 @@ class StartSessionRequest(ApiModel):
     callback_url: CallbackUrl | None = described(
         "Callback URL", "The app POSTs the session here once, when it is Ready or ends without being Ready (https in "
         "Azure).", default=None, json_schema_extra={"x-ms-visibility": "advanced"})
+
+    _lease_is_a_number = field_validator("lease_minutes", mode="before")(_not_a_boolean)
 
     @field_validator("size", mode="before")
     @classmethod
@@ -107,10 +108,12 @@ class StartSessionRequest(ApiModel):
 class ExtendSessionRequest(ApiModel):
     """Exactly one of a new total lease or minutes to add."""
 
-    lease_minutes: Minutes | None = described("New total lease (minutes)", "The new total lease, in minutes.", default=None,
+    lease_minutes: int | None = described("New total lease (minutes)", "The new total lease, in minutes.", default=None,
                                           ge=1, le=MAX_LEASE_MINUTES)
-    extend_by_minutes: Minutes | None = described("Minutes to add", "Minutes to add to the lease.", default=None, ge=1,
+    extend_by_minutes: int | None = described("Minutes to add", "Minutes to add to the lease.", default=None, ge=1,
                                               le=MAX_LEASE_MINUTES)
+
+    _minutes_are_numbers = field_validator("lease_minutes", "extend_by_minutes", mode="before")(_not_a_boolean)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ExtendSessionRequest:
