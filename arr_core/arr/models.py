@@ -1,7 +1,7 @@
 """The ARR session as the 2021-01-01 REST API describes it, parsed leniently.
 
-Real responses vary (see ``shared/reference/ARR-API-NOTES.md`` section 7): ports are 0 or absent while a session
-starts, the hostname may be null, ``creationTime`` has 6 or 7 fraction digits and ``Z`` or ``+00:00``, and newer
+Real responses vary (the recordings of real traffic in ``tests/recordings`` show it): ports are 0 or absent while a
+session starts, the hostname may be null, ``creationTime`` has 6 or 7 fraction digits and ``Z`` or ``+00:00``, and newer
 service versions may add fields. The model accepts all of that; ports of 0 ("not assigned yet") become None.
 """
 
