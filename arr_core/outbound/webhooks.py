@@ -1,7 +1,9 @@
 """POSTing a notification to a receiver's URL: the app's one outgoing call to addresses callers chose.
 
 Speaks the receiver's HTTP, so status codes live here (as ARR's live in :mod:`arr_core.arr.client`): one attempt, one
-:class:`Outcome`. The address rules of :func:`arr_core.outbound.url_rules.callback_refusal` are applied again to every
+:class:`Outcome`. Only the status of the answer matters: its body is never read (a receiver that answers with
+gigabytes costs us nothing), and the whole exchange, headers that trickle in included, ends within
+:data:`DELIVERY_SECONDS`. The address rules of :func:`arr_core.outbound.url_rules.callback_refusal` are applied again to every
 address the receiver's name resolves to, just before connecting, and the connection goes to a checked address.
 """
 
@@ -21,7 +23,8 @@ from ..arr.transport import USER_AGENT
 from .url_rules import address_refusal, callback_refusal
 
 log = logging.getLogger("arr_core.webhooks")
-DELIVERY_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DELIVERY_SECONDS = 10.0  # one attempt, whatever the receiver does: connect, send, and its answer's status line
+DELIVERY_TIMEOUT = httpx.Timeout(DELIVERY_SECONDS, connect=5.0)
 
 
 class Outcome:
@@ -112,20 +115,28 @@ async def deliver(http: httpx.AsyncClient, url: str, payload: dict[str, Any], *,
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Event-Id": event_id,
                    **host_headers}
         try:
-            answer = await http.post(target, content=body, headers=headers, timeout=DELIVERY_TIMEOUT,
-                                     follow_redirects=False, extensions=extensions)
+            async with asyncio.timeout(DELIVERY_SECONDS):
+                status = await _status_of(http, http.build_request(
+                    "POST", target, content=body, headers=headers, timeout=DELIVERY_TIMEOUT, extensions=extensions))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # the next address, as a browser would
             failures.append(f"{address}: {type(exc).__name__}: {exc}")
             continue
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:
             log.info("notification %s: no answer from the receiver (%s)", event_id, type(exc).__name__)
             return Outcome.RETRY
         except Exception:  # whatever else a connection raises, this attempt failed; a later one may not
             log.warning("notification %s: the delivery failed", event_id, exc_info=True)
             return Outcome.RETRY
-        outcome = outcome_of(answer.status_code)
-        log.info("notification %s: receiver answered %d (%s)", event_id, answer.status_code, outcome)
+        outcome = outcome_of(status)
+        log.info("notification %s: receiver answered %d (%s)", event_id, status, outcome)
         return outcome
     log.info("notification %s: no address of the receiver accepted a connection (%s)", event_id,
              "; ".join(failures))
     return Outcome.RETRY
+
+
+async def _status_of(http: httpx.AsyncClient, request: httpx.Request) -> int:
+    """Send ``request``; the answer's status. Its body is not read: the connection is closed instead."""
+    answer = await http.send(request, stream=True, follow_redirects=False)
+    await answer.aclose()
+    return answer.status_code

@@ -15,8 +15,15 @@ call it makes to this app is resolved against the served OpenAPI document (``ope
 - a sample that starts a session stops that same session in an action that runs after the work has Succeeded,
   Failed or TimedOut, and still fails the run when the work failed (a Terminate after the stop).
 
-Mutated copies of the samples (a misspelled field, a wrong path, a stop that only runs on success, ...) must fail
-the same checks: the negative controls at the end.
+Every parameter of a sample has a default, as the portal wants before it saves a definition; a value the user must
+give after import (the app's URL, the function key, where messages go) defaults to a placeholder that reaches
+nothing: ``""`` or an ``https://...invalid`` address.
+
+Mutated copies of the samples (a misspelled field, a wrong path, a stop that only runs on success, a parameter
+without a default, ...) must fail the same checks: the negative controls.
+
+``samples/webhook_receiver.py`` is run as a process on a free port and fed deliveries to several paths: it prints
+each with its path, event id and type.
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ import copy
 import json
 import re
 import shlex
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +46,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from blueprints.openapi import openapi_document
+from devhost.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES_DIR = ROOT / "samples" / "logic-app"
@@ -556,18 +569,85 @@ def test_sample_matches_the_contract(path: Path) -> None:
     assert problems_of(load(path)) == []
 
 
+# Parameters the user must set after import: their defaults are placeholders that reach nothing.
+TO_SET = {"baseUrl": "String", "functionKey": "SecureString", "notificationUrl": "SecureString"}
+PARAMETER_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "securestring": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+
+
+def is_placeholder_default(value: Any) -> bool:
+    """Empty, or an https address on ``.invalid`` (a name that never resolves)."""
+    return value == "" or (isinstance(value, str) and urlsplit(value).scheme == "https"
+                           and (urlsplit(value).hostname or "").endswith(".invalid"))
+
+
+def parameter_problems(workflow: dict[str, Any]) -> list[str]:
+    """Every parameter has a default of its type (the portal refuses to save a definition with a parameter that has
+    no value); what must be set after import is a placeholder, said so in its description, and the secrets are
+    secure: an unedited import sends no key anywhere."""
+    problems = []
+    for name, spec in (workflow["definition"].get("parameters") or {}).items():
+        kind = str(spec.get("type", "")).lower()
+        if "defaultValue" not in spec:
+            problems.append(f"{name}: no defaultValue")
+        elif kind in PARAMETER_TYPES and not PARAMETER_TYPES[kind](spec["defaultValue"]):
+            problems.append(f"{name}: the default {spec['defaultValue']!r} is not a {spec['type']}")
+        if name not in TO_SET:
+            continue
+        if kind != TO_SET[name].lower():
+            problems.append(f"{name}: a {spec.get('type')}, not a {TO_SET[name]}")
+        if "defaultValue" in spec and not is_placeholder_default(spec["defaultValue"]):
+            problems.append(f"{name}: the default {spec['defaultValue']!r} is not a placeholder (\"\" or "
+                            "https://....invalid)")
+        if "after import" not in (spec.get("metadata") or {}).get("description", ""):
+            problems.append(f"{name}: its description does not say to set it after import")
+    return problems
+
+
 @pytest.mark.parametrize("path", sample_paths(), ids=lambda p: p.name)
-def test_sample_parameters(path: Path) -> None:
-    """Secrets are secure parameters without a default; the app's URL is a parameter whose default never
-    resolves, so that an unedited import cannot send the key anywhere."""
-    declared = load(path)["definition"]["parameters"]
-    for name in ("functionKey", "notificationUrl"):
-        if name in declared:
-            assert declared[name]["type"].lower() == "securestring", name
-            assert "defaultValue" not in declared[name], name
-    if "baseUrl" in declared:
-        assert declared["baseUrl"]["type"].lower() == "string"
-        assert (urlsplit(declared["baseUrl"]["defaultValue"]).hostname or "").endswith(".invalid")
+def test_every_parameter_has_a_default_and_the_ones_to_set_are_placeholders(path: Path) -> None:
+    assert parameter_problems(load(path)) == []
+
+
+def test_the_samples_declare_the_parameters_to_set() -> None:
+    declared = {name for path in sample_paths() for name in load(path)["definition"]["parameters"]}
+    assert set(TO_SET) <= declared
+
+
+def _parameter(name: str, **changes: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(workflow: dict[str, Any]) -> None:
+        spec = workflow["definition"]["parameters"][name]
+        for key, value in changes.items():
+            if value is None:
+                spec.pop(key, None)
+            else:
+                spec[key] = value
+    return mutate
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [
+    (_parameter("functionKey", defaultValue=None), "functionKey: no defaultValue"),
+    (_parameter("notificationUrl", defaultValue=None), "notificationUrl: no defaultValue"),
+    (_parameter("workMinutes", defaultValue=None), "workMinutes: no defaultValue"),
+    (_parameter("workMinutes", defaultValue="60"), "not a Int"),
+    (_parameter("functionKey", defaultValue="a-real-looking-key"), "not a placeholder"),
+    (_parameter("baseUrl", defaultValue="https://func-arr-abc123.azurewebsites.net"), "not a placeholder"),
+    (_parameter("notificationUrl", defaultValue="http://hooks.invalid"), "not a placeholder"),
+    (_parameter("functionKey", type="String"), "not a SecureString"),
+    (_parameter("functionKey", metadata={"description": "A function key."}), "after import"),
+], ids=["key-without-default", "url-without-default", "minutes-without-default", "default-of-another-type",
+        "a-key-as-default", "a-real-app-as-default", "http-placeholder", "key-not-secure", "no-set-after-import"])
+def test_broken_parameters_fail(mutate: Callable[[dict[str, Any]], None], expected: str) -> None:
+    workflow = copy.deepcopy(load(SAMPLES_DIR / "start-use-stop.json"))
+    mutate(workflow)
+    problems = parameter_problems(workflow)
+    assert any(expected in p for p in problems), problems
 
 
 def test_each_sample_does_its_job() -> None:
@@ -795,3 +875,75 @@ def test_broken_docs_curl_fails(old: str, new: str, expected: str) -> None:
     assert old in markdown
     problems = docs_problems(markdown.replace(old, new))
     assert any(expected in p for p in problems), problems
+
+
+# -- samples/webhook_receiver.py: one process, several receivers (paths) ------------------------------------------
+
+RECEIVER = ROOT / "samples" / "webhook_receiver.py"
+
+
+def notification(event_id: str, previous: str | None, status: str) -> dict[str, Any]:
+    return {"eventId": event_id, "eventType": "SessionStatusChanged", "at": "2026-11-27T14:22:15.945282Z",
+            "previousStatus": previous, "status": status, "cause": "arr", "actor": None,
+            "session": {"id": "doc-try-1", "status": status, "hostname": "arr.example"}}
+
+
+def deliver(port: int, path: str, body: dict[str, Any]) -> int:
+    """POST ``body`` as the app does (``X-Event-Id`` repeats ``eventId``); the answer's status. Retries while the
+    receiver is not listening yet."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "X-Event-Id": body["eventId"]})
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - http on 127.0.0.1
+                return int(answer.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run_receiver(*options: str, deliveries: list[tuple[str, dict[str, Any]]]) -> tuple[list[int], list[str]]:
+    """Start the sample on a free port, make ``deliveries`` (path, body) in order, stop it: the answers' statuses
+    and the lines it printed after its first ("listening on ...")."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(RECEIVER), "--port", str(port), *options],  # noqa: S603
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        statuses = [deliver(port, path, body) for path, body in deliveries]
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    lines = output.splitlines()
+    assert lines and lines[0].startswith("listening on http://127.0.0.1:"), output
+    return statuses, lines[1:]
+
+
+def test_the_receiver_prints_every_delivery_with_its_path_event_id_and_type() -> None:
+    """A start's callback (/ready) and two subscriptions (/changes, /mine) on one receiver: the one change reaches
+    each of them with the same eventId, and each delivery is printed with its path; only a repeat to the same path
+    is called a repeat."""
+    ready = notification("doc-try-1.None.Ready", None, "Ready")
+    stopped = notification("doc-try-1.Ready.Stopped", "Ready", "Stopped")
+    statuses, lines = run_receiver(deliveries=[
+        ("/ready", ready), ("/changes", ready), ("/mine", ready), ("/changes", ready), ("/changes", stopped)])
+    assert statuses == [200] * 5
+    assert len(lines) == 5, lines
+    expected = [("/ready", ready, "None -> Ready"), ("/changes", ready, "None -> Ready"),
+                ("/mine", ready, "None -> Ready"), ("/changes", ready, "repeat"),
+                ("/changes", stopped, "Ready -> Stopped")]
+    for line, (path, body, what) in zip(lines, expected, strict=True):
+        assert line.split()[0] == path, line
+        assert body["eventId"] in line and "SessionStatusChanged" in line and what in line, line
+    assert not any("repeat" in line for line in lines[:3]), lines
+
+
+def test_the_receiver_answering_gone_prints_each_delivery_too() -> None:
+    ready = notification("doc-try-1.None.Ready", None, "Ready")
+    statuses, lines = run_receiver("--gone", deliveries=[("/changes", ready), ("/mine", ready)])
+    assert statuses == [410, 410]
+    assert [line.split()[0] for line in lines] == ["/changes", "/mine"], lines
+    assert all(ready["eventId"] in line and "410" in line for line in lines), lines

@@ -220,3 +220,101 @@ def test_a_host_killed_mid_delivery_delivers_after_restart(emulator_process: Emu
         assert [r.event_id for r in heard] == [f"{session_id}.None.Starting"] * 2
     finally:
         stop(second.process)
+
+
+# -- receivers that would exhaust the delivering host (issue 19.1) ----------------------------------------------------
+
+HUGE = 200 * 1024 * 1024
+
+
+@dataclass
+class Hostile:
+    """A receiver that answers badly, and notes when the host hung up on it (its write failed)."""
+
+    port: int
+    arrived: dict[str, float] = field(default_factory=dict)
+    hung_up: dict[str, float] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def serve_hostile(hostile: Hostile) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            path = self.path
+            hostile.arrived.setdefault(path, time.monotonic())
+            try:
+                if path.startswith("/huge"):  # the status, then 200 MB of body
+                    self.wfile.write(f"HTTP/1.1 {500 if 'fail' in path else 200} X\r\nContent-Length: {HUGE}\r\n\r\n"
+                                     .encode())
+                    chunk = b"0" * (1024 * 1024)
+                    for _ in range(HUGE // len(chunk)):
+                        self.wfile.write(chunk)
+                elif path.startswith("/trickle-body"):  # the status, then a byte every 0.5 s for a minute
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 120\r\n\r\n")
+                    self.wfile.flush()
+                    for _ in range(120):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.5)
+                else:  # the status line itself, a byte every 0.5 s
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" * 4:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.5)
+            except OSError:
+                hostile.hung_up.setdefault(path, time.monotonic())
+            self.close_connection = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", hostile.port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_a_receiver_that_answers_200_mb_costs_the_host_no_memory(client: httpx.Client, notifying_host: Host) -> None:
+    """The status is all a delivery needs: the body is never read, so the host's RSS stays within 40 MB of where it
+    was while one receiver answers 200 with 200 MB and another answers 500 with 200 MB (and is retried)."""
+    hostile = Hostile(free_port())
+    server = serve_hostile(hostile)
+    try:
+        session_id = f"h-{uuid.uuid4().hex[:8]}"
+        for path in ("/huge", "/huge-fail"):
+            subscribe(client, hostile, path, sessionId=session_id, statuses=["Starting"])  # type: ignore[arg-type]
+        before = rss_mb(notifying_host.process.pid)
+        client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
+        wait_for(lambda: {"/huge", "/huge-fail"} <= set(hostile.hung_up), "the host hung up on both receivers",
+                 timeout=WAIT, interval=0.1)
+        time.sleep(6)  # the failed one's retry, 5 s later
+        peak = rss_mb(notifying_host.process.pid)
+    finally:
+        server.shutdown()
+    print(f"host RSS {before:.0f} MB before, {peak:.0f} MB after two 200 MB answers")
+    assert peak - before < 40, (before, peak)
+
+
+def test_a_receiver_that_trickles_is_hung_up_on_within_the_delivery_time(client: httpx.Client) -> None:
+    """A body that trickles in is not waited for at all; a status line that trickles is cut at 10 s."""
+    hostile = Hostile(free_port())
+    server = serve_hostile(hostile)
+    try:
+        session_id = f"t-{uuid.uuid4().hex[:8]}"
+        for path in ("/trickle-body", "/trickle-head"):
+            subscribe(client, hostile, path, sessionId=session_id, statuses=["Starting"])  # type: ignore[arg-type]
+        client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
+        wait_for(lambda: {"/trickle-body", "/trickle-head"} <= set(hostile.hung_up), "the host hung up on both",
+                 timeout=WAIT, interval=0.1)
+    finally:
+        server.shutdown()
+    held = {path: hostile.hung_up[path] - hostile.arrived[path] for path in hostile.hung_up}
+    assert held["/trickle-body"] < 3, held
+    assert 9 < held["/trickle-head"] < 13, held
