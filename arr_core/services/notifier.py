@@ -9,6 +9,13 @@ The I/O around :mod:`arr_core.domain.notifications`' rules:
 - :meth:`Notifier.deliver` makes one delivery attempt; a failure is retried by a delayed copy of the message with
   the next attempt number (backoff), a 410 removes the subscription.
 
+A queue message is not trusted: anyone who can write to the queue could have written it. Each is read as a
+:class:`Delivery` (every field bounded; a message that is not one is dropped, with a warning), and where it goes is
+taken from storage, not from the message: a subscription's delivery goes only to that subscription's URL while it
+still exists (a DELETE stops its retries too), a start's callback only to the URL its session's record holds. So a
+410 can only remove the subscription whose own URL answered it, and a forged message can reach no one who is not
+already a receiver of that session's changes. (The messages are not signed: see docs/integrations.md.)
+
 Nothing here delays the HTTP API or the cleanup for a slow receiver: they only enqueue.
 """
 
@@ -22,10 +29,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
 from ..api.present import build_view
 from ..api.views import SessionLinks, StatusNotification, SubscriptionRequest
 from ..domain.notifications import (
+    MAX_DELIVERY_ATTEMPTS,
+    MAX_URL_CHARS,
     NOTIFY_QUEUE,
+    SUBSCRIPTION_ID,
     WATCH_QUEUE,
     WATCHED_STATUSES,
     StatusChange,
@@ -51,6 +64,27 @@ log = logging.getLogger("arr_core.notifier")
 SUBSCRIPTIONS_TTL = 10.0  # seconds a process reuses the subscription list (a new one is heard within this)
 Links = Callable[[str], SessionLinks]  # links without any caller's key: a notification goes to a third party
 WATCH_FOR = timedelta(hours=2)  # a session still starting after this is the cleanup's (stuck-starting rule)
+
+
+class Delivery(BaseModel):
+    """One notification to one receiver, as queued on ``arr-notify``; what a message must be to be acted on."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    url: str = Field(min_length=1, max_length=MAX_URL_CHARS)
+    subscription_id: str | None = Field(default=None, pattern=SUBSCRIPTION_ID.pattern)
+    event_id: str = Field(min_length=1, max_length=600)
+    attempt: int = Field(default=1, ge=1, le=MAX_DELIVERY_ATTEMPTS)
+    payload: dict[str, Any]
+
+    @property
+    def session_id(self) -> str | None:
+        session = self.payload.get("session")
+        value = session.get("id") if isinstance(session, dict) else None
+        return value if isinstance(value, str) else None
+
+    def message(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
 
 
 @dataclass
@@ -150,8 +184,9 @@ class Notifier:
         if receivers:
             payload = self._payload(record, change, links, state)
             for url, subscription_id in receivers:
-                await self.queues.send(NOTIFY_QUEUE, {"url": url, "subscriptionId": subscription_id,
-                                                      "eventId": change.event_id, "attempt": 1, "payload": payload})
+                delivery = Delivery(url=url, subscription_id=subscription_id, event_id=change.event_id,
+                                    payload=payload)
+                await self.queues.send(NOTIFY_QUEUE, delivery.message())
         elif record.is_active:  # nobody to tell, and the cleanup reads it anyway: no write
             return 0
         # Marked, also when nobody listened to an ended session: the cleanup then stops reading it (a subscription
@@ -172,21 +207,45 @@ class Notifier:
 
     async def deliver(self, message: dict[str, Any]) -> str:
         """One attempt for one queued notification; a failed attempt queues the next one, later."""
-        attempt = int(message.get("attempt", 1))
-        event_id = str(message.get("eventId"))
-        outcome = await deliver(self.http, str(message["url"]), message["payload"], event_id=event_id,
+        try:
+            delivery = Delivery.model_validate(message)
+        except ValidationError as exc:
+            log.warning("a message on %s is no delivery the app queued, dropped: %s", NOTIFY_QUEUE,
+                        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]))
+            return Outcome.REFUSED
+        if not await self._still_wanted(delivery):
+            return Outcome.REFUSED
+        outcome = await deliver(self.http, delivery.url, delivery.payload, event_id=delivery.event_id,
                                 development=self.development, resolve=self.resolve)
-        if outcome == Outcome.GONE and message.get("subscriptionId"):
-            await self.history.remove_subscription(str(message["subscriptionId"]))
+        if outcome == Outcome.GONE and delivery.subscription_id:
+            await self.history.remove_subscription(delivery.subscription_id)
             self._subscriptions = None
-            log.info("subscription %s removed: its receiver answered 410 Gone", message["subscriptionId"])
+            log.info("subscription %s removed: its receiver answered 410 Gone", delivery.subscription_id)
         elif outcome == Outcome.RETRY:
-            delay = retry_delay(attempt)
+            delay = retry_delay(delivery.attempt)
             if delay is None:
-                log.warning("notification %s dropped after %d attempts", event_id, attempt)
+                log.warning("notification %s dropped after %d attempts", delivery.event_id, delivery.attempt)
             else:
-                await self.queues.send(NOTIFY_QUEUE, {**message, "attempt": attempt + 1}, delay=delay)
+                later = delivery.model_copy(update={"attempt": delivery.attempt + 1})
+                await self.queues.send(NOTIFY_QUEUE, later.message(), delay=delay)
         return outcome
+
+    async def _still_wanted(self, delivery: Delivery) -> bool:
+        """The receiver is one storage knows for this delivery: the subscription still exists with that URL, or the
+        session's record holds that callback URL."""
+        if delivery.subscription_id is not None:
+            subscription = await self.history.subscription(delivery.subscription_id)
+            if subscription is None or subscription.callback_url != delivery.url:
+                log.info("notification %s not sent: subscription %s is gone or has another URL", delivery.event_id,
+                         delivery.subscription_id)
+                return False
+            return True
+        record = await self.history.get(delivery.session_id) if delivery.session_id else None
+        if record is None or record.callback_url != delivery.url:
+            log.warning("notification %s not sent: no session of its payload has that callback URL",
+                        delivery.event_id)
+            return False
+        return True
 
 
 def _announced(record: SessionRecord, change: StatusChange) -> tuple[SessionRecord, list[Any]] | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
@@ -28,13 +28,13 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from .. import deadline
-from ..api.views import CleanupReport, CleanupRun
+from ..api.views import CleanupReport, CleanupRun, HistoryOrder
 from ..domain.lifecycle import restore
 from ..domain.notifications import Subscription
 from ..domain.records import RUN_MONTHS, Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
 from ..errors import HistoryConflict, HistoryUnavailable
 from . import entities as rows
-from .continuation import decode_token, page_filters, page_ranges, take_page
+from .continuation import decode_token, newest_ranges, page_filters, page_ranges, take_newest_page, take_page
 from .group_commit import GroupCommit, alone
 from .table import (
     Entity,
@@ -72,7 +72,7 @@ class History(Protocol):
                          only_active: bool = False) -> AsyncIterator[SessionRecord]: ...
     async def since(self) -> datetime | None: ...
     async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
-                           statuses: set[str] | None, top: int, token: str | None,
+                           statuses: set[str] | None, top: int, token: str | None, order: HistoryOrder = ...,
                            ) -> tuple[list[SessionRecord], str | None]: ...
     async def claim_key(self, key: str, fingerprint: str, session_id: str,
                         ttl: timedelta = ...) -> IdempotencyClaim: ...
@@ -84,6 +84,7 @@ class History(Protocol):
     async def runs(self, before: datetime, top: int) -> list[CleanupRun]: ...
     async def add_subscription(self, subscription: Subscription) -> None: ...
     async def remove_subscription(self, subscription_id: str) -> Subscription | None: ...
+    async def subscription(self, subscription_id: str) -> Subscription | None: ...
     async def subscriptions(self) -> list[Subscription]: ...
 
 
@@ -234,22 +235,35 @@ class HistoryStore:
         return rows.aware(row["CreatedAt"]) if row is not None else None
 
     async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None, size: str | None,
-                           statuses: set[str] | None, top: int, token: str | None,
+                           statuses: set[str] | None, top: int, token: str | None, order: HistoryOrder = "oldest",
                            ) -> tuple[list[SessionRecord], str | None]:
-        """One page of records created in [start, end), oldest first, filtered in the query itself; the token
-        (opaque, bound to these filters) says where the next page starts."""
-        filters = page_filters(start, end, requested_by, size, statuses)
-        after = decode_token(token, filters) if token else None
+        """One page of records created in [start, end), oldest or newest first, filtered in the query itself; the
+        token (opaque, bound to these filters and the order) names the last record returned: the next page goes
+        on after it (oldest first) or before it (newest first)."""
+        filters = page_filters(start, end, requested_by, size, statuses, order)
+        position = decode_token(token, filters) if token else None
         equal: dict[str, Any] = {"Kind": "session"}
         if requested_by is not None:
             equal["RequestedBy"] = requested_by
         if size is not None:
             equal["Size"] = size
         one_of = {"Status": tuple(sorted(statuses))} if statuses else {}
+        low = rows.row_for(start, "")
+
+        if order == "newest":
+            async def newest(partition: str, high: str, count: int) -> list[SessionRecord]:
+                kept: deque[Entity] = deque(maxlen=count)  # the range's last rows: ascending is the table's only order
+                query = Query(partition, low, high, low_inclusive=False, equal=equal, one_of=one_of)
+                async with aclosing(self.rows(query)) as found:
+                    async for row in found:
+                        kept.append(row)
+                return [rows.record_from_entity(row) for row in reversed(kept)]
+
+            return await take_newest_page(newest, newest_ranges(start, end, position), top, filters)
 
         async def records() -> AsyncIterator[SessionRecord]:
-            for partition, low in page_ranges(start, end, after):
-                query = Query(partition, low, rows.row_for(end, ""), low_inclusive=False, equal=equal, one_of=one_of)
+            for partition, after in page_ranges(start, end, position):
+                query = Query(partition, after, rows.row_for(end, ""), low_inclusive=False, equal=equal, one_of=one_of)
                 async with aclosing(self.rows(query)) as found:
                     async for row in found:  # in key order: oldest first
                         yield rows.record_from_entity(row)
@@ -364,6 +378,10 @@ class HistoryStore:
             return None
         await self._call(self.table.delete, rows.SUBSCRIPTION_PARTITION, subscription_id, None)
         return rows.subscription_from_entity(entity)
+
+    async def subscription(self, subscription_id: str) -> Subscription | None:
+        entity = await self._call(self.table.get, rows.SUBSCRIPTION_PARTITION, subscription_id)
+        return rows.subscription_from_entity(entity) if entity is not None else None
 
     async def subscriptions(self) -> list[Subscription]:
         return [rows.subscription_from_entity(row) for row in await self.query(Query(rows.SUBSCRIPTION_PARTITION))]

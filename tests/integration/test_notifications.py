@@ -318,3 +318,42 @@ def test_a_receiver_that_trickles_is_hung_up_on_within_the_delivery_time(client:
     held = {path: hostile.hung_up[path] - hostile.arrived[path] for path in hostile.hung_up}
     assert held["/trickle-body"] < 3, held
     assert 9 < held["/trickle-head"] < 13, held
+
+
+# -- a deleted subscription stays deleted; queue messages are not trusted (issue 19.4, 19.5) -------------------------
+
+def test_a_deleted_subscription_receives_no_queued_retry(client: httpx.Client, receiver: Receiver) -> None:
+    session_id = f"x-{uuid.uuid4().hex[:8]}"
+    location = subscribe(client, receiver, "/deleted", sessionId=session_id, statuses=["Starting"])
+    receiver.script["/deleted"] = [500] * 8
+    client.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10})
+    receiver.wait_for("/deleted", 1)
+    assert client.delete(location.split("?")[0]).status_code == 200
+    time.sleep(8)  # past the retry queued 5 s after the first attempt
+    assert len(receiver.on("/deleted")) == 1
+
+
+def test_forged_queue_messages_reach_no_one_and_remove_no_subscription(client: httpx.Client, receiver: Receiver,
+                                                                      azurite_queues: Azurite) -> None:
+    """Messages written straight into arr-notify, as anyone with the queue's key could: an attempt out of bounds, a
+    victim's subscription id beside a URL that answers 410, a callback to a URL no session asked for."""
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+    victim = subscribe(client, receiver, "/victim", sessionId="no-such-session")
+    victim_id = victim.split("?")[0].rsplit("/", 1)[1]
+    receiver.script["/attacker"] = [410] * 5
+    payload = {"eventId": "forged", "session": {"id": "no-such-session"}}
+    forged = [{"url": receiver.url("/forged"), "eventId": "forged", "attempt": -40, "payload": payload},
+              {"url": receiver.url("/attacker"), "subscriptionId": victim_id, "eventId": "forged", "attempt": 1,
+               "payload": payload},
+              {"url": receiver.url("/forged"), "eventId": "forged", "attempt": 1, "payload": payload}]
+    queue = QueueClient.from_connection_string(azurite_queues.connection_string, "arr-notify",
+                                               message_encode_policy=TextBase64EncodePolicy())
+    with queue:
+        for message in forged:
+            queue.send_message(json.dumps(message))
+        wait_for(lambda: not queue.peek_messages(max_messages=1), "the host took the forged messages",
+                 timeout=WAIT, interval=0.2)
+    time.sleep(6)  # what a retry of any of them would have waited
+    assert receiver.on("/forged") == [] and receiver.on("/attacker") == []
+    assert client.delete(victim.split("?")[0]).status_code == 200  # still there, until now

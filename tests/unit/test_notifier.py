@@ -313,3 +313,37 @@ async def test_an_ended_session_nobody_listens_to_is_marked_once_and_left_alone(
     assert record is not None and record.notified_status == "Stopped" and not record.cleanup_watches
     assert await notifier.announce(record, links) == 0  # nothing left to announce: no second write
     assert (await world.history.get("s1")).etag == record.etag  # type: ignore[union-attr]
+
+
+# -- queue messages are not trusted (issue 19.4, 19.5) ---------------------------------------------------------------
+
+async def test_a_deleted_subscription_hears_nothing_more_not_even_queued_retries(world: World) -> None:
+    receiver = Receiver(500, 500, 500)
+    notifier, queues = notifier_for(world, receiver)
+    subscription = await notifier.subscribe(SubscriptionRequest(notification_url=HOOK))
+    await notifier.changed((await world.service.start(StartSessionRequest(session_id="d1", lease_minutes=30))).record,
+                           links)
+    assert await drain(notifier, queues) == [Outcome.RETRY]
+    await notifier.unsubscribe(subscription.id)
+    world.advance(600)
+    assert await drain(notifier, queues) == [Outcome.REFUSED]  # the queued retry is dropped, not delivered
+    assert len(receiver.got) == 1 and queues.sent == []  # and no later retry is queued
+
+
+async def test_forged_messages_are_dropped_and_410_removes_only_the_subscription_whose_url_answered(
+        world: World) -> None:
+    receiver = Receiver(410)
+    notifier, queues = notifier_for(world, receiver)
+    victim = await notifier.subscribe(SubscriptionRequest(notification_url=HOOK + "/victim"))
+    payload = {"eventId": "x", "session": {"id": "nobody"}}
+    forged = [
+        {"url": HOOK + "/victim", "eventId": "e", "attempt": -40, "payload": payload},  # out of bounds
+        {"url": HOOK + "/victim", "eventId": "e", "attempt": 9, "payload": payload},  # past the last attempt
+        {"url": HOOK + "/attacker", "subscriptionId": victim.id, "eventId": "e", "attempt": 1, "payload": payload},
+        {"url": HOOK + "/anywhere", "eventId": "e", "attempt": 1, "payload": payload},  # no session has that callback
+        {"url": HOOK, "eventId": "e", "attempt": 1, "payload": payload, "extra": 1},
+        {"url": 7, "eventId": "e", "payload": payload},
+    ]
+    assert [await notifier.deliver(message) for message in forged] == [Outcome.REFUSED] * len(forged)
+    assert receiver.got == [] and queues.sent == []
+    assert [s.id for s in await world.history.subscriptions()] == [victim.id]
