@@ -22,9 +22,9 @@ from rich.text import Text
 
 from . import __version__, render
 from .config import Resolved, duration_seconds, lease_minutes, resolve, size_name
-from .errors import INTERRUPTED, OK, SESSION_ENDED, TIMED_OUT, UsageError, as_cli_error
-from .options import Common, with_common
-from .targets import Session, StartRequest, Target, open_target
+from .errors import INTERRUPTED, OK, SESSION_ENDED, TIMED_OUT, UsageError, app_only, as_cli_error
+from .options import Common, global_options, with_common
+from .targets import TERMINAL, Poll, Session, StartRequest, Target, open_target
 from .waiting import WaitOutcome, wait_for_session
 
 app = typer.Typer(
@@ -33,6 +33,8 @@ app = typer.Typer(
          "history, usage, cleanup and events.\n\n"
          "Goes to ARR directly (arrconfig.json of RenderingSession.ps1, ARR_* variables, or flags) or, with "
          "--app URL, through the deployed app.\n\n"
+         "The Target and Output options go before or after the command: `arr-sessions -v list` and "
+         "`arr-sessions list -v` are the same (given both ways, the one after the command wins).\n\n"
          "Exit codes: 0 ok; 1 the session ended (Error, Expired, Stopped) while waiting; 2 usage or config "
          "error; 3 service error (the MS-CV is printed); 4 --timeout ran out; 130 Ctrl-C.",
     no_args_is_help=True,
@@ -42,6 +44,8 @@ app = typer.Typer(
 )
 
 WAIT = "Waiting"
+EITHER_SIDE = ("The Target and Output options go before or after the command: arr-sessions -v list = "
+               "arr-sessions list -v.")
 DEFAULT_POLL_SECONDS = 10.0
 
 
@@ -87,14 +91,13 @@ class Run:
 
 
 def _logging(verbose: bool, err: Console) -> None:
-    """Without --verbose nothing is logged (the live display would be torn); with it, every call and retry."""
-    for name in ("arr_core", "azure", "httpx"):
-        logging.getLogger(name).setLevel(logging.INFO if verbose and name == "arr_core" else logging.CRITICAL + 1)
+    """Without --verbose nothing is logged (the live display would be torn); with it, every call and retry: to
+    ARR (``arr_core``, with its MS-CV) and to the app (``arr_cli.app``: method, path, status, time)."""
+    for name in ("arr_core", "arr_cli", "azure", "httpx"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose and name.startswith("arr_")
+                                         else logging.CRITICAL + 1)
     if verbose:
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
-        logging.basicConfig(level=logging.WARNING, format="%(message)s", datefmt="[%X]", handlers=[handler])
+        logging.basicConfig(level=logging.WARNING, handlers=[render.LogLines(err)])
     else:
         logging.getLogger().addHandler(logging.NullHandler())
 
@@ -159,13 +162,14 @@ def _show_session(run: Run, session: Session, headline: Text | str | None = None
     run.out.print(render.session_details(session))
 
 
-async def _wait(target: Target, run: Run, session_id: str, *, first: Session | None, poll: float,
+async def _wait(target: Target, run: Run, session_id: str, *, first: Poll | None, poll: float,
                 timeout: str | None, started: float) -> int:
     limit = duration_seconds(timeout, what="--timeout") if timeout else None
     run.session_id = session_id
     with render.progress(run.err) as reporter:
-        outcome = await wait_for_session(target, session_id, reporter, first=first, poll_seconds=poll,
-                                         timeout=limit, started=started)
+        outcome = await wait_for_session(target, session_id, reporter, first=first.session if first else None,
+                                         first_retry_after=first.retry_after if first else None,
+                                         poll_seconds=poll, timeout=limit, started=started)
     return _waited(run, outcome, timeout)
 
 
@@ -201,9 +205,13 @@ PollSeconds = Annotated[float, typer.Option(
     "--poll", metavar="SECONDS", min=1.0, rich_help_panel=WAIT,
     help="Seconds between checks; never faster than the service asks (the app's Retry-After, ARR's 429)")]
 SessionIdArg = Annotated[str, typer.Argument(metavar="ID", help="The session's id", show_default=False)]
+RequestedBy = Annotated[str | None, typer.Option(
+    "--requested-by", metavar="NAME", show_default=False,
+    help="Who asks, for the history (app only) \\[default: your user name]")]
+Reason = Annotated[str | None, typer.Option("--reason", show_default=False, help="Why, for the history (app only)")]
 
 
-@app.command("start")
+@app.command("start", epilog=EITHER_SIDE)
 @with_common
 def start(
     common: Common,
@@ -218,12 +226,10 @@ def start(
     session_id: Annotated[str | None, typer.Option(
         "--id", metavar="ID", show_default=False, help="Your own session id (letters, digits, - and _)")] = None,
     keep_alive: Annotated[bool, typer.Option(
-        "--keep-alive", metavar="", help="Exempt from the app's nightly shutdown (app only)")] = False,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the history (app only)",
-                                               show_default=False)] = None,
-    requested_by: Annotated[str | None, typer.Option(
-        "--requested-by", metavar="NAME", show_default=False,
-        help="Who asks, for history and usage (app only) \\[default: your user name]")] = None,
+        "--keep-alive", metavar="", help="Exempt from the app's nightly shutdown (app only; change it later with "
+                                         "`keep-alive`)")] = False,
+    reason: Reason = None,
+    requested_by: RequestedBy = None,
     label: Annotated[list[str] | None, typer.Option(
         "--label", metavar="KEY=VALUE", show_default=False, help="A label kept in the history; repeatable "
         "(app only)")] = None,
@@ -246,14 +252,14 @@ def start(
             duration_seconds(timeout, what="--timeout")  # refuse a bad flag before anything starts
         started = time.monotonic()
         run.started_create, run.session_id = True, request.session_id
-        session = await target.start(request)
-        run.session_id = str(session["id"])
+        answer = await target.start(request)
+        run.session_id = str(answer.session["id"])
         if not wait:
-            _show_session(run, session, Text.assemble(
+            _show_session(run, answer.session, Text.assemble(
                 "Started ", (run.session_id, "bold"), ". Wait for it with ",
                 (run.again(f"get {run.session_id} --wait"), "bold")))
             return OK
-        return await _wait(target, run, run.session_id, first=session, poll=poll, timeout=timeout, started=started)
+        return await _wait(target, run, run.session_id, first=answer, poll=poll, timeout=timeout, started=started)
 
     _execute(run, "start", work)
 
@@ -275,7 +281,7 @@ def _user() -> str | None:
         return None
 
 
-@app.command("get")
+@app.command("get", epilog=EITHER_SIDE)
 @with_common
 def get(common: Common, session_id: SessionIdArg, wait: WaitFlag = False, timeout: Timeout = None,
         poll: PollSeconds = DEFAULT_POLL_SECONDS) -> None:
@@ -294,7 +300,7 @@ def get(common: Common, session_id: SessionIdArg, wait: WaitFlag = False, timeou
     _execute(run, "get", work)
 
 
-@app.command("list")
+@app.command("list", epilog=EITHER_SIDE)
 @with_common
 def list_(common: Common) -> None:
     """List the active sessions (Starting and Ready: ARR lists no others)."""
@@ -317,7 +323,7 @@ def list_(common: Common) -> None:
     _execute(run, "list", work)
 
 
-@app.command("extend")
+@app.command("extend", epilog=EITHER_SIDE)
 @with_common
 def extend(
     common: Common,
@@ -346,21 +352,60 @@ def extend(
     _execute(run, "extend", work)
 
 
-@app.command("stop")
+@app.command("stop", epilog=EITHER_SIDE)
 @with_common
-def stop(common: Common, session_id: SessionIdArg,
-         reason: Annotated[str | None, typer.Option("--reason", show_default=False,
-                                                    help="Why, for the history (app only)")] = None) -> None:
-    """Stop a session: billing ends. A stop cannot be undone; stopping an ended session is no error."""
+def stop(common: Common, session_id: SessionIdArg, reason: Reason = None, requested_by: RequestedBy = None) -> None:
+    """Stop a session: billing ends. A stop cannot be undone; a session that has already ended is left as it is
+    (exit 0)."""
     run = Run(common)
 
     async def work(target: Target, run: Run) -> int:
         sid = _session_id(session_id)
-        session = await target.stop(sid, reason=reason)
+        if not target.is_app:
+            for flag, value in (("--reason", reason), ("--requested-by", requested_by)):
+                if value:
+                    raise app_only(flag)
+        current = await target.get(sid)
+        if current.get("status") in TERMINAL:
+            ended = f" at {render.when(current['endedAt'])}" if current.get("endedAt") else ""
+            _show_session(run, current, Text.assemble(
+                "Session ", (sid, "bold"), " had already ended: ", render.status_text(current.get("status")),
+                f"{ended}. Nothing to stop."))
+            return OK
+        session = await target.stop(sid, reason=reason,
+                                    requested_by=requested_by or (_user() if target.is_app else None))
         _show_session(run, session, Text.assemble("Stopped ", (sid, "bold"), "."))
         return OK
 
     _execute(run, "stop", work)
+
+
+@app.command("keep-alive", epilog=EITHER_SIDE)
+@with_common
+def keep_alive(
+    common: Common,
+    session_id: SessionIdArg,
+    off: Annotated[bool, typer.Option("--off", metavar="", help="Hand it back to the nightly shutdown")] = False,
+    reason: Reason = None,
+    requested_by: RequestedBy = None,
+) -> None:
+    """Keep a running session out of the app's nightly shutdown, or (--off) hand it back to it (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        sid = _session_id(session_id)
+        session = await target.keep_alive(sid, not off, reason=reason,  # type: ignore[attr-defined]
+                                          requested_by=requested_by or _user())
+        if session.get("keepAlive"):
+            headline = Text.assemble("Session ", (sid, "bold"), " is kept alive: the nightly shutdown leaves it "
+                                     "running (its lease still ends it).")
+        else:
+            headline = Text.assemble("Session ", (sid, "bold"), " is no longer kept alive: the nightly shutdown "
+                                     "stops it.")
+        _show_session(run, session, headline)
+        return OK
+
+    _execute(run, "keep-alive", work, needs_app=True)
 
 
 def _instant(value: str | None, what: str) -> str | None:
@@ -380,7 +425,7 @@ ToOpt = Annotated[str | None, typer.Option("--to", metavar="WHEN", show_default=
                                            help="ISO 8601 date or time \\[default: now]")]
 
 
-@app.command("history")
+@app.command("history", epilog=EITHER_SIDE)
 @with_common
 def history(
     common: Common,
@@ -417,7 +462,7 @@ def history(
     _execute(run, "history", work, needs_app=True)
 
 
-@app.command("usage")
+@app.command("usage", epilog=EITHER_SIDE)
 @with_common
 def usage(
     common: Common,
@@ -441,7 +486,7 @@ def usage(
     _execute(run, "usage", work, needs_app=True)
 
 
-@app.command("cleanup")
+@app.command("cleanup", epilog=EITHER_SIDE)
 @with_common
 def cleanup(
     common: Common,
@@ -466,7 +511,7 @@ def cleanup(
     _execute(run, "cleanup", work, needs_app=True)
 
 
-@app.command("events")
+@app.command("events", epilog=EITHER_SIDE)
 @with_common
 def events(common: Common, session_id: SessionIdArg) -> None:
     """What happened to a session, from the app's history: requested, Ready, extended, stopped ... (app only)."""
@@ -490,6 +535,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
+@global_options
 def main_options(
     version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
                                           help="Print the version and exit")] = False,

@@ -284,9 +284,10 @@ class AppConfig:
 
     url: str
     function_key: str | None = field(default=None, repr=False)
+    key_source: str | None = field(default=None, compare=False)  # where the key came from (never the key)
 
     def describe(self) -> str:
-        return f"app {self.url}" + (" (with a function key)" if self.function_key else "")
+        return f"app {self.url}" + (f" (with the function key from {self.key_source})" if self.function_key else "")
 
 
 @dataclass(frozen=True)
@@ -332,9 +333,10 @@ def _env(env: Mapping[str, str], name: str) -> str | None:
     return value if value is not None and value.strip() else None
 
 
-def app_config(url: str, key: str | None, *, what: str) -> AppConfig:
-    """The app's base URL (``/api`` and a trailing ``/`` dropped); a ``?code=`` in it becomes the function key and
-    leaves the URL, so that it never shows up in links or messages."""
+def app_config(url: str, key: str | None, *, what: str, key_source: str | None = None) -> AppConfig:
+    """The app's base URL (``/api`` and a trailing ``/`` dropped); a ``?code=`` in it becomes the function key
+    (unless ``key`` is given, from ``key_source``) and leaves the URL, so that it never shows up in links or
+    messages."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(what, f"must be the app's http(s) URL, e.g. https://func-arr-x.azurewebsites.net, "
@@ -343,7 +345,10 @@ def app_config(url: str, key: str | None, *, what: str) -> AppConfig:
     code = next((v for k, v in query if k == "code" and v), None)
     rest = urlencode([(k, v) for k, v in query if k != "code"])
     path = parts.path.rstrip("/").removesuffix("/api").rstrip("/")
-    return AppConfig(url=urlunsplit((parts.scheme, parts.netloc, path, rest, "")), function_key=key or code)
+    if not key and code:
+        key, key_source = code, f"the ?code= of {what}"
+    return AppConfig(url=urlunsplit((parts.scheme, parts.netloc, path, rest, "")), function_key=key or None,
+                     key_source=key_source if key else None)
 
 
 def _without_code(url: str) -> str:
@@ -390,8 +395,10 @@ def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None
         lease = lease_minutes(env["ARR_DEFAULT_LEASE_MINUTES"], what="ARR_DEFAULT_LEASE_MINUTES")
 
     if app_url is not None:
-        key = flags.function_key or _env(env, ENV_FUNCTION_KEY)
-        return Resolved(app_config(app_url, key, what=app_what), size, lease, path if file_source else None)
+        key, key_source = (flags.function_key, "--function-key") if flags.function_key else (
+            _env(env, ENV_FUNCTION_KEY), ENV_FUNCTION_KEY)
+        return Resolved(app_config(app_url, key, what=app_what, key_source=key_source), size, lease,
+                        path if file_source else None)
 
     account_id = file.account_id
     if _env(env, "ARR_ACCOUNT_ID"):

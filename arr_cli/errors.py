@@ -5,8 +5,10 @@ code    meaning
 ======  ==================================================================================================
 0       done (a wait ended Ready)
 1       the session ended in Error, Expired or Stopped while we waited for it to be Ready
-2       usage: a wrong flag, a bad ``arrconfig.json``, a missing setting, a command the target cannot do
-3       the service (ARR, its STS, or the app) failed, refused, or did not answer; the MS-CV is printed
+2       usage: a wrong flag, a bad ``arrconfig.json``, a missing setting, a command the target cannot do, a
+        function key missing or refused
+3       the service (ARR, its STS, or the app) failed, refused, or did not answer; ARR's MS-CV is printed when
+        ARR was asked (directly, or by the app on our behalf and its answer passed on)
 4       ``--timeout`` ran out while the session was still Starting (it keeps running)
 130     Ctrl-C (the session, if any, keeps running)
 ======  ==================================================================================================
@@ -35,7 +37,8 @@ class CliError(Exception):
     exit_code = SERVICE
 
     def __init__(self, message: str, *, hint: str | None = None, correlation_id: str | None = None,
-                 status: int | None = None, code: str | None = None, retry_after: float | None = None) -> None:
+                 status: int | None = None, code: str | None = None, retry_after: float | None = None,
+                 from_arr: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -43,6 +46,7 @@ class CliError(Exception):
         self.status = status
         self.code = code
         self.retry_after = retry_after  # seconds the service asked us to wait (its Retry-After), if it did
+        self.from_arr = from_arr  # ARR itself was asked: its MS-CV, or that none came, is printed
 
 
 class UsageError(CliError):
@@ -68,10 +72,33 @@ class ServiceFailure(CliError):
     exit_code = SERVICE
 
 
+def app_only(flag: str) -> UsageError:
+    """The error of a flag whose value only the app's history can keep."""
+    return UsageError(f"{flag} is kept in the app's history; ARR alone has nowhere to keep it.",
+                      hint="Use the app (--app URL or ARR_SESSIONS_APP_URL), or leave the flag out.")
+
+
+KEYS_HINT = ("In Azure the keys are the function app's App keys (portal), or `az functionapp keys list -g GROUP -n "
+             "APP`; locally `make run` asks for none unless DEVHOST_FUNCTION_KEYS is set.")
+
+
+def function_key_error(what: str, key_source: str | None) -> UsageError:
+    """The app answered 401: no key was given, or the one from ``key_source`` was refused. A configuration error
+    (exit 2), not the service's: the same command fails the same way until the key is fixed."""
+    if key_source is None:
+        return UsageError(f"{what}: the app wants a function key, and none was given",
+                          hint=f"Set ARR_SESSIONS_FUNCTION_KEY (or give --function-key KEY). {KEYS_HINT}",
+                          status=401)
+    return UsageError(f"{what}: the app refused the function key from {key_source} (HTTP 401)",
+                      hint=f"Check the key ({key_source}): it must be one of the app's function or host keys. "
+                           f"{KEYS_HINT}", status=401)
+
+
 def needs_app(command: str) -> UsageError:
     """The error of a command that only the app can answer (ARR itself keeps no history)."""
     return UsageError(
-        f"`{command}` needs the arr-sessions app: ARR itself keeps no history, usage, cleanup or events.",
+        f"`{command}` needs the arr-sessions app: ARR itself has no history, usage, cleanup, events or nightly "
+        "shutdown.",
         hint="Give --app URL (and the function key in ARR_SESSIONS_FUNCTION_KEY), or set ARR_SESSIONS_APP_URL.")
 
 
@@ -102,14 +129,14 @@ def as_cli_error(exc: BaseException) -> CliError | None:
         if exc.status_code is not None:
             prefix += f" {exc.status_code}"
         return ServiceFailure(f"{prefix}: {exc.code}: {exc.message}", hint=hint, correlation_id=exc.correlation_id,
-                              status=exc.status_code, code=exc.code)
+                              status=exc.status_code, code=exc.code, from_arr=True)
     if _is_azure_auth_error(exc):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return ServiceFailure(
             f"no Azure credential worked: {first}",
             hint="No account key is set, so Azure sign-in was tried (managed identity, environment, `az login`). "
                  "Sign in with `az login`, or give the account key (arrconfig.json accountSettings.arrAccountKey "
-                 "or ARR_ACCOUNT_KEY).")
+                 "or ARR_ACCOUNT_KEY).", from_arr=True)
     if isinstance(exc, httpx.TimeoutException):
         return ServiceFailure(f"the app did not answer in time ({type(exc).__name__})")
     if isinstance(exc, httpx.TransportError):
@@ -124,7 +151,11 @@ def _is_azure_auth_error(exc: BaseException) -> bool:
 
 
 def problem_error(response: httpx.Response, what: str) -> ServiceFailure:
-    """The app's ``application/problem+json`` answer (or whatever else came) as a :class:`ServiceFailure`."""
+    """The app's ``application/problem+json`` answer (or whatever else came) as a :class:`ServiceFailure`.
+
+    Each thing is said once: a field's message that repeats the detail (a 409 for a session id in use names the
+    field with the detail's words) is left out. The app sends no correlation id of its own; ``correlationId`` is
+    ARR's MS-CV when ARR's answer was the cause."""
     body: Any
     try:
         body = response.json()
@@ -139,15 +170,13 @@ def problem_error(response: httpx.Response, what: str) -> ServiceFailure:
         if body.get("detail") and body.get("detail") != body.get("title"):
             parts.append(str(body["detail"]))
         for item in body.get("errors") or []:
-            if isinstance(item, dict):
+            if isinstance(item, dict) and str(item.get("message")) not in parts:
                 parts.append(f"{item.get('field')}: {item.get('message')}")
         arr = body.get("arrError")
         if isinstance(arr, dict):
             parts.append(f"ARR said {arr.get('code')}: {arr.get('message')}")
         hint = None
-        if status == 401:
-            hint = "Give the app's function key in ARR_SESSIONS_FUNCTION_KEY (or --function-key)."
-        elif isinstance(body.get("sessionId"), str):  # a start ARR left unanswered: the session may exist
+        if isinstance(body.get("sessionId"), str):  # a start ARR left unanswered: the session may exist
             sid = body["sessionId"]
             hint = (f"Session {sid} may be starting: check it with `arr-sessions get {sid} --wait` before starting "
                     "again.")
@@ -155,8 +184,5 @@ def problem_error(response: httpx.Response, what: str) -> ServiceFailure:
             hint = f"The app asks to try again in {retry_after:g} s."
         return ServiceFailure(f"{what}: " + " - ".join(p for p in parts if p), correlation_id=body.get("correlationId"),
                               status=status, code=str(body.get("type") or status), hint=hint, retry_after=retry_after)
-    if status == 401:
-        return ServiceFailure(f"{what}: the app refused the function key (HTTP 401)", status=status,
-                              hint="Give the app's function key in ARR_SESSIONS_FUNCTION_KEY (or --function-key).")
     return ServiceFailure(f"{what}: the app answered HTTP {status} {response.reason_phrase}".rstrip(),
-                          status=status, correlation_id=response.headers.get("MS-CV"), retry_after=retry_after)
+                          status=status, retry_after=retry_after)

@@ -8,6 +8,7 @@ logs, a pipe) the wait prints one line per change instead.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -15,8 +16,9 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
+from rich.segment import Segment
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
@@ -68,6 +70,24 @@ def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     return parsed.strftime(fmt)
 
 
+class Trimmed:
+    """``renderable`` without the spaces that pad its lines on the right (a table's cells, a left-aligned title):
+    piped, a table's lines end with their last word."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line[-1]
+                line[-1] = Segment(last.text.rstrip(" "), last.style, last.control)
+            yield from line
+            yield Segment.line()
+
+
 def status_text(status: object) -> Text:
     return Text(str(status or "?"), style=STATUS_STYLE.get(str(status), ""))
 
@@ -83,7 +103,7 @@ def _cells(*values: object) -> list[Text]:
 
 # -- one session ---------------------------------------------------------------------------------------------------
 
-def session_details(session: Session) -> Table:
+def session_details(session: Session) -> Trimmed:
     """A session's fields, one per line, as RenderingSession.ps1 prints them (what is unknown is left out)."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
@@ -124,12 +144,12 @@ def session_details(session: Session) -> Table:
     error = session.get("error")
     if isinstance(error, dict):
         row("Error", Text(f"{error.get('code')}: {error.get('message')}", style="red"))
-    return grid
+    return Trimmed(grid)
 
 
 # -- lists ---------------------------------------------------------------------------------------------------------
 
-def sessions_table(sessions: list[Session], *, title: str | None = None, ended: bool = False) -> Table:
+def sessions_table(sessions: list[Session], *, title: str | None = None, ended: bool = False) -> Trimmed:
     """Sessions in rows. ``ended`` adds when each ended and what it billed (history)."""
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
     table.add_column("ID", no_wrap=True)
@@ -155,10 +175,10 @@ def sessions_table(sessions: list[Session], *, title: str | None = None, ended: 
         if show_who:
             cells.append(s.get("requestedBy"))
         table.add_row(*_cells(*cells))
-    return table
+    return Trimmed(table)
 
 
-def usage_table(report: dict[str, Any], group_by: str) -> Table:
+def usage_table(report: dict[str, Any], group_by: str) -> Trimmed:
     currency = report.get("currency") or ""
     table = Table(title=f"Usage {when(report.get('from'), SHORT)} to {when(report.get('to'), SHORT)} UTC",
                   title_justify="left",
@@ -173,14 +193,14 @@ def usage_table(report: dict[str, Any], group_by: str) -> Table:
     for row in report.get("rows") or []:
         table.add_row(*_cells(row.get("key"), row.get("sessions"), row.get("billedMinutes"),
                               _cost(row.get("estimatedCost"))))
-    return table
+    return Trimmed(table)
 
 
 def _cost(value: object) -> str:
     return "n/a" if value is None else f"{float(value):.2f}"  # type: ignore[arg-type]
 
 
-def cleanup_table(report: dict[str, Any]) -> Table:
+def cleanup_table(report: dict[str, Any]) -> Trimmed:
     mode = report.get("mode") or "lease"
     title = f"Cleanup ({mode}{', dry run: nothing was stopped' if report.get('dryRun') else ''})"
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
@@ -192,10 +212,10 @@ def cleanup_table(report: dict[str, Any]) -> Table:
                               ("reconciled", "reconciled", "dim"), ("deferred", "deferred", "dim")):
         for item in report.get(key) or []:
             table.add_row(*_cells(Text(label, style=style), item.get("id"), item.get("reason")))
-    return table
+    return Trimmed(table)
 
 
-def events_table(body: dict[str, Any]) -> Table:
+def events_table(body: dict[str, Any]) -> Trimmed:
     table = Table(title=Text(f"Events of {body.get('sessionId') or 'the session'}"), title_justify="left",
                   header_style="bold", pad_edge=False, box=None)
     table.add_column("#", justify="right", no_wrap=True)
@@ -213,15 +233,10 @@ def events_table(body: dict[str, Any]) -> Table:
         table.add_row(*_cells(event.get("seq"), when(event.get("at"), SECONDS), event.get("type"), change,
                               event.get("actor"),
                               detail_text))
-    return table
+    return Trimmed(table)
 
 
 # -- the wait ------------------------------------------------------------------------------------------------------
-
-def _pace(tick: Tick) -> str:
-    every = f"every {tick.interval:g} s"
-    return f"{every}, as the service asks" if tick.asked_by_service else every
-
 
 class LiveProgress:
     """The wait on a terminal: a spinner, the status, the time elapsed and the next check's countdown, redrawn
@@ -245,7 +260,7 @@ class LiveProgress:
             (tick.session_id, "bold"), "  ", status_text(tick.status) if tick.status != "?" else "…", "  ",
             (clock_text(tick.elapsed), "bold"), " elapsed  ",
             "checking now" if tick.next_check_in is None else f"next check in {math.ceil(tick.next_check_in)} s",
-            (f" ({_pace(tick)})", "dim"),
+            (f" ({tick.pace})", "dim"),
         )
         self._spinner.update(text=line)
         hint = Text("Ctrl-C stops waiting; the session keeps running.", style="dim")
@@ -258,7 +273,7 @@ class LineProgress:
 
     def __init__(self, err: Console) -> None:
         self._err = err
-        self._last: tuple[str, str | None] | None = None
+        self._last: tuple[str, str | None, str] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -267,10 +282,10 @@ class LineProgress:
         return None
 
     def update(self, tick: Tick) -> None:
-        if tick.status == "?" or (tick.status, tick.note) == self._last:
+        if tick.status == "?" or (tick.status, tick.note, tick.pace) == self._last:
             return
-        self._last = (tick.status, tick.note)
-        text = f"[{clock_text(tick.elapsed)}] {tick.session_id}: {tick.status} (checking {_pace(tick)})"
+        self._last = (tick.status, tick.note, tick.pace)
+        text = f"[{clock_text(tick.elapsed)}] {tick.session_id}: {tick.status} (checking {tick.pace})"
         self._err.print(text + (f"; {tick.note}" if tick.note else ""), markup=False, highlight=False)
 
 
@@ -281,11 +296,35 @@ def progress(err: Console) -> LiveProgress | LineProgress:
 # -- errors --------------------------------------------------------------------------------------------------------
 
 def error(err: Console, problem: CliError) -> None:
-    """``Error: ...``, then the hint and the MS-CV (when a service was involved) on lines of their own."""
+    """``Error: ...``, then the hint and ARR's MS-CV on lines of their own.
+
+    The MS-CV line comes when ARR was asked: directly (``MS-CV: none ...`` when no answer carried one), or by the
+    app, whose problem document passes ARR's on. The app has no correlation id of its own to show."""
     err.print(Text.assemble(("Error: ", "bold red"), problem.message))
     if problem.hint:
         err.print(Text(problem.hint, style="dim"))
-    if problem.exit_code == 3:
-        cv = problem.correlation_id
+    if problem.exit_code != 3:
+        return
+    cv = problem.correlation_id
+    if problem.from_arr:
         err.print(Text(f"MS-CV: {cv}" if cv else "MS-CV: none (no answer from ARR carried one)",
                        style="" if cv else "dim"))
+    elif cv:
+        err.print(Text(f"MS-CV: {cv} (ARR's, passed on by the app)"))
+
+
+class LogLines(logging.Handler):
+    """``-v``'s log: one line per record on ``err`` (above the live display while a wait shows), ``[12:00:01]
+    message``, the level named from WARNING up; never padded to the terminal's width."""
+
+    def __init__(self, err: Console) -> None:
+        super().__init__()
+        self._err = err
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            at = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+            level = f"{record.levelname} " if record.levelno >= logging.WARNING else ""
+            self._err.print(Text(f"[{at}] {level}{record.getMessage()}", style="dim"), soft_wrap=True)
+        except Exception:  # a log line must never end the command
+            self.handleError(record)

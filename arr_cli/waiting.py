@@ -33,10 +33,26 @@ class Tick:
     status: str
     elapsed: float
     next_check_in: float | None  # None: checking now
-    interval: float
-    asked_by_service: bool  # the interval is what the service asked for (Retry-After), not ours
+    poll_seconds: float  # our pace (--poll)
+    asked_seconds: float | None  # the service's Retry-After, when it asks for longer than our pace
     checks: int
     note: str | None = None  # a failed check, and that it will be tried again
+    service: str = "the service"  # who asks: "the app" or "ARR"
+
+    @property
+    def interval(self) -> float:
+        """Seconds between checks: ours, or the service's when it asks for longer."""
+        return max(self.poll_seconds, self.asked_seconds or 0.0)
+
+    @property
+    def asked_by_service(self) -> bool:
+        return self.asked_seconds is not None
+
+    @property
+    def pace(self) -> str:
+        """``every 1 s``, or ``every 1 s, or as the app asks: 10 s`` when it asks for longer."""
+        every = f"every {self.poll_seconds:g} s"
+        return f"{every}, or as {self.service} asks: {self.asked_seconds:g} s" if self.asked_by_service else every
 
 
 class Reporter(Protocol):
@@ -75,6 +91,7 @@ async def wait_for_session(
     reporter: Reporter,
     *,
     first: Session | None = None,
+    first_retry_after: float | None = None,
     poll_seconds: float = 10.0,
     timeout: float | None = None,
     started: float | None = None,
@@ -83,18 +100,25 @@ async def wait_for_session(
 ) -> WaitOutcome:
     """Check ``session_id`` until it is Ready or has ended, or ``timeout`` seconds have passed since ``started``.
 
-    ``first`` is a session already in hand (a start's answer): the first check then waits one interval.
+    ``first`` is a session already in hand (a start's answer): the first check then waits one interval, or
+    ``first_retry_after`` when the service asked for longer with it.
     """
     started = clock() if started is None else started
     deadline = None if timeout is None else started + timeout
     session, status = first, str(first.get("status")) if first else "?"
     checks = failures = 0
     note: str | None = None
-    retry_after: float | None = None
+    retry_after = first_retry_after
+    service = "the app" if target.is_app else "ARR"
+
+    def tick(next_check_in: float | None) -> Tick:
+        asked = retry_after if retry_after is not None and retry_after > poll_seconds else None
+        return Tick(session_id, status, clock() - started, next_check_in, poll_seconds, asked, checks, note, service)
+
     check_now = first is None
     while True:
         if check_now:
-            reporter.update(Tick(session_id, status, clock() - started, None, poll_seconds, False, checks, note))
+            reporter.update(tick(None))
             try:
                 poll = await target.poll(session_id)
             except Exception as exc:
@@ -117,6 +141,5 @@ async def wait_for_session(
         interval = max(poll_seconds, retry_after or 0.0)
         next_at = clock() + interval if deadline is None else min(clock() + interval, deadline)
         while (left := next_at - clock()) > 0:
-            reporter.update(Tick(session_id, status, clock() - started, left, interval,
-                                 retry_after is not None and retry_after >= poll_seconds, checks, note))
+            reporter.update(tick(left))
             await sleep(min(TICK_SECONDS, left))

@@ -7,8 +7,8 @@ fails when the committed file differs from what this module generates.
 The served document describes the HTTP API exactly (schemathesis checks the app against it); the connector describes
 what the designer should show, so it differs on purpose:
 
-- StartSession lists each field once, in its body: the query-parameter duplicates (for webhook senders that cannot
-  shape a body) and ``payload`` are left out.
+- StartSession and StopSession list each field once, in their body: the query-parameter duplicates (for webhook
+  senders that cannot shape a body) and StartSession's ``payload`` are left out.
 - One response per operation has a schema, 200, because the designer uses one. For StartSession that is the session
   once Ready: the platform follows the 202's ``Location`` (the ready monitor) until its 200, and the description
   says that the action waits. The 202 and the errors keep their descriptions. ``produces`` is ``application/json``
@@ -66,6 +66,7 @@ ADVANCED_PARAMETERS = {"StartSession": {"Idempotency-Key"}, "ListHistory": {"req
                        "RunCleanup": {"mode"}}
 ADVANCED_BODY_FIELDS = {"StartSessionRequest": {"sessionId", "labels", "keepAlive"}}
 PAGEABLE = {"ListHistory"}
+BODY_IN_QUERY = {"StartSession", "StopSession"}  # query parameters that repeat body fields (and StartSession's payload)
 READY_TEXT = "The session once it is Ready: the action follows Location until then."
 # The served text speaks of polling Location; in the designer the platform does that itself.
 DESCRIPTIONS = {"StartSession": "Starts an Azure Remote Rendering session and returns it once it is Ready; the "
@@ -177,7 +178,7 @@ def _operation(op: dict[str, Any], tag: str, schemas: _Schemas) -> dict[str, Any
     operation_id = op["operationId"]
     parameters = []
     for parameter in op["parameters"]:
-        if operation_id == "StartSession" and parameter["in"] == "query":
+        if operation_id in BODY_IN_QUERY and parameter["in"] == "query":
             continue  # each field once: in the body
         if parameter == SESSION_ID_PARAM:
             parameters.append({"$ref": f"#/parameters/{SESSION_ID_REF}"})

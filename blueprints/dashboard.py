@@ -1,12 +1,16 @@
 """The dashboard: one page for people, served by the app itself (no build step, no CDN).
 
-    GET /api/dashboard            Dashboard       the page; function key, like the API it reads
+    GET /api/dashboard            Dashboard       the page; anonymous (a static template: no data, no key)
     GET /api/dashboard/{asset}    DashboardAsset  its script and style sheet; anonymous (static, no data)
 
-The page is opened as ``/api/dashboard?code=KEY``. Its script reads ``code`` once, strips it from the address bar
-and sends it as ``x-functions-key`` on the API calls it makes; nothing else of the page holds the key. The assets
-cannot carry a key (a ``<script src>`` sends no header, and a key in the markup is what we avoid), so they are
-anonymous: they are the same for everyone and hold no data.
+Everything the page shows comes from the API, which needs the function key as usual; the page itself holds no data,
+so it is served without one. That is what makes a reload work: the Functions host answers a keyed route without a
+key itself (a 401, with an empty body in Azure) before any code of ours could say what to do. The page's script
+takes the key from ``?code=KEY`` (read once, then stripped from the address bar) or, when the API answers 401,
+from a small form on the page. It keeps the key in the tab's ``sessionStorage`` (a reload of the tab keeps it,
+closing the tab forgets it; never a cookie, never the address bar), and sends it only as ``x-functions-key`` on
+the API calls it makes. The assets cannot carry a key either (a ``<script src>`` sends no header, and a key in the
+markup is what we avoid); they are the same for everyone.
 
 Everything is sent with a strict Content-Security-Policy (no inline script or style, nothing from elsewhere),
 ``nosniff`` and ``no-referrer`` (the page's own URL carries the key until its script has removed it). Asset URLs
@@ -79,7 +83,7 @@ def render_page(page_path: str) -> str:
     return text
 
 
-@bp.endpoint("Dashboard", "GET", "dashboard")
+@bp.endpoint("Dashboard", "GET", "dashboard", anonymous=True)
 async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     page = render_page(urlsplit(req.url).path or "/api/dashboard")
     return func.HttpResponse(page, status_code=200, mimetype="text/html", charset="utf-8",

@@ -34,7 +34,7 @@ async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     records, token = await context.queries.history_page(
         start, end, requested_by=query.requested_by, size=query.size, statuses=set(query.status or ()) or None,
-        top=query.top, token=query.continuation_token)
+        top=query.top, token=query.continuation_token, order=query.order)
     links = links_for(req)
     next_link = None
     if token is not None:

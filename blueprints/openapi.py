@@ -34,7 +34,16 @@ from arr_core.api.views import (
 from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.domain.notifications import SUBSCRIPTION_ID
 
-from .queries import CleanupQuery, HistoryQuery, ListQuery, RunsQuery, StartQuery, UsageQuery, query_parameters
+from .queries import (
+    CleanupQuery,
+    HistoryQuery,
+    ListQuery,
+    RunsQuery,
+    StartQuery,
+    StopQuery,
+    UsageQuery,
+    query_parameters,
+)
 
 _DROP = {"default", "examples", "propertyNames", "discriminator", "$schema"}
 
@@ -182,11 +191,12 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                              "history.", [SESSION_ID_PARAM],
                              {200: ("The session.", view), **errors(400, 404, 502, 503, 504)}),
             "patch": operation(
-                "ExtendSession", "Extend the lease of a session",
-                "Raises the lease to a new total, or by a number of minutes (give exactly one).",
-                [SESSION_ID_PARAM, body(ExtendSessionRequest, "Lease",
-                                        "Give exactly one: the new total lease, or the minutes to add.",
-                                        required=True)],
+                "ExtendSession", "Extend a session or keep it alive",
+                "Raises the lease to a new total, or by a number of minutes (at most one of the two), and/or sets "
+                "keepAlive: exempt from the nightly shutdown, or given back to it. A session that has ended is a 409.",
+                [SESSION_ID_PARAM, body(ExtendSessionRequest, "Change",
+                                        "The new total lease or the minutes to add, and/or keepAlive; who asks and "
+                                        "why, for the session's events.", required=True)],
                 {200: ("The extended session.", view), **errors(400, 404, 409, 413, 415, 502, 503, 504)}),
         },
         "/sessions/{id}/ready": {"get": operation(
@@ -198,13 +208,14 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         "/sessions/{id}/stop": {"post": operation(
             "StopSession", "Stop a session",
             "Stops the session so that billing ends; a session that has already ended is returned as it is.",
-            [SESSION_ID_PARAM, body(StopSessionRequest, "Stop details", "Why the session is stopped, for its history.",
-                                    required=False)],
+            [SESSION_ID_PARAM, body(StopSessionRequest, "Stop details", "Why the session is stopped and who asks, for "
+                                    "its history.", required=False),
+             *query_parameters(StopQuery, note=" Wins over the body.")],
             {200: ("The stopped session.", view), **errors(400, 404, 413, 415, 502, 503, 504)})},
         "/history": {"get": operation(
             "ListHistory", "List session history",
             "Lists past and present sessions from Table Storage that were created from `from` (inclusive) to `to` "
-            "(exclusive), oldest first, a page at a time.",
+            "(exclusive), oldest first (or newest first with order=newest), a page at a time.",
             query_parameters(HistoryQuery), {200: ("A page of sessions.", d.ref(HistoryPage)), **errors(400, 503, 504)})},
         "/usage": {"get": operation(
             "GetUsage", "Get usage and cost", "Adds up billed minutes (Ready to end) and estimated cost from "

@@ -19,7 +19,7 @@ import azure.functions as func
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from arr_core.api.views import ShortText, SizeName
+from arr_core.api.views import HistoryOrder, ShortText, SizeName
 from arr_core.domain.records import RECORD_STATUSES
 from arr_core.errors import InvalidInput
 
@@ -113,6 +113,9 @@ class HistoryQuery(TimeWindow):
         json_schema_extra=_summary("Status"))
     top: int = Field(default=100, ge=1, le=1000, description="Page size, 1-1000.",
                      json_schema_extra=_summary("Page size"))
+    order: HistoryOrder = Field(default="oldest", json_schema_extra=_summary("Order"),
+                                description="oldest (default) or newest: the sessions oldest or newest first, by "
+                                "creation time; nextLink keeps the order, and its token is bound to it.")
     continuation_token: str | None = Field(default=None, max_length=MAX_TOKEN_CHARS,
                                            description="From a previous page's nextLink.",
                                            json_schema_extra=_summary("Continuation", **{"x-ms-visibility": "internal"}))
@@ -158,6 +161,13 @@ class StartQuery(Query):
 
     payload: Literal["ignore"] | None = Field(default=None, description="'ignore' to skip the body (for webhooks).",
                                               json_schema_extra=_summary("Payload", **{"x-ms-visibility": "advanced"}))
+
+
+class StopQuery(Query):
+    """StopSession's query parameter: who asks, for senders that cannot shape a body (it wins over the body's)."""
+
+    requested_by: ShortText | None = Field(default=None, json_schema_extra=_summary("Requested by"),
+                                           description="Who asks for the stop, as the body's requestedBy.")
 
 
 # -- parsing -------------------------------------------------------------------------------------------------------

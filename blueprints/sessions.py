@@ -6,9 +6,10 @@ Apps and Power Automate (202 + Location + Retry-After while a session starts).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import azure.functions as func
+from pydantic import BaseModel
 
 from arr_core.api.present import build_view
 from arr_core.api.views import (
@@ -39,9 +40,11 @@ from .http import (
     validate,
 )
 from .openapi import openapi_document
-from .queries import ListQuery, StartQuery, parse_query
+from .queries import ListQuery, StartQuery, StopQuery, parse_query
 
 bp = Api()
+R = TypeVar("R", bound=BaseModel)
+
 
 def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
     return json_response(build_view(state.session_id, state.arr, state.record, links_for(req)))
@@ -53,11 +56,18 @@ def _pending(req: func.HttpRequest, state: SessionState, poll_seconds: int) -> f
     return json_response(view, 202, headers={"Location": view.links.ready, "Retry-After": str(poll_seconds)})
 
 
+def _query_wins(from_body: R, from_query: BaseModel) -> R:
+    """A request from its body, with the fields the query gives instead (for senders that cannot shape a body)."""
+    return from_body.model_copy(update=from_query.model_dump(exclude_unset=True))
+
+
 def _start_request(req: func.HttpRequest) -> StartSessionRequest:
     body = {} if parse_query(req, StartQuery).payload == "ignore" else read_json_object(req)
-    from_body = validate(StartSessionRequest, body)
-    from_query = parse_query(req, StartSessionRequest)
-    return from_body.model_copy(update=from_query.model_dump(exclude_unset=True))
+    return _query_wins(validate(StartSessionRequest, body), parse_query(req, StartSessionRequest))
+
+
+def _stop_request(req: func.HttpRequest) -> StopSessionRequest:
+    return _query_wins(read_body(req, StopSessionRequest), parse_query(req, StopQuery))
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
@@ -106,9 +116,9 @@ async def extend_session(req: func.HttpRequest) -> func.HttpResponse:
 @bp.endpoint("StopSession", "POST", "sessions/{id}/stop")
 async def stop_session(req: func.HttpRequest) -> func.HttpResponse:
     session_id = session_id_of(req)
-    reason = read_body(req, StopSessionRequest).reason
+    request = _stop_request(req)
     context = await get_context()
-    state = await context.sessions.stop(session_id, reason)
+    state = await context.sessions.stop(session_id, request.reason, actor=request.requested_by)
     await context.notifier.changed(state.record, app_links())
     return _view(req, state)
 
@@ -120,7 +130,8 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
     active = await context.sessions.list_active(set(statuses) if statuses else None)
     links = links_for(req)
     return json_response(SessionList(sessions=[build_view(s.session_id, s.arr, s.record, links) for s in active.states],
-                                     history="ok" if active.history_available else "unavailable"))
+                                     history="ok" if active.history_available else "unavailable",
+                                     nightly_shutdown=context.maintenance.next_nightly_shutdown()))
 
 
 @bp.endpoint("Health", "GET", "health", anonymous=True)

@@ -3,21 +3,44 @@
 The key goes in the ``x-functions-key`` header, never in a URL, so the links the app hands back carry none and
 nothing printed can show it. Pages (``nextLink``) are followed on the URL the user gave, whatever host the app
 writes into them (behind API Management or a custom domain the two differ), so the key never leaves that host.
+
+Every call goes through :meth:`AppTarget._send`, which logs it on ``arr_cli.app`` (shown by ``-v``): method, path,
+query without a ``code`` value, status and time; never a key. A 401 is the key's fault, not the service's: it is
+a configuration error naming where the key came from (:func:`~arr_cli.errors.function_key_error`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
 from ..config import AppConfig
-from ..errors import ServiceFailure, problem_error
+from ..errors import ServiceFailure, UsageError, function_key_error, problem_error
 from .base import Poll, Session, StartRequest
+
+log = logging.getLogger("arr_cli.app")
 
 USER_AGENT = "arr-sessions-cli/1.0"
 TIMEOUT = httpx.Timeout(100.0, connect=10.0)  # the app answers within its own 90 s budget
+
+
+def logged_path(url: httpx.URL) -> str:
+    """``url``'s path and query as a log shows them: a ``code`` (a function key) only as ``***``."""
+    query = [(k, "***" if k.lower() == "code" else v) for k, v in parse_qsl(url.query.decode(), keep_blank_values=True)]
+    return url.path + (f"?{urlencode(query, safe='*')}" if query else "")
+
+
+def _refused_field(response: httpx.Response, field: str) -> bool:
+    """A 400 that refuses ``field`` as unknown (pydantic's "Extra inputs are not permitted"): an app from before
+    the field."""
+    if response.status_code != 400 or not _is_problem(response):
+        return False
+    return any(isinstance(e, dict) and e.get("field") == field and "Extra inputs" in str(e.get("message"))
+               for e in response.json().get("errors") or [])
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -55,9 +78,25 @@ class AppTarget:
     async def aclose(self) -> None:
         await self.http.aclose()
 
+    async def _send(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One call, logged; a 401 raises the function key's error, any other answer is returned."""
+        started = time.perf_counter()
+        request = self.http.build_request(method, path, **kwargs)
+        try:
+            response = await self.http.send(request)
+        except httpx.HTTPError as exc:
+            log.warning("app %s %s failed after %.0f ms: %s", method, logged_path(request.url),
+                        (time.perf_counter() - started) * 1000, type(exc).__name__)
+            raise
+        log.log(logging.INFO if response.status_code < 500 else logging.WARNING, "app %s %s -> %d in %.0f ms",
+                method, logged_path(request.url), response.status_code, (time.perf_counter() - started) * 1000)
+        if response.status_code == 401:
+            raise function_key_error(what, self.config.key_source if self.config.function_key else None)
+        return response
+
     async def _call(self, method: str, path: str, what: str, *, ok: tuple[int, ...] = (200,),
                     **kwargs: Any) -> httpx.Response:
-        response = await self.http.request(method, path, **kwargs)
+        response = await self._send(method, path, what, **kwargs)
         if response.status_code not in ok:
             raise problem_error(response, what)
         return response
@@ -72,14 +111,15 @@ class AppTarget:
 
     # -- sessions ------------------------------------------------------------------------------------------------
 
-    async def start(self, request: StartRequest) -> Session:
+    async def start(self, request: StartRequest) -> Poll:
         body = {key: value for key, value in {
             "sessionId": request.session_id, "size": request.size, "leaseMinutes": request.lease_minutes,
             "requestedBy": request.requested_by, "reason": request.reason, "labels": request.labels,
             "keepAlive": request.keep_alive,
         }.items() if value is not None}
         response = await self._call("POST", "/sessions", "starting the session", ok=(200, 201, 202), json=body)
-        return self._json(response, "starting the session")
+        return Poll(self._json(response, "starting the session"),
+                    _retry_after(response) if response.status_code == 202 else None)
 
     async def get(self, session_id: str) -> Session:
         response = await self._call("GET", f"/sessions/{session_id}", f"reading session {session_id}")
@@ -87,7 +127,7 @@ class AppTarget:
 
     async def poll(self, session_id: str) -> Poll:
         what = f"waiting for session {session_id}"
-        response = await self.http.get(f"/sessions/{session_id}/ready")
+        response = await self._send("GET", f"/sessions/{session_id}/ready", what)
         if response.status_code in (200, 202):
             return Poll(self._json(response, what), _retry_after(response) if response.status_code == 202 else None)
         if response.status_code == 409 and _is_problem(response) and response.json().get("sessionStatus"):
@@ -102,10 +142,33 @@ class AppTarget:
         what = f"extending session {session_id}"
         return self._json(await self._call("PATCH", f"/sessions/{session_id}", what, json=body), what)
 
-    async def stop(self, session_id: str, *, reason: str | None) -> Session:
+    async def stop(self, session_id: str, *, reason: str | None, requested_by: str | None) -> Session:
         what = f"stopping session {session_id}"
-        body = {"reason": reason} if reason else {}
-        return self._json(await self._call("POST", f"/sessions/{session_id}/stop", what, json=body), what)
+        path = f"/sessions/{session_id}/stop"
+        body = {k: v for k, v in {"reason": reason, "requestedBy": requested_by}.items() if v}
+        response = await self._send("POST", path, what, json=body)
+        if requested_by and _refused_field(response, "requestedBy"):  # an app that records no stopper: stop anyway
+            log.warning("this app version does not record who stops a session; stopping without requestedBy")
+            body.pop("requestedBy")
+            response = await self._send("POST", path, what, json=body)
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return self._json(response, what)
+
+    async def keep_alive(self, session_id: str, keep: bool, *, reason: str | None,
+                         requested_by: str | None) -> Session:
+        """Exempt the session from the nightly shutdown (``keep``), or hand it back to it."""
+        what = f"changing keepAlive of session {session_id}"
+        body = {k: v for k, v in {"keepAlive": keep, "reason": reason, "requestedBy": requested_by}.items()
+                if v is not None}
+        response = await self._send("PATCH", f"/sessions/{session_id}", what, json=body)
+        if _refused_field(response, "keepAlive"):
+            raise UsageError(f"{what}: this app version cannot change keepAlive after the start",
+                             hint="Update the app; until then keepAlive is set only by `start --keep-alive`.",
+                             status=400)
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return self._json(response, what)
 
     # -- what only the app knows ---------------------------------------------------------------------------------
 
@@ -136,7 +199,7 @@ class AppTarget:
 
     async def events(self, session_id: str) -> dict[str, Any]:
         what = f"reading the events of session {session_id}"
-        response = await self.http.get(f"/sessions/{session_id}/events")
+        response = await self._send("GET", f"/sessions/{session_id}/events", what)
         if response.status_code == 404 and not _is_problem(response):
             raise ServiceFailure(f"{what}: this app version has no events endpoint", status=404,
                                  hint="Update the app, or read the session's history with `arr-sessions history`.")

@@ -18,7 +18,7 @@ from arr_core.arr.retries import RetryPolicy
 from arr_core.arr.validation import MAX_LEASE_MINUTES
 
 from ..config import DirectConfig
-from ..errors import UsageError
+from ..errors import UsageError, app_only
 from .base import VIEW_KEYS, Poll, Session, StartRequest
 
 
@@ -53,11 +53,6 @@ def view_of(session: RenderingSession) -> Session:
 CLI_RETRY = RetryPolicy(attempts=2, deadline=20.0, wait_max=4.0)
 
 
-def _app_only(flag: str) -> UsageError:
-    return UsageError(f"{flag} is kept in the app's history; ARR alone has nowhere to keep it.",
-                      hint="Use the app (--app URL or ARR_SESSIONS_APP_URL), or leave the flag out.")
-
-
 def default_credential(config: DirectConfig) -> Any:
     """azure-identity's async DefaultAzureCredential (managed identity, environment, ``az login``)."""
     from azure.identity.aio import DefaultAzureCredential
@@ -88,15 +83,15 @@ class DirectTarget:
         if close is not None:
             await close()
 
-    async def start(self, request: StartRequest) -> Session:
+    async def start(self, request: StartRequest) -> Poll:
         for flag, value in (("--reason", request.reason), ("--label", request.labels),
                             ("--keep-alive", request.keep_alive), ("--requested-by", request.requested_by)):
             if value:
-                raise _app_only(flag)
+                raise app_only(flag)
         session_id = request.session_id or new_session_id()
         assert request.size is not None and request.lease_minutes is not None
         created = await self.client.create_session(session_id, size=request.size, lease_minutes=request.lease_minutes)
-        return view_of(created)
+        return Poll(view_of(created))
 
     async def get(self, session_id: str) -> Session:
         return view_of(await self.client.get_session(session_id))
@@ -118,8 +113,9 @@ class DirectTarget:
         assert lease_minutes is not None
         return view_of(await self.client.update_session(session_id, lease_minutes=lease_minutes))
 
-    async def stop(self, session_id: str, *, reason: str | None) -> Session:
+    async def stop(self, session_id: str, *, reason: str | None, requested_by: str | None) -> Session:
+        """ARR keeps no history: there is nowhere to say why or who (``requested_by`` is not sent)."""
         if reason:
-            raise _app_only("--reason")
+            raise app_only("--reason")
         await self.client.stop_session(session_id)
         return await self.get(session_id)

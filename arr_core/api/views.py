@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -55,6 +56,7 @@ LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 LabelValue = ShortText
 StatusName = Literal[tuple(status.value for status in SessionStatus)]  # type: ignore[valid-type]
 SizeName = Literal["Standard", "Premium"]
+HistoryOrder = Literal["oldest", "newest"]  # of ListHistory's pages: by creation time, either way
 CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS)]  # then callback_refusal
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")  # printable ASCII, trimmed
 
@@ -106,27 +108,41 @@ class StartSessionRequest(ApiModel):
 
 
 class ExtendSessionRequest(ApiModel):
-    """Exactly one of a new total lease or minutes to add."""
+    """A change to a running session: its lease (a new total, or minutes to add: at most one of the two), its
+    keepAlive, or both; who asks and why go to the events it writes."""
 
     lease_minutes: int | None = described("New total lease (minutes)", "The new total lease, in minutes.", default=None,
                                           ge=1, le=MAX_LEASE_MINUTES)
     extend_by_minutes: int | None = described("Minutes to add", "Minutes to add to the lease.", default=None, ge=1,
                                               le=MAX_LEASE_MINUTES)
+    keep_alive: bool | None = described("Keep alive overnight", "True: exempt from the nightly shutdown; false: "
+                                        "stopped by it again.", default=None)
+    requested_by: ShortText | None = described("Requested by", "Who asks for the change, for its event.", default=None)
+    reason: ShortText | None = described("Reason", "Why, for its event.", default=None)
 
     _minutes_are_numbers = field_validator("lease_minutes", "extend_by_minutes", mode="before")(_not_a_boolean)
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> ExtendSessionRequest:
-        if (self.lease_minutes is None) == (self.extend_by_minutes is None):
-            msg = "give exactly one of leaseMinutes and extendByMinutes"
+    def _a_change(self) -> ExtendSessionRequest:
+        if self.lease_minutes is not None and self.extend_by_minutes is not None:
+            msg = "give at most one of leaseMinutes and extendByMinutes"
+            raise ValueError(msg)
+        if self.lease_minutes is None and self.extend_by_minutes is None and self.keep_alive is None:
+            msg = "give leaseMinutes, extendByMinutes or keepAlive (requestedBy and reason alone change nothing)"
             raise ValueError(msg)
         return self
 
+    @property
+    def changes_lease(self) -> bool:
+        return self.lease_minutes is not None or self.extend_by_minutes is not None
+
 
 class StopSessionRequest(ApiModel):
-    """Why the session is stopped (kept in history)."""
+    """Why the session is stopped and who asks (kept in history)."""
 
     reason: ShortText | None = described("Reason", "Why the session is stopped.", default=None)
+    requested_by: ShortText | None = described("Requested by", "Who asks for the stop: the session's stoppedBy and "
+                                               "the actor of its stop event.", default=None)
 
 
 # -- responses ---------------------------------------------------------------------------------------------------
@@ -174,10 +190,25 @@ class SessionView(ApiModel):
     links: SessionLinks = described("Links", "URLs of this session in this app.")
 
 
+class NightlyShutdown(ApiModel):
+    """When the next nightly shutdown runs, in the configured time zone."""
+
+    next_at: datetime = described("Next At", "When the next nightly shutdown runs (ISO 8601, with the time zone's "
+                                  "offset on that day).", json_schema_extra={"format": "date-time"})
+    time_zone: str = described("Time Zone", "The IANA time zone of the nightly shutdown (ARR_TIME_ZONE).")
+
+    @field_serializer("next_at")
+    def _with_offset(self, value: datetime) -> str:
+        """The zone's offset on that day, UTC's too (``+00:00``, where pydantic would write ``Z``)."""
+        return value.isoformat()
+
+
 class SessionList(ApiModel):
     sessions: list[SessionView] = described("Sessions", "The active sessions: Starting or Ready.")
     history: Literal["ok", "unavailable"] = described("History Status", "unavailable: Table Storage did not answer, so "
                                                       "history fields are null.", default="ok")
+    nightly_shutdown: NightlyShutdown | None = described(
+        "Nightly Shutdown", "When the next nightly shutdown runs; null when none is configured.", default=None)
 
 
 class HistoryPage(ApiModel):
@@ -243,7 +274,7 @@ class SessionEvent(ApiModel):
     """One change to a session, as history recorded it."""
 
     seq: int = described("Seq", "1, 2, 3 ... in the order they happened.")
-    type: str = described("Type", "requested, status, stopped, extended, adopted, reconciled, ...")
+    type: str = described("Type", "requested, status, stopped, extended, keepAlive, adopted, reconciled, ...")
     at: datetime = described("At", "When (ISO 8601).")
     from_status: str | None = described("From Status", "The status before, for a status change.")
     to_status: str | None = described("To Status", "The status after, for a status change.")

@@ -58,6 +58,16 @@ def shutdown_instant(night: date, policy: CleanupPolicy) -> datetime:
     return local.astimezone(ZoneInfo("UTC")).astimezone(policy.time_zone)
 
 
+def next_shutdown(now: datetime, policy: CleanupPolicy) -> datetime | None:
+    """When the next nightly shutdown runs (at or after ``now``), in the policy's time zone; None without one. The
+    first run at or after that time does it (the cleanup's timer runs every few minutes)."""
+    if policy.nightly_at is None:
+        return None
+    local_today = now.astimezone(policy.time_zone).date()
+    return next(instant for night in (local_today, local_today + timedelta(days=1))
+                if (instant := shutdown_instant(night, policy)) >= now)
+
+
 def nightly_due(now: datetime, policy: CleanupPolicy, done: set[date]) -> tuple[date, datetime] | None:
     """The night whose shutdown is due at ``now`` and not yet ``done``: today's once its time has come, or a
     missed one from the day before while it is less than ``catch_up_hours`` late."""

@@ -162,6 +162,21 @@ def request_stop(record: SessionRecord, reason: str, actor: str | None, now: dat
     return replace(record, stop_reason=reason, stopped_by=actor), []
 
 
+KEEP_ALIVE = "keepAlive"  # the event of a keepAlive changed after the start
+
+
+def set_keep_alive(record: SessionRecord, keep_alive: bool, actor: str | None, reason: str | None,
+                   now: datetime) -> Change:
+    """A caller exempts a running session from the nightly shutdown (True) or gives it back to it (False). The same
+    value again is no change (a retry writes nothing twice); an ended session is not changed: :class:`SessionEnded`."""
+    if not record.is_active:
+        raise SessionEnded(f"session {record.session_id} is {record.status}", session_status=record.status)
+    if record.keep_alive is keep_alive:
+        return None
+    return replace(record, keep_alive=keep_alive), [
+        Event(KEEP_ALIVE, now, actor=actor, detail={"keepAlive": keep_alive, "reason": reason})]
+
+
 def adopted_record(arr: RenderingSession, now: datetime, *, history_since: datetime | None) -> SessionRecord:
     """A record for a session ARR runs but history does not know (started elsewhere, or its record was lost).
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import deadline
-from ..api.views import CleanupAction, CleanupReport
-from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, nightly_due
+from ..api.views import CleanupAction, CleanupReport, NightlyShutdown
+from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, next_shutdown, nightly_due
 from ..domain.lifecycle import observe, vanished
 from ..domain.notifications import pending_change
 from ..domain.records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
@@ -92,6 +92,11 @@ class Maintenance:
         # name (so a lease whose write timed out, and landed later, is ours to take again, not a 75 s block).
         self._running = asyncio.Lock()
         self._holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def next_nightly_shutdown(self) -> NightlyShutdown | None:
+        """When the next nightly shutdown runs, in the configured time zone; None when none is configured."""
+        at = next_shutdown(self._clock(), self.policy)
+        return None if at is None else NightlyShutdown(next_at=at, time_zone=self.policy.time_zone.key)
 
     # -- cleanup --------------------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..api.usage import GroupBy, usage_report
-from ..api.views import CleanupRun, UsageReport
+from ..api.views import CleanupRun, HistoryOrder, UsageReport
 from ..domain.records import Event, SessionRecord
 from ..errors import SessionNotFound
 from ..store.entities import event_from_entity
@@ -31,11 +31,13 @@ class HistoryQueries:
 
     async def history_page(self, start: datetime, end: datetime, *, requested_by: str | None = None,
                            size: str | None = None, statuses: set[str] | None = None, top: int,
-                           token: str | None = None) -> tuple[list[SessionRecord], str | None]:
-        """One page of the records of sessions created in [start, end), oldest first, and the continuation token
-        of the next page (None on the last; opaque, bound to these filters: another query's is InvalidToken)."""
+                           token: str | None = None, order: HistoryOrder = "oldest",
+                           ) -> tuple[list[SessionRecord], str | None]:
+        """One page of the records of sessions created in [start, end), oldest or newest first, and the
+        continuation token of the next page in the same order (None on the last; opaque, bound to these filters
+        and the order: another query's is InvalidToken)."""
         return await self.history.history_page(start, end, requested_by=requested_by, size=size, statuses=statuses,
-                                               top=top, token=token)
+                                               top=top, token=token, order=order)
 
     async def runs(self, before: datetime, top: int) -> list[CleanupRun]:
         """Up to ``top`` cleanup runs that started before ``before``, newest first."""

@@ -23,6 +23,7 @@ from ..domain.lifecycle import (
     reopen,
     request_stop,
     resumable,
+    set_keep_alive,
     stalled_start,
     start_fingerprint,
     view_status,
@@ -203,12 +204,43 @@ class SessionService:
 
     # -- extend ---------------------------------------------------------------------------------------------
 
-    async def extend(self, session_id: str, request: ExtendSessionRequest, actor: str | None = None) -> SessionState:
-        """Raise the lease to a new total (ARR's semantics) or by some minutes; policy and ARR limits first."""
+    async def extend(self, session_id: str, request: ExtendSessionRequest) -> SessionState:
+        """Change a running session: raise its lease to a new total (ARR's semantics) or by some minutes, set its
+        keepAlive, or both; ``requestedBy`` and ``reason`` go to the events. Everything is checked before anything
+        is done (an ended session, policy and ARR's limits).
+
+        A keepAlive lives in history only, so it is written first and history's trouble fails the change before
+        ARR is asked (:class:`HistoryUnavailable`); the lease is then ARR's, recorded as before (history optional).
+        """
         current = await self.arr.get_session(session_id)
         if current.status.is_terminal:
             raise SessionEnded(f"session {session_id} is {current.status.value}",
                                session_status=current.status.value)
+        actor = request.requested_by
+        lease = self._new_lease(current, request) if request.changes_lease else None
+        record = None
+        if request.keep_alive is not None:
+            keep_alive, reason, now = request.keep_alive, request.reason, self._clock()
+            record = await self._write(session_id, current,
+                                       lambda r: set_keep_alive(r, keep_alive, actor, reason, now))
+        if lease is None:
+            return SessionState(session_id, current, record)
+        old, new = lease
+        updated = await self._changing(self.arr.update_session(session_id, lease_minutes=new))
+        now = self._clock()
+        detail = {"fromMinutes": old, "toMinutes": new, **({"reason": request.reason} if request.reason else {})}
+
+        def extended(record: SessionRecord) -> Change:
+            change = observe(record, updated, now, actor=actor)
+            base, events = change if change else (record, [])
+            return replace(base, lease_minutes=new), [*events, Event("extended", now, actor=actor, detail=detail)]
+
+        record = await self._record(session_id, updated, extended, record)
+        return SessionState(session_id, updated, record)
+
+    def _new_lease(self, current: RenderingSession, request: ExtendSessionRequest) -> tuple[int, int]:
+        """(the lease now, the lease asked for): a new total, or the current one plus some minutes; refused above
+        the limit (:class:`LeaseTooLong`) and unless it grows (:class:`LeaseMustGrow`)."""
         field = "leaseMinutes" if request.lease_minutes is not None else "extendByMinutes"
         old = current.lease_minutes or 0
         new = request.lease_minutes if request.lease_minutes is not None else old + (request.extend_by_minutes or 0)
@@ -219,17 +251,7 @@ class SessionService:
         if new <= old:
             raise LeaseMustGrow(f"the new lease of {new} minutes must be larger than the "
                                 f"current {old} minutes", field=field)
-        updated = await self._changing(self.arr.update_session(session_id, lease_minutes=new))
-        now = self._clock()
-
-        def extended(record: SessionRecord) -> Change:
-            change = observe(record, updated, now, actor=actor)
-            base, events = change if change else (record, [])
-            return replace(base, lease_minutes=new), [*events, Event(
-                "extended", now, actor=actor, detail={"fromMinutes": old, "toMinutes": new})]
-
-        record = await self._record(session_id, updated, extended)
-        return SessionState(session_id, updated, record)
+        return old, new
 
     # -- stop ----------------------------------------------------------------------------------------------
 
@@ -336,18 +358,23 @@ class SessionService:
 
     async def _record(self, session_id: str, arr_session: RenderingSession, mutate: Mutation,
                       known: SessionRecord | None = None) -> SessionRecord | None:
-        """Write what ARR just told us; adopt the session if history does not know it. History trouble is
-        logged, not raised: ARR has acted, and the cleanup brings the record up to date."""
+        """Write what ARR just told us (:meth:`_write`). History trouble is logged, not raised: ARR has acted, and
+        the cleanup brings the record up to date."""
         with _history_optional(session_id):
-            record = await self.history.update(session_id, mutate, known)
-            if record is not None:
-                return record
-            # ARR knows a session history does not (started elsewhere, or its record was lost): adopt it.
-            now = self._clock()
-            adopted = adopted_record(arr_session, now, history_since=await self.history.since())
-            await self.history.claim(adopted, Event("adopted", now, to_status=REQUESTED))
-            return await self.history.update(session_id, mutate) or await self.history.get(session_id)
+            return await self._write(session_id, arr_session, mutate, known)
         return known
+
+    async def _write(self, session_id: str, arr_session: RenderingSession, mutate: Mutation,
+                     known: SessionRecord | None = None) -> SessionRecord | None:
+        """Apply ``mutate`` to the session's record; adopt the session first if history does not know it."""
+        record = await self.history.update(session_id, mutate, known)
+        if record is not None:
+            return record
+        # ARR knows a session history does not (started elsewhere, or its record was lost): adopt it.
+        now = self._clock()
+        adopted = adopted_record(arr_session, now, history_since=await self.history.since())
+        await self.history.claim(adopted, Event("adopted", now, to_status=REQUESTED))
+        return await self.history.update(session_id, mutate) or await self.history.get(session_id)
 
 
 @contextmanager

@@ -10,11 +10,12 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
+from ..api.views import HistoryOrder
 from ..domain.records import SessionRecord
 from ..errors import InvalidToken
 from ..store.entities import months_between, row_for
@@ -62,10 +63,11 @@ def decode_token(token: str, filters: dict[str, Any]) -> tuple[str, str]:
 
 
 def page_filters(start: datetime, end: datetime, requested_by: str | None, size: str | None,
-                 statuses: set[str] | None) -> dict[str, Any]:
-    """What a token is bound to: the query that issued it."""
+                 statuses: set[str] | None, order: HistoryOrder = "oldest") -> dict[str, Any]:
+    """What a token is bound to: the query that issued it, its order included. The oldest-first order is named
+    only by its absence, so that the tokens issued before there was a choice still go on."""
     return {"requestedBy": requested_by, "size": size, "status": sorted(statuses) if statuses else None,
-            "from": start.isoformat(), "to": end.isoformat()}
+            "from": start.isoformat(), "to": end.isoformat(), **({"order": order} if order != "oldest" else {})}
 
 
 def page_ranges(start: datetime, end: datetime, after: tuple[str, str] | None) -> list[tuple[str, str]]:
@@ -77,6 +79,33 @@ def page_ranges(start: datetime, end: datetime, after: tuple[str, str] | None) -
             continue
         ranges.append((partition, after[1] if after is not None and partition == after[0] else row_for(start, "")))
     return ranges
+
+
+def newest_ranges(start: datetime, end: datetime, before: tuple[str, str] | None) -> list[tuple[str, str]]:
+    """Newest first: the (partition, highest row, exclusive) to read, newest month first, for records created in
+    [start, end) before the position a token names (the last, oldest, record of the page before)."""
+    ranges = []
+    for partition in reversed(months_between(start, end)):
+        if before is not None and partition > before[0]:
+            continue
+        ranges.append((partition, before[1] if before is not None and partition == before[0] else row_for(end, "")))
+    return ranges
+
+
+async def take_newest_page(newest: Callable[[str, str, int], Awaitable[list[SessionRecord]]],
+                           ranges: list[tuple[str, str]], top: int, filters: dict[str, Any],
+                           ) -> tuple[list[SessionRecord], str | None]:
+    """The ``top`` newest records of ``ranges`` (newest month first), and a token to go on with (to older ones)
+    when there are more. ``newest(partition, high, count)`` gives the last ``count`` records of a partition below
+    ``high``, newest first: Table Storage reads only in ascending order, so it reads the range and keeps a bounded
+    tail; one record more than the page proves there is more."""
+    out: list[SessionRecord] = []
+    for partition, high in ranges:
+        out += await newest(partition, high, top + 1 - len(out))
+        if len(out) > top:
+            last = out[top - 1]
+            return out[:top], encode_token(partition_of(last), row_of(last), filters)
+    return out, None
 
 
 async def take_page(records: AsyncIterator[SessionRecord], top: int, filters: dict[str, Any],

@@ -1,11 +1,17 @@
 // The ARR sessions dashboard: reads this app's own API, never ARR directly. No library, no build step.
 //
-// The function key: the page is opened as .../api/dashboard?code=KEY. The key is read here once, removed from the
-// address bar, and sent only as the x-functions-key header of this app's API calls. It is never logged, never
-// written into the page, never put in a URL. Locally (a host without keys) there is none, and none is needed.
+// The function key: the page itself holds no data and needs none; the API calls do. The key comes from
+// .../api/dashboard?code=KEY (read once, then removed from the address bar) or from the form the page shows when
+// the API answers 401. It is kept in this tab's sessionStorage (so a reload of the tab keeps working; closing the
+// tab forgets it), and sent only as the x-functions-key header of this app's API calls. It is never logged, never
+// written into the page, never put in a URL or a cookie. Locally (a host without keys) none is needed.
+//
+// Who you are: the name a person gives (in the start, stop and keep-overnight dialogs) is kept in localStorage and
+// sent as requestedBy. It is what the page knows of its user; the app records it as given.
 //
 // Pacing: GET /api/sessions asks ARR each time, so it is read at most every 15 seconds, and not at all while the
-// page is hidden. Usage, history and cleanup runs come from Table Storage and are read every minute.
+// page is hidden. Usage, history and cleanup runs come from Table Storage and are read every minute. A start is
+// followed through its ready monitor at the pace the app's Retry-After asks for.
 (() => {
   "use strict";
 
@@ -15,19 +21,52 @@
   const MAX_BACKOFF_MS = 120000;
   const USAGE_DAYS = 30;
   const SOON_MINUTES = 10;
+  const KEY_ITEM = "arr-dashboard.functionKey";   // sessionStorage: this tab only
+  const NAME_ITEM = "arr-dashboard.name";         // localStorage: this browser
 
-  // -- the key ----------------------------------------------------------------------------------------------------
+  // -- storage ------------------------------------------------------------------------------------------------------
+  function store(kind) {
+    try {
+      return kind === "session" ? window.sessionStorage : window.localStorage;
+    } catch {
+      return null;  // storage turned off: the page still works, it just does not remember
+    }
+  }
+
+  function readItem(kind, name) {
+    try {
+      const s = store(kind);
+      return s ? s.getItem(name) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function writeItem(kind, name, value) {
+    try {
+      const s = store(kind);
+      if (!s) return;
+      if (value) s.setItem(name, value);
+      else s.removeItem(name);
+    } catch { /* full or refused: not remembered */ }
+  }
+
+  // -- the key ------------------------------------------------------------------------------------------------------
   const script = document.currentScript;
   const apiBase = new URL("../", script ? script.src : new URL("dashboard/", location.href));
-  const functionKey = (() => {
+  let functionKey = (() => {
     const url = new URL(location.href);
     const value = url.searchParams.get("code");
     if (value !== null) {
       url.searchParams.delete("code");
       history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+      if (value) writeItem("session", KEY_ITEM, value);
     }
-    return value || null;
+    return value || readItem("session", KEY_ITEM) || null;
   })();
+
+  const savedName = () => (readItem("local", NAME_ITEM) || "").trim();
+  const rememberName = (name) => writeItem("local", NAME_ITEM, name.trim());
 
   // -- small helpers ----------------------------------------------------------------------------------------------
   const $ = (id) => document.getElementById(id);
@@ -124,7 +163,8 @@
     return url;
   }
 
-  async function api(pathOrLink, { method = "GET", params, body } = {}) {
+  // The answer, when it is a success (2xx); an ApiError otherwise. A 401 asks for the key.
+  async function request(pathOrLink, { method = "GET", params, body } = {}) {
     const headers = { Accept: "application/json" };
     if (functionKey) headers["x-functions-key"] = functionKey;
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -137,11 +177,11 @@
     } catch {
       throw new ApiError(0, "The app could not be reached", "check the network and try again");
     }
-    if (response.ok) return response.json();
+    if (response.ok) return response;
     const retryAfter = Number(response.headers.get("Retry-After")) || null;
     if (response.status === 401) {
-      throw new ApiError(401, "The function key is missing or wrong",
-        "open this page as /api/dashboard?code=<function key>");
+      askForKey(functionKey ? "refused" : "missing");
+      throw new ApiError(401, "The function key is missing or wrong", "enter it in the form at the top");
     }
     let title = `HTTP ${response.status}`;
     let detail = "";
@@ -149,13 +189,90 @@
       const problem = await response.json();
       title = problem.title || title;
       detail = problem.detail || "";
-    } catch { /* not JSON */ }
+    } catch { /* not JSON (Azure's own answers have no body) */ }
     throw new ApiError(response.status, title, detail, retryAfter);
+  }
+
+  async function api(pathOrLink, options) {
+    return (await request(pathOrLink, options)).json();
+  }
+
+  // -- asking for the key -------------------------------------------------------------------------------------------
+  const keyState = { needed: false };
+
+  function askForKey(why) {
+    const first = !keyState.needed;
+    keyState.needed = true;
+    clearTimeout(clock.timer);
+    failures.clear();
+    renderAlert();
+    document.body.classList.add("needs-key");
+    $("key-panel").hidden = false;
+    $("forget-key").hidden = true;
+    $("updated").textContent = "Waiting for the function key";
+    $("key-message").textContent = {
+      missing: "This app asks for a function key. Enter it to see and manage its sessions.",
+      refused: "The app refused that function key. Check it and enter it again.",
+      forgotten: "The key is forgotten in this tab. Enter it again to see and manage the sessions.",
+    }[why];
+    $("key-input").setAttribute("aria-invalid", why === "refused" ? "true" : "false");
+    if (first) {
+      $("key-input").value = "";
+      $("key-input").focus();
+      announce($("key-message").textContent);
+    }
+  }
+
+  function useKey(value) {
+    functionKey = value;
+    writeItem("session", KEY_ITEM, value);
+    keyState.needed = false;
+    document.body.classList.remove("needs-key");
+    $("key-panel").hidden = true;
+    $("key-input").value = "";
+    $("forget-key").hidden = false;
+    $("updated").textContent = "Loading…";
+    clock.sessionsAt = 0;
+    clock.othersAt = 0;
+    clock.sessionsEvery = SESSIONS_EVERY_MS;
+    historyState.pages = 0;
+    refresh();
+  }
+
+  function forgetKey() {
+    functionKey = null;
+    writeItem("session", KEY_ITEM, null);
+    askForKey("forgotten");
+    for (const id of ["active", "history", "runs", "usage-table"]) $(id).tBodies[0].replaceChildren();
+    for (const id of ["day-chart", "size-chart"]) $(id).replaceChildren();
+    state.sessions = new Map();
+    state.loadedSessions = false;
+    $("key-input").focus();
+  }
+
+  function wireKey() {
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("key-input");
+      const value = input.value.trim();
+      if (!value) {
+        input.setAttribute("aria-invalid", "true");
+        input.setCustomValidity("Enter the function key.");
+        input.reportValidity();
+        return;
+      }
+      input.setCustomValidity("");
+      useKey(value);
+    });
+    $("key-input").addEventListener("input", (event) => event.target.setCustomValidity(""));
+    $("forget-key").addEventListener("click", forgetKey);
+    $("forget-key").hidden = !functionKey;
   }
 
   // -- active sessions ----------------------------------------------------------------------------------------------
   const state = {
     sessions: new Map(),   // id -> session view, as last read
+    nightly: undefined,    // the list's nightlyShutdown: null (none configured) or {nextAt, timeZone}
     loadedSessions: false,
     readAt: 0,             // Date.now() of the list the table shows
   };
@@ -182,9 +299,15 @@
   }
 
   function activeRow(session) {
+    const keep = session.keepAlive
+      ? el("button", { type: "button", class: "secondary", "data-action": "keep", "data-id": session.id,
+        "data-keep": "false" }, "Don't keep", hidden(` session ${session.id}`), " overnight")
+      : el("button", { type: "button", class: "secondary", "data-action": "keep", "data-id": session.id,
+        "data-keep": "true" }, "Keep", hidden(` session ${session.id}`), " overnight");
     const actions = el("div", { class: "row-actions" },
       el("button", { type: "button", class: "secondary", "data-action": "extend", "data-id": session.id },
         "Extend", hidden(` session ${session.id}`)),
+      keep,
       el("button", { type: "button", class: "danger", "data-action": "stop", "data-id": session.id },
         "Stop", hidden(` session ${session.id}`)));
     return el("tr", { "data-id": session.id, role: "row" },
@@ -217,6 +340,38 @@
     }
   }
 
+  // When the next nightly shutdown runs, in the app's time zone (ARR_TIME_ZONE), with the zone's name.
+  function nightlyText(nightly) {
+    if (nightly === null) {
+      return "No nightly shutdown is configured: sessions run until their lease ends or someone stops them.";
+    }
+    const at = new Date(nightly.nextAt);
+    let local;
+    try {
+      local = new Intl.DateTimeFormat(undefined, {
+        timeZone: nightly.timeZone, weekday: "short", month: "short", day: "numeric", hour: "2-digit",
+        minute: "2-digit", timeZoneName: "long",
+      }).format(at);
+    } catch {
+      local = `${dateTimeFormat.format(at)} (your time)`;  // a zone this browser does not know
+    }
+    const inMinutes = Math.max(0, Math.round((at.getTime() - Date.now()) / 60000));
+    const left = inMinutes >= 60 ? `${Math.floor(inMinutes / 60)} h ${inMinutes % 60} min` : minutes(inMinutes);
+    return `Next nightly shutdown: ${local} (${nightly.timeZone}), in ${left}. It stops every session that is `
+      + "not kept overnight.";
+  }
+
+  function renderNightly() {
+    const note = $("nightly-note");
+    if (state.nightly === undefined) {  // an app that does not say
+      note.hidden = true;
+      return;
+    }
+    note.textContent = nightlyText(state.nightly);
+    note.dataset.nextAt = state.nightly ? state.nightly.nextAt : "";
+    note.hidden = false;
+  }
+
   function announceChanges(before, after) {
     const news = [];
     for (const [id, session] of after) {
@@ -238,14 +393,17 @@
     $("active-note").textContent = list.history === "ok"
       ? "Starting and Ready sessions, read from Azure Remote Rendering every 15 seconds while this page is visible."
       : "Session history is unavailable right now: who asked and why are not shown.";
+    state.nightly = list.nightlyShutdown;
+    renderNightly();
     renderActive();
     clearError("active sessions");
   }
 
-  // -- stop and extend ----------------------------------------------------------------------------------------------
+  // -- stop, extend, keep overnight ----------------------------------------------------------------------------------
   let dialogSession = null;
+  let keepTo = null;       // the keepAlive the keep dialog asks for
 
-  function openDialog(kind, id) {
+  function openDialog(kind, id, button) {
     const session = state.sessions.get(id);
     if (!session) return;
     dialogSession = id;
@@ -255,7 +413,19 @@
         + `${session.requestedBy || "nobody named"}) will end at Azure Remote Rendering. Billing stops; it cannot be `
         + "restarted.";
       $("stop-reason").value = "";
+      $("stop-name").value = savedName();
       $("stop-dialog").showModal();
+    } else if (kind === "keep") {
+      keepTo = button.dataset.keep === "true";
+      const nightly = state.nightly === undefined ? "" : ` ${nightlyText(state.nightly)}`;
+      $("keep-title").textContent = keepTo ? "Keep this session overnight?" : "Stop keeping this session overnight?";
+      $("keep-text").textContent = (keepTo
+        ? `Session ${id} will be left running by the nightly shutdown (its lease still ends it).`
+        : `Session ${id} will be stopped by the nightly shutdown like any other.`) + nightly;
+      $("keep-confirm").textContent = keepTo ? "Keep overnight" : "Don't keep overnight";
+      $("keep-reason").value = "";
+      $("keep-name").value = savedName();
+      $("keep-dialog").showModal();
     } else {
       $("extend-text").textContent = session.leaseMinutes === null
         ? `Session ${id}.`
@@ -270,18 +440,25 @@
     (button || $("active-heading")).focus();
   }
 
-  async function stopSession(id, reason) {
+  // The name the person gave in a dialog: remembered for next time, sent as requestedBy (left out when none).
+  function takeName(input) {
+    const name = input.value.trim();
+    rememberName(name);
+    return name;
+  }
+
+  async function stopSession(id, reason, requestedBy) {
     const button = $("active").querySelector(`button[data-action="stop"][data-id="${CSS.escape(id)}"]`);
     if (button) button.disabled = true;
     try {
-      const session = await api(`sessions/${encodeURIComponent(id)}/stop`, {
-        method: "POST", body: reason ? { reason } : {},
-      });
+      const body = reason ? { reason } : {};
+      if (requestedBy) body.requestedBy = requestedBy;
+      const session = await api(`sessions/${encodeURIComponent(id)}/stop`, { method: "POST", body });
       state.sessions.delete(id);
       renderActive();
       $("active-heading").focus();
       clearError("action");
-      announce(`Session ${id} is ${session.status}.`);
+      announce(`Session ${id} is ${session.status}` + (session.stoppedBy ? `, stopped by ${session.stoppedBy}.` : "."));
       refreshTables();
     } catch (error) {
       if (button) button.disabled = false;
@@ -306,8 +483,27 @@
     returnFocus(id, "extend");
   }
 
+  async function keepSession(id, keepAlive, reason, requestedBy) {
+    try {
+      const body = { keepAlive };
+      if (requestedBy) body.requestedBy = requestedBy;
+      if (reason) body.reason = reason;
+      const session = await api(`sessions/${encodeURIComponent(id)}`, { method: "PATCH", body });
+      if (state.sessions.has(id)) state.sessions.set(id, session);
+      state.readAt = Date.now();
+      renderActive();
+      clearError("action");
+      announce(session.keepAlive ? `Session ${id} is kept overnight.`
+        : `Session ${id} is no longer kept overnight: the nightly shutdown stops it.`);
+    } catch (error) {
+      showError("action", `Could not change whether session ${id} is kept overnight. ${error.message}`);
+    }
+    returnFocus(id, "keep");
+  }
+
   function wireDialogs() {
-    for (const [dialog, action] of [[$("stop-dialog"), "stop"], [$("extend-dialog"), "extend"]]) {
+    for (const [dialog, action] of [[$("stop-dialog"), "stop"], [$("extend-dialog"), "extend"],
+      [$("keep-dialog"), "keep"]]) {
       dialog.addEventListener("click", (event) => {
         if (event.target.closest("[data-close]")) dialog.close("cancel");
       });
@@ -319,8 +515,17 @@
       event.preventDefault();
       const id = dialogSession;
       const reason = $("stop-reason").value.trim();
+      const name = takeName($("stop-name"));
       $("stop-dialog").close("confirm");
-      stopSession(id, reason || "stopped from the dashboard");
+      stopSession(id, reason || "stopped from the dashboard", name);
+    });
+    $("keep-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const id = dialogSession;
+      const reason = $("keep-reason").value.trim();
+      const name = takeName($("keep-name"));
+      $("keep-dialog").close("confirm");
+      keepSession(id, keepTo, reason, name);
     });
     $("extend-form").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -344,13 +549,182 @@
     });
     $("active").addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
-      if (button) openDialog(button.dataset.action, button.dataset.id);
+      if (button) openDialog(button.dataset.action, button.dataset.id, button);
+    });
+  }
+
+  // -- start, and follow it until Ready ---------------------------------------------------------------------------
+  const FOLLOW_FAILURES = 5;  // consecutive failed checks before the page stops following (the session may be fine)
+  const follow = { id: null };
+
+  const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+  function retryAfterSeconds(response, fallback) {
+    const value = Number(response.headers.get("Retry-After"));
+    return Number.isFinite(value) && value > 0 ? value : fallback;
+  }
+
+  function startStatus(text, { busy = false, done = false, kind = "" } = {}) {
+    $("start-status").hidden = false;
+    $("start-status").className = `start-status ${kind}`.trim();
+    $("start-status-text").textContent = text;
+    $("start-progress").hidden = !busy;
+    $("start-status-close").hidden = !done;
+  }
+
+  const elapsedText = (since) => {
+    const s = Math.round((Date.now() - since) / 1000);
+    return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+  };
+
+  function showStarting(session, since, checks, nextAt) {
+    const left = Math.max(0, Math.round((nextAt - Date.now()) / 1000));
+    startStatus(`Session ${session.id} (${session.size || "default size"}) is ${session.status}: `
+      + `${elapsedText(since)} since the start, checked ${checks} ${checks === 1 ? "time" : "times"}; `
+      + `next check in ${left} s, as the app asks.`, { busy: true });
+  }
+
+  async function followStart(session, link, waitSeconds) {
+    follow.id = session.id;
+    const since = Date.now();
+    let checks = 0;
+    let failed = 0;
+    let wait = waitSeconds;
+    let current = session;
+    announce(`Session ${session.id} is starting.`);
+    for (;;) {
+      const nextAt = Date.now() + wait * 1000;
+      showStarting(current, since, checks, nextAt);
+      const tick = setInterval(() => {
+        if (follow.id === session.id) showStarting(current, since, checks, nextAt);
+      }, 1000);
+      await sleep(wait * 1000);
+      clearInterval(tick);
+      if (follow.id !== session.id) return;  // another start took over
+      try {
+        const response = await request(link);
+        checks += 1;
+        failed = 0;
+        current = await response.json();
+        state.sessions.set(current.id, current);
+        state.readAt = Date.now();
+        renderActive();
+        if (response.status === 200) {
+          const where = current.hostname ? ` Connect to ${current.hostname}:${current.handshakePort}.` : "";
+          startStatus(`Session ${current.id} is Ready after ${elapsedText(since)}.${where}`, { done: true, kind: "ok" });
+          announce(`Session ${current.id} is Ready.`);
+          follow.id = null;
+          refreshTables();
+          return;
+        }
+        link = response.headers.get("Location") || link;
+        wait = retryAfterSeconds(response, wait);
+      } catch (error) {
+        if (error.status === 409) {  // it ended before it was Ready: it will not be Ready now
+          state.sessions.delete(session.id);
+          renderActive();
+          startStatus(`Session ${session.id} will not be Ready. ${error.message}`, { done: true, kind: "bad" });
+          announce(`Session ${session.id} will not be Ready.`);
+          follow.id = null;
+          refreshTables();
+          return;
+        }
+        failed += 1;
+        if (error.status === 401 || failed >= FOLLOW_FAILURES) {
+          startStatus(`Stopped following session ${session.id}: ${error.message} It may still become Ready; `
+            + "the list of active sessions shows it.", { done: true, kind: "bad" });
+          follow.id = null;
+          return;
+        }
+        wait = Math.max(wait, error.retryAfter || 0, 5);
+      }
+    }
+  }
+
+  async function startSession(body) {
+    startStatus("Starting a session…", { busy: true });
+    $("start-open").disabled = true;
+    try {
+      const response = await request("sessions", { method: "POST", body });
+      const session = await response.json();
+      state.sessions.set(session.id, session);
+      state.readAt = Date.now();
+      renderActive();
+      clearError("action");
+      $("start-open").disabled = false;
+      if (response.status === 200 || session.status === "Ready") {
+        startStatus(`Session ${session.id} is Ready.`, { done: true, kind: "ok" });
+        announce(`Session ${session.id} is Ready.`);
+        return;
+      }
+      const link = response.headers.get("Location") || session.links.ready;
+      await followStart(session, link, retryAfterSeconds(response, 10));
+    } catch (error) {
+      $("start-open").disabled = false;
+      startStatus(`Could not start a session. ${error.message}`, { done: true, kind: "bad" });
+      announce("Could not start a session.");
+    }
+  }
+
+  function wireStart() {
+    const dialog = $("start-dialog");
+    $("start-open").addEventListener("click", () => {
+      dialog.returnValue = "";
+      $("start-name").value = savedName();
+      $("start-lease").removeAttribute("aria-invalid");
+      $("start-lease").setCustomValidity("");
+      dialog.showModal();
+    });
+    dialog.addEventListener("click", (event) => {
+      if (event.target.closest("[data-close]")) dialog.close("cancel");
+    });
+    dialog.addEventListener("close", () => {
+      if (dialog.returnValue !== "confirm") $("start-open").focus();
+    });
+    $("start-lease").addEventListener("input", (event) => {
+      event.target.setCustomValidity("");
+      event.target.removeAttribute("aria-invalid");
+    });
+    $("start-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const lease = $("start-lease");
+      const body = {};
+      if (lease.value.trim() !== "") {
+        const n = Number(lease.value);
+        if (!Number.isInteger(n) || n < 1 || n > 1440) {
+          lease.setAttribute("aria-invalid", "true");
+          lease.setCustomValidity("Enter whole minutes from 1 to 1440, or leave it empty for the app's default.");
+          lease.reportValidity();
+          return;
+        }
+        body.leaseMinutes = n;
+      }
+      if ($("start-size").value) body.size = $("start-size").value;
+      const reason = $("start-reason").value.trim();
+      if (reason) body.reason = reason;
+      const name = takeName($("start-name"));
+      if (name) body.requestedBy = name;
+      if ($("start-keep").checked) body.keepAlive = true;
+      dialog.close("confirm");
+      $("start-status").focus();
+      startSession(body);
+    });
+    $("start-status-close").addEventListener("click", () => {
+      $("start-status").hidden = true;
+      $("start-open").focus();
     });
   }
 
   // -- usage --------------------------------------------------------------------------------------------------------
   function utcDay(date) {
     return date.toISOString().slice(0, 10);
+  }
+
+  // The cost of a row of no sessions, as the API gives it: 0 once some rate is configured, null (not known) when
+  // none is. The API's own figures tell which: any cost at all (an empty total's 0.0 included) means a rate is set.
+  function emptyCost(report) {
+    const known = report.total.estimatedCost !== null || report.rows.some((r) => r.estimatedCost !== null);
+    return known ? 0 : null;
   }
 
   function chartDays(report) {
@@ -363,7 +737,7 @@
     }
     const byKey = new Map(report.rows.map((r) => [r.key, r]));
     return [...keys].sort().slice(-(USAGE_DAYS + 1)).map((key) =>
-      byKey.get(key) || { key, sessions: 0, billedMinutes: 0, estimatedCost: 0 });
+      byKey.get(key) || { key, sessions: 0, billedMinutes: 0, estimatedCost: emptyCost(report) });
   }
 
   function niceMax(value) {
@@ -373,9 +747,17 @@
     return 10 * power;
   }
 
+  // The estimated cost as text, or null where it is not known (no price is made up).
   function costText(row, currency) {
-    const cost = money(row.estimatedCost, currency);
-    return cost === null ? "no rate set" : cost;
+    return money(row.estimatedCost, currency);
+  }
+
+  // "42 min, 1 session, estimated cost $2.10" (sep ", ") or "42 min · 1 session · $2.10"; no cost where unknown.
+  function rowFigures(row, currency, sep) {
+    const cost = costText(row, currency);
+    const parts = [minutes(row.billedMinutes), sessionsText(row.sessions)];
+    if (cost !== null) parts.push(sep === ", " ? `estimated cost ${cost}` : cost);
+    return parts.join(sep);
   }
 
   function drawDayChart(days, currency) {
@@ -413,10 +795,10 @@
       const y = margin.top + plotH - h;
       const group = svg("g", {
         class: "bar", "data-day": day.key, "data-minutes": day.billedMinutes, "data-sessions": day.sessions,
+        "data-cost": day.estimatedCost === null ? "" : day.estimatedCost,
       });
       const rect = svg("rect", { x, y, width: barW, height: Math.max(h, day.billedMinutes > 0 ? 1 : 0) });
-      rect.append(svg("title", {}, `${day.key}: ${minutes(day.billedMinutes)}, ${sessionsText(day.sessions)}, `
-        + `estimated cost ${costText(day, currency)}`));
+      rect.append(svg("title", {}, `${day.key}: ${rowFigures(day, currency, ", ")}`));
       group.append(rect);
       if (labelled && day.billedMinutes > 0) {
         group.append(svg("text", { x: x + barW / 2, y: y - 4, class: "value", "text-anchor": "middle" },
@@ -436,12 +818,14 @@
     box.replaceChildren(chart);
   }
 
-  function drawSizeChart(rows, currency) {
+  function drawSizeChart(report, currency) {
+    const rows = report.rows;
     const box = $("size-chart");
     const width = Math.max(280, Math.floor(box.clientWidth || 300));
     const sizes = ["Standard", "Premium", ...rows.map((r) => r.key).filter((k) => k !== "Standard" && k !== "Premium")];
     const byKey = new Map(rows.map((r) => [r.key, r]));
-    const data = sizes.map((key) => byKey.get(key) || { key, sessions: 0, billedMinutes: 0, estimatedCost: 0 });
+    const data = sizes.map((key) => byKey.get(key)
+      || { key, sessions: 0, billedMinutes: 0, estimatedCost: emptyCost(report) });
     const rowH = 46;
     const height = data.length * rowH + 8;
     const labelW = 84;
@@ -451,21 +835,53 @@
       "aria-labelledby": "size-chart-title size-chart-desc", class: "bars sizes",
     });
     chart.append(svg("title", { id: "size-chart-title" }, "Billed minutes by size, last 30 days"));
-    chart.append(svg("desc", { id: "size-chart-desc" }, data.map((d) =>
-      `${d.key}: ${minutes(d.billedMinutes)}, ${sessionsText(d.sessions)}, estimated cost ${costText(d, currency)}`)
+    chart.append(svg("desc", { id: "size-chart-desc" }, data.map((d) => `${d.key}: ${rowFigures(d, currency, ", ")}`)
       .join("; ")));
     data.forEach((d, i) => {
       const y = 4 + i * rowH;
       const w = ((width - labelW - 8) * d.billedMinutes) / max;
       const group = svg("g", { class: `bar size-${d.key.toLowerCase()}`, "data-size": d.key,
-        "data-minutes": d.billedMinutes });
+        "data-minutes": d.billedMinutes, "data-cost": d.estimatedCost === null ? "" : d.estimatedCost });
       group.append(svg("text", { x: 0, y: y + 15, class: "label" }, d.key));
       group.append(svg("rect", { x: labelW, y: y + 2, width: Math.max(w, d.billedMinutes > 0 ? 1 : 0), height: 18 }));
-      group.append(svg("text", { x: labelW, y: y + 38, class: "axis" },
-        `${minutes(d.billedMinutes)} · ${sessionsText(d.sessions)} · ${costText(d, currency)}`));
+      group.append(svg("text", { x: labelW, y: y + 38, class: "axis" }, rowFigures(d, currency, " · ")));
       chart.append(group);
     });
     box.replaceChildren(chart);
+  }
+
+  function costCell(row, currency) {
+    const cost = costText(row, currency);
+    return cost === null
+      ? el("td", { class: "num muted", "data-cost": "unknown" }, el("span", { "aria-hidden": "true", text: "—" }),
+        hidden("not known: no rate set"))
+      : el("td", { class: "num", text: cost });
+  }
+
+  // Under the day chart, when rates are set: what the 30 days cost, today, and the costliest day.
+  function dayCostNote(days, total, currency) {
+    const note = $("day-chart-cost");
+    const known = days.filter((d) => d.estimatedCost !== null);
+    if (known.length === 0) {
+      note.hidden = true;
+      $("day-chart-caption").textContent = "Billed minutes by day";
+      return;
+    }
+    $("day-chart-caption").textContent = "Billed minutes and estimated cost by day";
+    const totalCost = money(total.estimatedCost, currency);
+    const parts = [totalCost === null
+      ? "Estimated cost: not known for every day (a rate is not set for every size used)"
+      : `Estimated cost: ${totalCost} in ${USAGE_DAYS} days`];
+    const today = days[days.length - 1];
+    const todayCost = money(today.estimatedCost, currency);
+    parts.push(`today ${todayCost === null ? "not known" : todayCost}`);
+    const costliest = known.reduce((best, d) => (d.estimatedCost > best.estimatedCost ? d : best), known[0]);
+    if (costliest !== today && costliest.estimatedCost > 0) {
+      parts.push(`the most on ${dayFormat.format(new Date(`${costliest.key}T00:00:00Z`))}: `
+        + money(costliest.estimatedCost, currency));
+    }
+    note.textContent = `${parts.join("; ")}.`;
+    note.hidden = false;
   }
 
   function renderUsageTable(days, currency) {
@@ -473,7 +889,7 @@
       el("th", { scope: "row", text: d.key }),
       el("td", { class: "num", text: numberFormat.format(d.sessions) }),
       el("td", { class: "num", text: numberFormat.format(d.billedMinutes) }),
-      el("td", { class: "num", text: costText(d, currency) })));
+      costCell(d, currency)));
     $("usage-table").tBodies[0].replaceChildren(...rows);
   }
 
@@ -481,9 +897,12 @@
 
   function drawUsage() {
     if (!lastUsage) return;
-    const { days, sizes, currency } = lastUsage;
+    const { days, sizes, total, currency } = lastUsage;
     drawDayChart(days, currency);
+    dayCostNote(days, total, currency);
     drawSizeChart(sizes, currency);
+    $("size-chart-caption").textContent = sizes.total.estimatedCost === null && emptyCost(sizes) === null
+      ? "Billed minutes by size" : "Billed minutes and estimated cost by size";
   }
 
   async function loadUsage() {
@@ -491,7 +910,7 @@
       api("usage", { params: { groupBy: "size" } })]);
     const currency = byDay.currency;
     const days = chartDays(byDay);
-    lastUsage = { days, sizes: bySize.rows, currency };
+    lastUsage = { days, sizes: bySize, total: byDay.total, currency };
     const total = byDay.total;
     const cost = money(total.estimatedCost, currency);
     $("usage-summary").textContent = `${minutes(total.billedMinutes)} billed in ${sessionsText(total.sessions)}. `
@@ -521,6 +940,7 @@
       const value = String(data.get(name) || "").trim();
       if (value) params[name] = value;
     }
+    params.order = "newest";  // the API pages newest first; its nextLink goes on in that order
     params.top = "50";
     return params;
   }
@@ -540,7 +960,9 @@
   function reasons(s) {
     const parts = [];
     if (s.reason) parts.push(s.reason);
-    if (s.stopReason) parts.push(`stopped${s.stoppedBy ? ` by ${s.stoppedBy}` : ""}: ${s.stopReason}`);
+    if (s.stopReason || s.stoppedBy) {
+      parts.push(`stopped${s.stoppedBy ? ` by ${s.stoppedBy}` : ""}${s.stopReason ? `: ${s.stopReason}` : ""}`);
+    }
     return parts.join("; ");
   }
 
@@ -613,7 +1035,9 @@
   const clock = { sessionsAt: 0, othersAt: 0, sessionsEvery: SESSIONS_EVERY_MS, busy: false, timer: null };
 
   function reportFailure(what) {
-    return (error) => showError(what, `Could not load ${what}. ${error.message}`);
+    return (error) => {
+      if (error.status !== 401) showError(what, `Could not load ${what}. ${error.message}`);
+    };
   }
 
   function refreshTables() {
@@ -623,7 +1047,7 @@
   }
 
   async function refresh({ manual = false } = {}) {
-    if (clock.busy) return;
+    if (clock.busy || keyState.needed) return;
     clock.busy = true;
     clearTimeout(clock.timer);
     const now = Date.now();
@@ -644,14 +1068,16 @@
       jobs.push(refreshTables());
     }
     await Promise.allSettled(jobs);
-    if (sessionsDue && !failed) $("updated").textContent = `Updated ${timeSecondsFormat.format(new Date())}`;
+    if (sessionsDue && !failed && !keyState.needed) {
+      $("updated").textContent = `Updated ${timeSecondsFormat.format(new Date())}`;
+    }
     clock.busy = false;
     schedule();
   }
 
   function schedule() {
     clearTimeout(clock.timer);
-    if (document.visibilityState !== "visible") return;
+    if (document.visibilityState !== "visible" || keyState.needed) return;
     const now = Date.now();
     const due = Math.min(clock.sessionsAt + clock.sessionsEvery, clock.othersAt + OTHERS_EVERY_MS);
     clock.timer = setTimeout(() => refresh(), Math.max(1000, due - now));
@@ -668,7 +1094,9 @@
     resizeTimer = setTimeout(drawUsage, 150);
   });
 
+  wireKey();
   wireDialogs();
+  wireStart();
   wireHistory();
   $("refresh").addEventListener("click", () => refresh({ manual: true }));
   refresh();

@@ -3,11 +3,15 @@
 Against ARR directly (the emulator, configured by RenderingSession.ps1's arrconfig.json or the environment) and
 against the app (the real function app on the local host): every command, waits that end Ready, in Error, on a stop
 by someone else and on --timeout, Ctrl-C (a signal, and keys typed in a terminal), a broken arrconfig.json, exit
-codes, the MS-CV on service errors, and never a secret in what is printed. tmux shows what a person sees.
+codes, the MS-CV on service errors, the options before or after the command, -v's log of the app's calls, a
+function key missing or refused, who stopped a session, keepAlive changed later, and never a secret in what is
+printed. tmux shows what a person sees.
 """
 
 from __future__ import annotations
 
+import contextlib
+import getpass
 import json
 import os
 import re
@@ -21,7 +25,17 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FUNCTION_KEY, LOG_DIR, ROOT, Emulator, Host
+from conftest import (
+    FUNCTION_KEY,
+    LOG_DIR,
+    ROOT,
+    Azurite,
+    Emulator,
+    Host,
+    function_app_env,
+    start_host,
+)
+from conftest import stop as stop_process
 from polling import wait_for
 
 BIN = Path(sys.executable).parent
@@ -258,7 +272,8 @@ def test_service_errors_exit_3_with_the_ms_cv(emulator: Emulator, tmp_path: Path
     assert result.code == 3 and "ARR could not be reached" in result.err and "MS-CV: none" in result.err, result
 
 
-@pytest.mark.parametrize("args", [["history"], ["usage", "--by", "size"], ["cleanup", "--dry-run"], ["events", "x"]])
+@pytest.mark.parametrize("args", [["history"], ["usage", "--by", "size"], ["cleanup", "--dry-run"], ["events", "x"],
+                                  ["keep-alive", "x"], ["keep-alive", "x", "--off"]])
 def test_what_only_the_app_knows_needs_the_app(emulator: Emulator, tmp_path: Path, args: list[str]) -> None:
     result = cli(*args, env=direct_env(emulator), cwd=tmp_path)
     assert result.code == 2, result
@@ -272,6 +287,7 @@ def test_what_only_the_app_knows_needs_the_app(emulator: Emulator, tmp_path: Pat
     (["start", "--lease", "2000"], "at most 1440"),
     (["start", "--timeout", "soon"], "--timeout must be a duration"),
     (["start", "--reason", "demo"], "--reason is kept in the app's history"),
+    (["stop", "s1", "--requested-by", "ana"], "--requested-by is kept in the app's history"),
     (["get", "not a valid id"], "ID must be 1-256 letters"),
     (["start", "--size", "huge"], "Invalid value for '--size'"),
     (["start", "--poll", "0.1"], "Invalid value for '--poll'"),
@@ -347,16 +363,150 @@ def test_waits_through_the_app_end_ready_and_in_error(app_host: Host, emulator: 
 
 
 def test_app_errors_exit_3_and_name_what_is_wrong(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    """The app sends no correlation id of its own: its errors speak of no MS-CV, unless ARR's answer was the cause
+    and the app passed ARR's on."""
     result = cli("get", "cli-never-started", env=app_env(app_host), cwd=tmp_path)
     assert result.code == 3 and "reading session cli-never-started" in result.err, result
-    assert "MS-CV:" in result.err
-
-    result = cli("list", env=app_env(app_host, key="not-the-key"), cwd=tmp_path)
-    assert result.code == 3 and "function key" in result.err, result
-    assert "not-the-key" not in result.out + result.err
+    assert "MS-CV" not in result.err and "ARR carried" not in result.err, result
 
     result = cli("start", "--lease", "1000", env=app_env(app_host), cwd=tmp_path)  # above the app's 480 maximum
-    assert result.code == 3 and "lease" in result.err.lower(), result
+    assert result.code == 3 and "lease" in result.err.lower() and "MS-CV" not in result.err, result
+
+    emulator.fault(operations=["create"], status=400)
+    result = cli("start", "--id", "cli-arr-refused", env=app_env(app_host), cwd=tmp_path)
+    assert result.code == 3 and "ARR refused the request" in result.err, result
+    assert re.search(r"^MS-CV: \S+ \(ARR's, passed on by the app\)$", result.err, re.MULTILINE), result
+
+
+def test_a_missing_or_refused_function_key_is_a_configuration_error(app_host: Host, tmp_path: Path) -> None:
+    """Exit 2, as any setting the user must fix; no key says how to give one, a refused key says where it came
+    from, never the key."""
+    result = cli("list", env=clean_env(ARR_SESSIONS_APP_URL=app_host.url), cwd=tmp_path)
+    assert result.code == 2, result
+    assert result.err.startswith("Error: listing sessions: the app wants a function key, and none was given\n")
+    assert "Set ARR_SESSIONS_FUNCTION_KEY (or give --function-key KEY)" in result.err and "MS-CV" not in result.err
+
+    for env, args, source in (
+            (app_env(app_host, key="not-the-key"), [], "ARR_SESSIONS_FUNCTION_KEY"),
+            (clean_env(ARR_SESSIONS_APP_URL=app_host.url), ["--function-key", "not-the-key"], "--function-key"),
+            (clean_env(ARR_SESSIONS_APP_URL=f"{app_host.url}/api?code=not-the-key"), [],
+             "the ?code= of ARR_SESSIONS_APP_URL")):
+        result = cli("get", "s1", *args, env=env, cwd=tmp_path)
+        assert result.code == 2, result
+        assert result.err.startswith(f"Error: reading session s1: the app refused the function key from {source} "
+                                     "(HTTP 401)\n"), result
+        assert "not-the-key" not in result.out + result.err and "MS-CV" not in result.err
+
+
+def test_global_options_go_before_or_after_the_command_and_v_logs_each_call_to_the_app(
+        app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    url = f"{app_host.url}/api?code={FUNCTION_KEY}"  # the key in the URL: the log must not show it
+    for args in (["-v", "list"], ["list", "-v"], ["--app", url, "-v", "list"], ["list", "--app", url, "--verbose"]):
+        result = cli(*args, env=clean_env(ARR_SESSIONS_APP_URL=url), cwd=tmp_path)
+        assert result.code == 0 and result.out.strip() == "No active sessions.", (args, result)
+        assert re.search(r"^\[\d\d:\d\d:\d\d\] app GET /api/sessions -> 200 in \d+ ms$", result.err, re.MULTILINE), (
+            args, result)
+        assert not re.search(r"code=[^\s*]", result.err) and "x-functions-key" not in result.err
+    both = cli("--json", "list", "--app", "http://127.0.0.1:9", env=app_env(app_host), cwd=tmp_path)
+    assert both.code == 3 and "could not be reached" in both.err  # after the command wins
+    assert cli("--json", "list", env=app_env(app_host), cwd=tmp_path).json["sessions"] == []
+
+    emulator.reset(startupSeconds=1)
+    waited = cli("start", "--wait", "--poll", "1", "--id", "cli-logged", "-v", env=app_env(app_host), cwd=tmp_path)
+    assert waited.code == 0, waited
+    assert re.search(r"app POST /api/sessions -> 202 in \d+ ms", waited.err), waited
+    assert re.search(r"app GET /api/sessions/cli-logged/ready -> 200 in \d+ ms", waited.err), waited
+
+    direct = cli("-v", "list", env=direct_env(emulator), cwd=tmp_path)  # ARR directly: its calls, as before
+    assert direct.code == 0 and re.search(r"ARR GET /accounts/\S+/sessions -> 200 in \d+ ms \(MS-CV \S+\)",
+                                          direct.err), direct
+    helped = cli("-h", env=clean_env(), cwd=tmp_path)
+    assert "before or after the command" in re.sub(r"\s+", " ", helped.out), helped
+    assert "before or after the command" in re.sub(r"\s+", " ", cli("stop", "-h", env=clean_env(), cwd=tmp_path).out)
+
+
+def test_a_session_id_in_use_is_said_once(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=60)
+    env = app_env(app_host)
+    assert cli("start", "--id", "cli-in-use", "--lease", "20", env=env, cwd=tmp_path).code == 0
+    result = cli("start", "--id", "cli-in-use", "--lease", "30", env=env, cwd=tmp_path)
+    assert result.code == 3, result
+    said = "session cli-in-use already exists with size Standard and a lease of 20 minutes"
+    assert result.err == f"Error: starting the session: Session id in use - {said}\n", result
+
+
+@pytest.mark.parametrize("through", ["app", "arr"])
+def test_stopping_an_ended_session_says_it_had_ended(app_host: Host, emulator: Emulator, tmp_path: Path,
+                                                     through: str) -> None:
+    emulator.reset(startupSeconds=60)
+    env = app_env(app_host) if through == "app" else direct_env(emulator)
+    assert cli("start", "--id", f"cli-twice-{through}", env=env, cwd=tmp_path).code == 0
+    first = cli("stop", f"cli-twice-{through}", env=env, cwd=tmp_path)
+    assert first.code == 0 and first.out.startswith(f"Stopped cli-twice-{through}.\n"), first
+    again = cli("stop", f"cli-twice-{through}", env=env, cwd=tmp_path)
+    assert again.code == 0, again
+    ended = r" at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC" if through == "app" else ""  # ARR tells no end time
+    assert re.match(rf"Session cli-twice-{through} had already ended: Stopped{ended}\. Nothing to stop\.\n",
+                    again.out), again
+    assert "Stopped cli-twice" not in again.out and re.search(r"Status\s+Stopped", again.out)
+    assert cli("stop", f"cli-twice-{through}", "--json", env=env, cwd=tmp_path).json["status"] == "Stopped"
+
+
+def test_piped_tables_have_no_trailing_spaces(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    emulator.reset(startupSeconds=60)
+    env = app_env(app_host)
+    started = cli("start", "--id", "cli-piped", "--lease", "20", "--requested-by", "ana", "--reason", "pipes",
+                  env=env, cwd=tmp_path)
+    assert started.code == 0, started
+    outputs = [started.out]
+    for args in (["list"], ["get", "cli-piped"], ["cleanup", "--dry-run", "--mode", "nightly"], ["stop", "cli-piped"],
+                 ["history"], ["usage", "--by", "requestedBy"], ["events", "cli-piped"]):
+        result = cli(*args, env=env, cwd=tmp_path)
+        assert result.code == 0 and result.out, (args, result)
+        outputs.append(result.out)
+    lines = "\n".join(outputs).splitlines()
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert any(re.fullmatch(r"cli-piped\s+Starting\s+Standard\s+20 min\s+\S.*ana", line) for line in lines), lines
+
+
+def test_stop_through_the_app_names_who_asked(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    """The requester a start sends (--requested-by, else the user name) is sent by a stop too: the session's
+    stoppedBy and the stop event's actor name them."""
+    emulator.reset(startupSeconds=60)
+    env = app_env(app_host)
+    for sid, args, who in (("cli-stop-by-1", ["--requested-by", "ana"], "ana"),
+                           ("cli-stop-by-2", [], getpass.getuser())):
+        assert cli("start", "--id", sid, env=env, cwd=tmp_path).code == 0
+        stopped = cli("stop", sid, "--reason", "done", *args, "--json", env=env, cwd=tmp_path)
+        assert stopped.code == 0, stopped
+        assert (stopped.json["stoppedBy"], stopped.json["stopReason"]) == (who, "done"), stopped
+        events = cli("events", sid, "--json", env=env, cwd=tmp_path).json["events"]
+        assert [e["actor"] for e in events if e["type"] == "stopped"] == [who], events
+
+
+def test_keep_alive_changes_after_the_start(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    """Written before the API had it (ExtendSessionRequest's keepAlive); an app without it is said to be too old."""
+    emulator.reset(startupSeconds=1)
+    env = app_env(app_host)
+    assert cli("start", "--id", "cli-keep", "--wait", "--poll", "1", env=env, cwd=tmp_path).code == 0
+
+    kept = cli("keep-alive", "cli-keep", "--reason", "demo tomorrow", "--requested-by", "ana", env=env, cwd=tmp_path)
+    assert kept.code == 0, kept
+    assert kept.out.startswith("Session cli-keep is kept alive: the nightly shutdown leaves it running"), kept
+    assert re.search(r"Keep alive\s+yes", kept.out)
+    nightly = cli("cleanup", "--dry-run", "--mode", "nightly", "--json", env=env, cwd=tmp_path).json
+    assert "cli-keep" not in [a["id"] for a in nightly["stopped"]], nightly
+
+    released = cli("keep-alive", "cli-keep", "--off", "--json", env=env, cwd=tmp_path)
+    assert released.code == 0 and released.json["keepAlive"] is False, released
+    said = cli("keep-alive", "cli-keep", "--off", env=env, cwd=tmp_path)
+    assert said.out.startswith("Session cli-keep is no longer kept alive: the nightly shutdown stops it."), said
+    nightly = cli("cleanup", "--dry-run", "--mode", "nightly", "--json", env=env, cwd=tmp_path).json
+    assert "cli-keep" in [a["id"] for a in nightly["stopped"]], nightly
+    events = cli("events", "cli-keep", "--json", env=env, cwd=tmp_path).json["events"]
+    changes = [(e["actor"], e["detail"]) for e in events if e["type"] == "keepAlive"]
+    assert changes == [("ana", {"keepAlive": True, "reason": "demo tomorrow"}),
+                       (getpass.getuser(), {"keepAlive": False, "reason": None})], events
 
 
 def test_answers_of_other_app_versions_and_half_done_starts() -> None:
@@ -364,7 +514,7 @@ def test_answers_of_other_app_versions_and_half_done_starts() -> None:
     import asyncio
 
     from arr_cli.config import AppConfig
-    from arr_cli.errors import ServiceFailure
+    from arr_cli.errors import ServiceFailure, UsageError
     from arr_cli.targets import StartRequest
     from arr_cli.targets.app import AppTarget
 
@@ -372,23 +522,66 @@ def test_answers_of_other_app_versions_and_half_done_starts() -> None:
         assert request.headers["x-functions-key"] == "k" and "code=" not in str(request.url)
         if request.url.path.endswith("/events"):
             return httpx.Response(404, text="Not Found")  # an app from before the endpoint
+        if request.method == "PATCH":  # an app from before keepAlive could change
+            return httpx.Response(400, headers={"Content-Type": "application/problem+json"}, json={
+                "title": "Invalid request", "status": 400, "detail": "invalid value for keepAlive",
+                "errors": [{"field": "keepAlive", "message": "Extra inputs are not permitted"}]})
         return httpx.Response(502, headers={"Content-Type": "application/problem+json", "Retry-After": "5"},
                               json={"title": "ARR did not answer", "status": 502, "sessionId": "arr-half-started",
                                     "correlationId": "cv-42"})
 
-    async def call(method: str, *args: Any) -> None:
+    async def call(method: str, *args: Any, **kwargs: Any) -> None:
         target = AppTarget(AppConfig("http://old-app", "k"), transport=httpx.MockTransport(app))
         try:
-            await getattr(target, method)(*args)
+            await getattr(target, method)(*args, **kwargs)
         finally:
             await target.aclose()
 
     with pytest.raises(ServiceFailure, match="this app version has no events endpoint"):
         asyncio.run(call("events", "s1"))
+    with pytest.raises(UsageError, match="this app version cannot change keepAlive after the start"):
+        asyncio.run(call("keep_alive", "s1", True, reason=None, requested_by="ana"))
     with pytest.raises(ServiceFailure) as caught:
         asyncio.run(call("start", StartRequest()))
     assert (caught.value.status, caught.value.correlation_id, caught.value.retry_after) == (502, "cv-42", 5)
     assert "arr-sessions get arr-half-started --wait" in (caught.value.hint or "")
+
+
+def test_a_stop_sends_who_asked_and_an_app_from_before_requested_by_still_stops() -> None:
+    """In-process, with canned answers: the body of a stop; an older app refuses requestedBy as an extra input,
+    and the stop is sent again without it (and logged with -v)."""
+    import asyncio
+
+    from arr_cli.config import AppConfig
+    from arr_cli.targets.app import AppTarget
+
+    def answering(knows_requested_by: bool) -> tuple[list[dict[str, Any]], httpx.MockTransport]:
+        bodies: list[dict[str, Any]] = []
+
+        def app(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content)
+            bodies.append(body)
+            if "requestedBy" in body and not knows_requested_by:
+                return httpx.Response(400, headers={"Content-Type": "application/problem+json"}, json={
+                    "title": "Invalid request", "status": 400, "detail": "invalid value for requestedBy",
+                    "errors": [{"field": "requestedBy", "message": "Extra inputs are not permitted"}]})
+            return httpx.Response(200, json={"id": "s1", "status": "Stopped", "stoppedBy": body.get("requestedBy")})
+
+        return bodies, httpx.MockTransport(app)
+
+    async def stop(transport: httpx.MockTransport) -> Any:
+        target = AppTarget(AppConfig("http://app", "k"), transport=transport)
+        try:
+            return await target.stop("s1", reason="done", requested_by="ana")
+        finally:
+            await target.aclose()
+
+    bodies, transport = answering(knows_requested_by=True)
+    assert asyncio.run(stop(transport))["stoppedBy"] == "ana"
+    assert bodies == [{"reason": "done", "requestedBy": "ana"}]
+    bodies, transport = answering(knows_requested_by=False)
+    assert asyncio.run(stop(transport))["status"] == "Stopped"
+    assert bodies == [{"reason": "done", "requestedBy": "ana"}, {"reason": "done"}]
 
 
 def test_importing_the_function_app_imports_no_cli() -> None:
@@ -440,18 +633,34 @@ class Terminal:
         subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True, check=False, timeout=10)
 
 
-@pytest.fixture
-def terminal(tmp_path: Path) -> Iterator[Terminal]:
-    """A terminal with a shell at its prompt in ``tmp_path``; its tmux server is ended after the test, whatever
-    happened."""
+@contextlib.contextmanager
+def open_terminal(cwd: Path, env: dict[str, str]) -> Iterator[Terminal]:
+    """A terminal with a shell at its prompt in ``cwd`` whose environment is ``env`` (so that no key is typed on
+    the screen); its tmux server is ended afterwards, whatever happened."""
     if not Path(TMUX).exists():
         pytest.fail(f"{TMUX} is missing: apt-get install tmux")
-    term = Terminal(tmp_path, clean_env())
+    term = Terminal(cwd, env)
     try:
         term.wait_for(r"^\$", timeout=10)  # capture-pane drops the prompt's trailing space
         yield term
     finally:
         term.close()
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    """A terminal with a shell at its prompt in ``tmp_path``, no ARR or app setting in its environment."""
+    with open_terminal(tmp_path, clean_env()) as term:
+        yield term
+
+
+@pytest.fixture(scope="module")
+def paced_app_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
+    """A second function app whose Retry-After while a session starts is 3 s (the module's app asks for 1 s)."""
+    host = start_host(function_app_env(emulator_process, azurite, f"{table_name}paced", ARR_POLL_SECONDS="3"),
+                      "function_app", "--no-timers")
+    yield host
+    stop_process(host.process)
 
 
 def save_capture(name: str, *screens: str) -> None:
@@ -501,3 +710,31 @@ def test_a_person_presses_ctrl_c_while_waiting(emulator: Emulator, tmp_path: Pat
     assert "Traceback" not in after and "next check in" not in after
     assert emulated(emulator, "demo-0002")["status"] == "Starting"
     save_capture("cli-tmux-ctrl-c.txt", during, after)
+
+
+def test_a_person_waits_through_the_app_at_its_pace_and_stops_twice(paced_app_host: Host, emulator: Emulator,
+                                                                    tmp_path: Path) -> None:
+    """--poll 1 through an app that asks for 3 s: the live line says both from the first moment; a second stop
+    says the session had already ended."""
+    emulator.reset(startupSeconds=4)
+    with open_terminal(tmp_path, app_env(paced_app_host)) as term:
+        term.type("arr-sessions start --wait --poll 1 --id tmux-paced | head -1; "
+                  "arr-sessions stop tmux-paced | head -1; arr-sessions stop tmux-paced | head -1")
+        during = term.wait_for(r"tmux-paced  Starting  0:0[0-2] elapsed  next check in")
+        assert re.search(r"tmux-paced  Starting  0:0[0-2] elapsed  next check in \d s "
+                         r"\(every 1 s, or as the app asks: 3 s\)", during), during
+        after = term.wait_for(r"Nothing to stop\.")
+        save_capture("cli-tmux-paced.txt", during, after)
+    assert re.search(r"^Ready after 0:0[4-9] \(2 checks\)\.$", after, re.MULTILINE), after  # at 3 s, 6 s
+    assert re.search(r"^Stopped tmux-paced\.$", after, re.MULTILINE), after
+    assert re.search(r"^Session tmux-paced had already ended: Stopped at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\. "
+                     r"Nothing to stop\.$", after, re.MULTILINE), after
+    for secret in SECRETS:
+        assert secret not in during + after
+
+    emulator.reset(startupSeconds=4)  # piped, one line, with the same words
+    piped = cli("start", "--wait", "--poll", "1", "--id", "cli-paced", env=app_env(paced_app_host), cwd=tmp_path)
+    assert piped.code == 0, piped
+    assert piped.err.startswith("[0:00] cli-paced: Starting (checking every 1 s, or as the app asks: 3 s)\n"), piped
+    assert "(checking every 1 s)" not in piped.err
+

@@ -10,11 +10,13 @@ one to ``docs/dashboard.png``, the picture of the dashboard in ``docs/operations
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, Azurite, Emulator, Host, function_app_env, start, stop
+from conftest import ROOT, Azurite, Emulator, Host, function_app_env, start, start_host, stop
 from playwright.sync_api import Browser, Page, Request, expect, sync_playwright
 
 from devhost.stack import free_port
@@ -106,6 +108,7 @@ class Traffic:
     """What the page sent and logged."""
 
     requests: list[tuple[float, str, str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[tuple[str, str, Any]] = field(default_factory=list)  # method, URL and JSON body of what it sent
     console: list[str] = field(default_factory=list)
 
     def watch(self, page: Page) -> None:
@@ -115,6 +118,13 @@ class Traffic:
 
     def _request(self, request: Request) -> None:
         self.requests.append((time.monotonic(), request.method, request.url, request.headers))
+        if request.method != "GET":
+            body = request.post_data
+            self.bodies.append((request.method, request.url, json.loads(body) if body else None))
+
+    def sent(self, method: str, path: str) -> list[Any]:
+        """The bodies of what the page sent with ``method`` to a URL whose path ends with ``path``."""
+        return [body for m, url, body in self.bodies if m == method and url.split("?")[0].endswith(path)]
 
     def list_reads(self) -> list[float]:
         """When the page asked for GET /api/sessions (each one is a call to ARR)."""
@@ -126,6 +136,18 @@ class Traffic:
 def app_settings() -> dict[str, str]:
     return {"ARR_RATE_STANDARD_PER_HOUR": "3.0", "ARR_RATE_PREMIUM_PER_HOUR": "12.0",
             "ARR_MAX_SESSION_MINUTES": str(MAX_SESSION_MINUTES)}
+
+
+@pytest.fixture(scope="module")
+def bare_host(emulator_process: Emulator, azurite: Azurite) -> Iterator[Host]:
+    """A second app of the module, in a table of its own: no rate set (every cost is null), a nightly shutdown at
+    22:00 in Amsterdam, and a start's Retry-After of 2 s."""
+    table = f"t{uuid.uuid4().hex[:12]}"
+    host = start_host(function_app_env(emulator_process, azurite, table, ARR_NIGHTLY_SHUTDOWN_AT="22:00",
+                                       ARR_TIME_ZONE="Europe/Amsterdam", ARR_POLL_SECONDS="2"),
+                      "function_app", "--no-timers")
+    yield host
+    stop(host.process)
 
 
 @pytest.fixture(scope="module")
@@ -149,21 +171,28 @@ def active_row(page: Page, session_id: str) -> Any:
     return page.locator(f'#active tbody tr[data-id="{session_id}"]')
 
 
-def test_page_and_assets_are_served_with_a_key_and_strict_headers(app_host: Host) -> None:
-    """The page needs the function key (401 without); assets are anonymous, typed, cached, and under a strict CSP."""
-    assert httpx.get(f"{app_host.url}/api/dashboard").status_code == 401
-    assert httpx.get(f"{app_host.url}/api/dashboard", params={"code": "wrong"}).status_code == 401
-    page = httpx.get(f"{app_host.url}/api/dashboard", params={"code": app_host.key})
-    assert page.status_code == 200
-    assert page.headers["content-type"] == "text/html; charset=utf-8"
-    assert page.headers["cache-control"] == "no-store"
-    assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["referrer-policy"] == "no-referrer"
-    csp = page.headers["content-security-policy"]
-    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
-    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
-    assert app_host.key not in page.text  # the page does not echo the key it was opened with
-    assert "<script>" not in page.text and " style=" not in page.text  # nothing inline for the CSP to refuse
+def test_page_and_assets_are_served_anonymously_with_strict_headers(app_host: Host) -> None:
+    """The page is a static template without data, served with or without a key (the API it reads needs one); it
+    and its assets are typed, cached as they should be, and under a strict CSP."""
+    pages = [httpx.get(f"{app_host.url}/api/dashboard", params=params)
+             for params in ({}, {"code": "wrong"}, {"code": app_host.key})]
+    assert len({page.text for page in pages}) == 1  # the same for everyone: nothing in it depends on a key
+    assert httpx.get(f"{app_host.url}/api/sessions").status_code == 401  # the data still needs the key
+    for page in pages:
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["x-frame-options"] == "DENY"
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "style-src 'self'" in csp and "form-action 'self'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert app_host.key not in page.text  # the page does not echo the key it was opened with
+        assert "<script>" not in page.text and " style=" not in page.text  # nothing inline for the CSP to refuse
+        assert re.search(r"<script(?![^>]*\bsrc=)", page.text) is None
+    page = pages[-1]
     links = dict(re.findall(r'/api/dashboard/(dashboard\.(?:js|css))\?v=([0-9a-f]{16})"', page.text))
     assert set(links) == {"dashboard.js", "dashboard.css"}
 
@@ -253,6 +282,11 @@ def test_dashboard_in_chromium(browser: Browser, app_host: Host, http: httpx.Cli
     expect(page.locator(f'#usage-table tr[data-day="{today}"]')).to_contain_text("42")
     expect(page.locator('#size-chart g.bar[data-size="Standard"]')).to_have_attribute("data-minutes", "42")
     expect(page.locator("#size-chart")).to_contain_text("$2.10")  # 42 min at 3.00 an hour
+    expect(page.locator('#size-chart g.bar[data-size="Premium"]')).to_contain_text("0 min · 0 sessions · $0.00")
+    # The day chart shows the cost too (rates are set): the 30 days, today; its caption says so.
+    expect(page.locator("#day-chart-caption")).to_have_text("Billed minutes and estimated cost by day")
+    expect(page.locator("#day-chart-cost")).to_have_text("Estimated cost: $2.10 in 30 days; today $2.10.")
+    expect(bar).to_have_attribute("data-cost", "2.1")
     expect(page.locator("#usage-summary")).to_contain_text("42 min billed in 1 session. Estimated cost: $2.10.")
     expect(page.locator(f'#history tr[data-id="{session_id}"]')).to_contain_text("Stopped")
     expect(page.locator(f'#history tr[data-id="{session_id}"]')).to_contain_text("review done")
@@ -377,3 +411,285 @@ def test_works_on_a_local_host_without_keys(browser: Browser, emulator: Emulator
         page.context.close()
     finally:
         stop(process)
+
+
+# -- issue 18: what a new user tripped on ----------------------------------------------------------------------------
+
+def no_problems(page: Page) -> None:
+    """Accessibility basics and text contrast of what is on the screen now, in both colour schemes."""
+    assert page.evaluate(A11Y_BASICS) == []
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        low = [(text, round(ratio, 2), where) for text, ratio, where in page.evaluate(CONTRAST) if ratio < 4.5]
+        assert low == [], (scheme, low)
+    page.emulate_media(color_scheme="light")
+
+
+def test_no_rate_no_price(browser: Browser, bare_host: Host, emulator: Emulator) -> None:
+    """Without any rate, no cost is shown anywhere: not for the sizes without sessions (the page used to fill them
+    in with $0.00), not for the days, not in the table; the summary says the cost is not known."""
+    emulator.reset(startupSeconds=0)
+    with bare_host.client() as http:
+        started = http.post("/api/sessions", json={"size": "Standard", "requestedBy": "ana@contoso"}).json()
+        emulator.advance(30 * 60)
+        assert http.post(f"/api/sessions/{started['id']}/stop", json={}).status_code == 200
+        usage = http.get("/api/usage", params={"groupBy": "size"}).json()
+    assert usage["total"]["estimatedCost"] is None  # the app's own rule, which the page follows
+
+    page = open_dashboard(browser, bare_host, Traffic(), viewport=DESKTOP)
+    expect(page.locator("#usage-summary")).to_contain_text("30 min billed in 1 session. Estimated cost: not known")
+    standard = page.locator('#size-chart g.bar[data-size="Standard"]')
+    premium = page.locator('#size-chart g.bar[data-size="Premium"]')
+    expect(premium.locator("text.axis")).to_have_text("0 min · 0 sessions")  # was "0 min · 0 sessions · $0.00"
+    expect(standard).to_have_attribute("data-minutes", "30")
+    expect(standard.locator("text.axis")).to_have_text("30 min · 1 session")  # was "... · no rate set"
+    expect(premium).to_have_attribute("data-cost", "")
+    for where in ("#size-chart", "#day-chart", "#usage-table"):  # text, tooltips and chart descriptions included
+        assert "$" not in page.locator(where).text_content(), where  # type: ignore[operator]
+    expect(page.locator("#day-chart-cost")).to_be_hidden()
+    expect(page.locator("#day-chart-caption")).to_have_text("Billed minutes by day")
+    expect(page.locator("#size-chart-caption")).to_have_text("Billed minutes by size")
+    cells = page.locator('#usage-table td[data-cost="unknown"]')
+    assert cells.count() >= 30  # every day of the month: no cost, said as "not known" to a screen reader
+    expect(cells.first).to_contain_text("not known")
+    shot = save(page, "no-rates", full_page=False)
+    page.context.close()
+    print(f"\n  {shot.relative_to(ROOT)}")
+
+
+def test_reload_without_code_asks_for_the_key(browser: Browser, app_host: Host, emulator: Emulator) -> None:
+    """Opened (or reloaded) without ?code on an app with keys, the page asks for the key in a form, says where it
+    keeps it (this tab's session storage: not the address, not a cookie); a reload then works in that tab, another
+    tab asks again, a wrong key is said to be refused, and "Forget the key" forgets it."""
+    context = browser.new_context(locale="en-US", timezone_id="UTC", viewport=DESKTOP)
+    page = context.new_page()
+    traffic = Traffic()
+    traffic.watch(page)
+    response = page.goto(f"{app_host.url}/api/dashboard")
+    assert response is not None and response.status == 200  # was the host's raw 401 (an empty page in Azure)
+    form = page.locator("#key-panel")
+    expect(form).to_be_visible()
+    expect(page.get_by_label("Function key", exact=True)).to_be_focused()
+    expect(form).to_contain_text("kept in this tab's session storage only: never in the address bar, never in a cookie")
+    expect(page.locator("#active")).to_be_hidden()  # nothing to show without the key
+    expect(page.locator("#alert")).to_be_hidden()  # the form says it; no alert of every failed read
+    no_problems(page)
+    shots = [save(page, "key-form", full_page=False)]
+
+    page.get_by_label("Function key", exact=True).fill("not-the-key")
+    page.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#key-message")).to_have_text("The app refused that function key. Check it and enter it "
+                                                      "again.")
+    expect(page.get_by_label("Function key", exact=True)).to_have_attribute("aria-invalid", "true")
+
+    page.get_by_label("Function key", exact=True).fill(app_host.key)
+    page.keyboard.press("Enter")
+    expect(form).to_be_hidden()
+    expect(page.locator("#active tbody")).to_contain_text("No active sessions.")
+    expect(page.locator("#usage-summary")).to_contain_text("billed in")
+    expect(page).to_have_url(f"{app_host.url}/api/dashboard")
+    assert page.evaluate("sessionStorage.getItem('arr-dashboard.functionKey')") == app_host.key
+    assert page.evaluate("localStorage.length") == 0 and context.cookies() == []
+
+    # A reload of the tab: no form, the data, the key only in the header of the API calls.
+    before = len(traffic.requests)
+    page.reload()
+    expect(page.locator("#active tbody")).to_contain_text("No active sessions.")
+    expect(form).to_be_hidden()
+    calls = [(url, headers) for _, _, url, headers in traffic.requests[before:]
+             if "/api/" in url and "/api/dashboard" not in url]
+    assert calls and all(headers.get("x-functions-key") == app_host.key for _, headers in calls)
+    shots.append(save(page, "key-reloaded", full_page=False))
+
+    # Another tab of the same browser asks again: the key is this tab's only.
+    other = context.new_page()
+    traffic.watch(other)
+    other.goto(f"{app_host.url}/api/dashboard")
+    expect(other.locator("#key-panel")).to_be_visible()
+    other.close()
+
+    # Forget the key: the form again, nothing kept.
+    page.get_by_role("button", name="Forget the key").click()
+    expect(form).to_be_visible()
+    expect(page.locator("#key-message")).to_contain_text("forgotten")
+    assert page.evaluate("sessionStorage.getItem('arr-dashboard.functionKey')") is None
+    expect(page.locator("#active")).to_be_hidden()
+
+    assert not [url for _, _, url, _ in traffic.requests if app_host.key in url]  # never in an address
+    assert not [line for line in traffic.console if app_host.key in line]
+    assert not [line for line in traffic.console if line.startswith("pageerror")], traffic.console
+    context.close()
+    print("", *(f"  {shot.relative_to(ROOT)}" for shot in shots), sep="\n")
+
+
+def test_start_button_follows_the_session_until_ready(browser: Browser, bare_host: Host, emulator: Emulator) -> None:
+    """Start a session from the page (size, lease, why, who): it is followed through its ready monitor at the pace
+    of the app's Retry-After, with its progress shown, until it is Ready."""
+    emulator.reset(startupSeconds=5)
+    traffic = Traffic()
+    page = open_dashboard(browser, bare_host, traffic, viewport=DESKTOP)
+    expect(page.locator("#active tbody")).to_contain_text("No active sessions.")
+    page.get_by_role("button", name="Start a session").click()
+    dialog = page.locator("#start-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Size").select_option("Premium")
+    dialog.get_by_label("Lease in minutes").fill("45")
+    dialog.get_by_label("Why (optional, kept in history)").fill("design review")
+    dialog.get_by_label("Your name (recorded as who asked)").fill("ana@contoso")
+    no_problems(page)
+    shots = [save(page, "start-dialog", full_page=False)]
+    dialog.get_by_role("button", name="Start session").click()
+    expect(dialog).to_be_hidden()
+
+    status = page.locator("#start-status")
+    expect(status).to_contain_text("is Starting", timeout=5000)
+    expect(status).to_contain_text("next check in")
+    expect(page.locator("#start-progress")).to_be_visible()
+    expect(status).to_contain_text("checked 1 time", timeout=5000)
+    shots.append(save(page, "start-following", full_page=False))
+    expect(status).to_contain_text("is Ready after", timeout=20000)
+    expect(page.locator("#start-progress")).to_be_hidden()
+    (body,) = traffic.sent("POST", "/api/sessions")
+    assert body == {"size": "Premium", "leaseMinutes": 45, "reason": "design review", "requestedBy": "ana@contoso"}
+    session_id = re.search(r"Session (\S+) is Ready", status.text_content() or "").group(1)  # type: ignore[union-attr]
+    row = active_row(page, session_id)
+    expect(row).to_contain_text("Ready")
+    expect(row).to_contain_text("ana@contoso")
+    expect(page.locator("#announcer")).to_have_text(f"Session {session_id} is Ready.")
+    no_problems(page)
+    shots.append(save(page, "start-ready", full_page=False))
+
+    # The ready monitor was asked no faster than its Retry-After (2 s here), and stopped once it said Ready.
+    polls = [at for at, method, url, _ in traffic.requests
+             if method == "GET" and url.split("?")[0].endswith(f"/api/sessions/{session_id}/ready")]
+    assert 2 <= len(polls) <= 4, polls
+    assert all(b - a >= 1.9 for a, b in itertools.pairwise(polls)), polls
+    assert page.evaluate("localStorage.getItem('arr-dashboard.name')") == "ana@contoso"
+    with bare_host.client() as http:
+        view = http.get(f"/api/sessions/{session_id}").json()
+    assert (view["size"], view["leaseMinutes"], view["reason"]) == ("Premium", 45, "design review")
+    assert not [line for line in traffic.console if line.startswith(("error", "pageerror"))], traffic.console
+    page.context.close()
+    print("", *(f"  {shot.relative_to(ROOT)}" for shot in shots), sep="\n")
+
+
+def test_stop_names_who_asked(browser: Browser, bare_host: Host, emulator: Emulator) -> None:
+    """Stop asks for your name (kept in this browser's local storage, offered again), sends it as requestedBy, and
+    the page shows who stopped the session."""
+    emulator.reset(startupSeconds=0)
+    with bare_host.client() as http:
+        first = http.post("/api/sessions", json={"requestedBy": "ci-pipeline"}).json()["id"]
+        second = http.post("/api/sessions", json={"requestedBy": "ci-pipeline"}).json()["id"]
+        traffic = Traffic()
+        page = open_dashboard(browser, bare_host, traffic, viewport=DESKTOP)
+        expect(active_row(page, first)).to_be_visible()
+        page.get_by_role("button", name=f"Stop session {first}").click()
+        dialog = page.locator("#stop-dialog")
+        expect(dialog.get_by_label("Your name (recorded as who stopped it)")).to_have_value("")
+        dialog.get_by_label("Your name (recorded as who stopped it)").fill("lena@contoso")
+        dialog.get_by_label("Reason (optional, kept in history)").fill("done for today")
+        shot = save(page, "stop-dialog", full_page=False)
+        dialog.get_by_role("button", name="Stop session").click()
+        expect(active_row(page, first)).to_have_count(0)
+        expect(page.locator("#announcer")).to_have_text(f"Session {first} is Stopped, stopped by lena@contoso.")
+        assert traffic.sent("POST", f"/api/sessions/{first}/stop") == [
+            {"reason": "done for today", "requestedBy": "lena@contoso"}]
+        view = http.get(f"/api/sessions/{first}").json()
+        assert (view["stoppedBy"], view["stopReason"]) == ("lena@contoso", "done for today")
+        stops = [e for e in http.get(f"/api/sessions/{first}/events").json()["events"] if e["type"] == "stopped"]
+        assert [e["actor"] for e in stops] == ["lena@contoso"]
+        expect(page.locator(f'#history tr[data-id="{first}"]')).to_contain_text("stopped by lena@contoso: done for "
+                                                                                "today")
+        # The name is offered again (local storage), for this and the next stop.
+        page.get_by_role("button", name=f"Stop session {second}").click()
+        expect(dialog.get_by_label("Your name (recorded as who stopped it)")).to_have_value("lena@contoso")
+        page.keyboard.press("Escape")
+        assert page.evaluate("localStorage.getItem('arr-dashboard.name')") == "lena@contoso"
+    page.context.close()
+    print(f"\n  {shot.relative_to(ROOT)}")
+
+
+def test_keep_alive_switch_and_the_next_nightly_shutdown(browser: Browser, bare_host: Host, app_host: Host,
+                                                        emulator: Emulator) -> None:
+    """A running session can be kept overnight and released again (who and why sent, and recorded as a keepAlive
+    event); the page says when the next nightly shutdown runs, in the app's time zone with its name, or that none is
+    configured."""
+    emulator.reset(startupSeconds=0)
+    with bare_host.client() as http:
+        session_id = http.post("/api/sessions", json={"requestedBy": "ana@contoso"}).json()["id"]
+        nightly = http.get("/api/sessions").json()["nightlyShutdown"]
+        assert nightly["timeZone"] == "Europe/Amsterdam"
+        traffic = Traffic()
+        page = open_dashboard(browser, bare_host, traffic, viewport=DESKTOP)  # a browser in UTC
+        note = page.locator("#nightly-note")
+        expect(note).to_contain_text("Next nightly shutdown: ")
+        expect(note).to_contain_text("10:00 PM Central European")  # 22:00 in Amsterdam, not 21:00 or 20:00 UTC
+        expect(note).to_contain_text("(Europe/Amsterdam)")
+        expect(note).to_have_attribute("data-next-at", nightly["nextAt"])
+
+        row = active_row(page, session_id)
+        expect(row).not_to_contain_text("kept overnight")
+        page.get_by_role("button", name=f"Keep session {session_id} overnight").click()
+        dialog = page.locator("#keep-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("Europe/Amsterdam")
+        dialog.get_by_label("Your name (recorded as who changed it)").fill("ana@contoso")
+        dialog.get_by_label("Reason (optional, kept in the session's events)").fill("demo at 8 tomorrow")
+        no_problems(page)
+        shots = [save(page, "keep-dialog", full_page=False)]
+        dialog.get_by_role("button", name="Keep overnight").click()
+        expect(row).to_contain_text("kept overnight")
+        expect(page.get_by_role("button", name=f"Don't keep session {session_id} overnight")).to_be_focused()
+        assert http.get(f"/api/sessions/{session_id}").json()["keepAlive"] is True
+        shots.append(save(page, "kept-overnight", full_page=False))
+
+        page.get_by_role("button", name=f"Don't keep session {session_id} overnight").click()
+        expect(dialog.get_by_label("Your name (recorded as who changed it)")).to_have_value("ana@contoso")
+        dialog.get_by_role("button", name="Don't keep overnight").click()
+        expect(row).not_to_contain_text("kept overnight")
+        assert http.get(f"/api/sessions/{session_id}").json()["keepAlive"] is False
+        assert traffic.sent("PATCH", f"/api/sessions/{session_id}") == [
+            {"keepAlive": True, "requestedBy": "ana@contoso", "reason": "demo at 8 tomorrow"},
+            {"keepAlive": False, "requestedBy": "ana@contoso"}]
+        events = [e for e in http.get(f"/api/sessions/{session_id}/events").json()["events"]
+                  if e["type"] == "keepAlive"]
+        assert [e["actor"] for e in events] == ["ana@contoso", "ana@contoso"]
+        assert "demo at 8 tomorrow" in json.dumps(events[0]["detail"])
+    page.context.close()
+
+    # The module's other app has no nightly shutdown: the page says so.
+    plain = open_dashboard(browser, app_host, Traffic(), viewport=DESKTOP)
+    expect(plain.locator("#nightly-note")).to_have_text("No nightly shutdown is configured: sessions run until their "
+                                                        "lease ends or someone stops them.")
+    shots.append(save(plain, "no-nightly", full_page=False))
+    plain.context.close()
+    print("", *(f"  {shot.relative_to(ROOT)}" for shot in shots), sep="\n")
+
+
+def test_history_is_newest_first(browser: Browser, bare_host: Host, emulator: Emulator) -> None:
+    """With more sessions than a page, the newest is the first row of the first page (the API pages newest first
+    with order=newest); "Load more" goes on to older ones."""
+    emulator.reset(startupSeconds=0)
+    with bare_host.client() as http:
+        ids = [http.post("/api/sessions", json={"requestedBy": "load-test"}).json()["id"] for _ in range(55)]
+        time.sleep(1.1)
+        newest = http.post("/api/sessions", json={"requestedBy": "ana@contoso", "reason": "today's"}).json()["id"]
+    traffic = Traffic()
+    page = open_dashboard(browser, bare_host, traffic, viewport=DESKTOP)
+    rows = page.locator("#history tbody tr[data-id]")
+    expect(rows).to_have_count(50)
+    expect(rows.first).to_have_attribute("data-id", newest)  # was on the second page, after the 50 oldest
+    expect(page.locator("#history-caption")).to_have_text("Sessions in history, newest first: 50 shown, more "
+                                                          "available")
+    first_page = [rows.nth(i).get_attribute("data-id") for i in range(50)]
+    page_calls = [url for _, method, url, _ in traffic.requests if method == "GET" and "/api/history?" in url]
+    assert page_calls and all("order=newest" in url for url in page_calls), page_calls
+    page.get_by_role("button", name="Load more history").click()
+    expect(page.locator("#history-more")).to_be_hidden()
+    shown = [rows.nth(i).get_attribute("data-id") for i in range(rows.count())]
+    assert shown[:50] == first_page and len(shown) == len(set(shown)) and set(ids) < set(shown)
+    # The module's earlier tests made sessions before these: newest first, they come after all of them.
+    mine = [i for i, session in enumerate(shown) if session in ids]
+    earlier = [i for i, session in enumerate(shown) if session not in ids and session != newest]
+    assert earlier and min(earlier) > max(mine), (mine, earlier)
+    page.context.close()

@@ -7,11 +7,13 @@ Each case uses nothing but the :class:`History` protocol and the ``history`` and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from conftest import azure_history
@@ -181,21 +183,35 @@ async def test_sessions_created_is_a_half_open_range_oldest_first_across_months(
     assert [r.session_id async for r in history.sessions_created(FEB, FEB)] == []
 
 
-async def test_history_pages_filter_and_continue_with_tokens_bound_to_the_query(history: History) -> None:
+async def seven_across_a_month_boundary(history: History) -> tuple[datetime, datetime]:
+    """p0..p3 in January, p4..p6 in February, a minute apart: alice's are the even ones, p4 is Premium. The window
+    that holds them all."""
     for i in range(7):
-        at = JAN_END - timedelta(minutes=3) + timedelta(minutes=i)  # 4 in January, 3 in February
+        at = JAN_END - timedelta(minutes=3) + timedelta(minutes=i)
         await history.claim(intent(f"p{i}", at, requested_by="alice" if i % 2 == 0 else "bob",
                                    size="Premium" if i == 4 else "Standard"), requested(at))
-    start, end = JAN_END - timedelta(days=1), FEB + timedelta(days=1)
-    query = {"requested_by": "alice", "size": None, "statuses": {"Requested"}}
+    return JAN_END - timedelta(days=1), FEB + timedelta(days=1)
+
+
+async def all_pages(history: History, start: datetime, end: datetime, tops: Iterator[int], *,
+                    requested_by: str | None = None, size: str | None = None, statuses: set[str] | None = None,
+                    order: str = "oldest") -> list[list[str]]:
+    """The session ids of every page, following the tokens; ``tops`` gives each page's size."""
     pages: list[list[str]] = []
     token: str | None = None
     while True:
-        records, token = await history.history_page(start, end, top=1 + len(pages), token=token, **query)
+        records, token = await history.history_page(start, end, requested_by=requested_by, size=size,
+                                                    statuses=statuses, top=next(tops), token=token,
+                                                    order=order)  # type: ignore[arg-type]
         pages.append([r.session_id for r in records])
         if token is None:
-            break
-    assert pages == [["p0"], ["p2", "p4"], ["p6"]]
+            return pages
+
+
+async def test_history_pages_filter_and_continue_with_tokens_bound_to_the_query(history: History) -> None:
+    start, end = await seven_across_a_month_boundary(history)
+    query = {"requested_by": "alice", "size": None, "statuses": {"Requested"}}
+    assert await all_pages(history, start, end, itertools.count(1), **query) == [["p0"], ["p2", "p4"], ["p6"]]
 
     full, last_token = await history.history_page(start, end, requested_by=None, size="Premium", statuses=None,
                                                    top=1, token=None)
@@ -225,6 +241,50 @@ async def test_a_token_is_the_stores_own_format(history: History) -> None:
     rest, _ = await history.history_page(start, end, requested_by=None, size=None, statuses=None, top=5,
                                          token=forged)
     assert [r.session_id for r in rest] == ["t1", "t2"]
+
+
+async def test_newest_first_pages_go_back_from_the_newest_across_a_month_boundary(history: History) -> None:
+    """Before, there was no order to ask for: a caller who wanted today's session read every page to the last."""
+    start, end = await seven_across_a_month_boundary(history)
+    newest = {"order": "newest"}
+    assert await all_pages(history, start, end, itertools.repeat(2), **newest) == [
+        ["p6", "p5"], ["p4", "p3"], ["p2", "p1"], ["p0"]]  # the second page crosses into January
+    assert await all_pages(history, start, end, itertools.repeat(3), **newest) == [
+        ["p6", "p5", "p4"], ["p3", "p2", "p1"], ["p0"]]  # a page that ends with February's first
+    assert await all_pages(history, start, end, itertools.count(1), requested_by="alice", statuses={"Requested"},
+                           **newest) == [["p6"], ["p4", "p2"], ["p0"]]
+    assert await all_pages(history, start, end, itertools.repeat(1), size="Premium", **newest) == [["p4"]]
+    assert await all_pages(history, start, end, itertools.repeat(7), **newest) == [
+        ["p6", "p5", "p4", "p3", "p2", "p1", "p0"]]  # exactly `top`: no token
+    assert await all_pages(history, start, end, itertools.repeat(1), requested_by="carol", **newest) == [[]]
+
+
+async def test_newest_first_keeps_to_the_window(history: History) -> None:
+    """``from`` inclusive, ``to`` exclusive, as oldest first: the newest session is the last one before ``to``."""
+    for sid, at in [("before", FEB - timedelta(microseconds=1)), ("first", FEB), ("mid", FEB + timedelta(hours=1)),
+                    ("last", FEB + timedelta(days=1) - timedelta(microseconds=1)), ("at-end", FEB + timedelta(days=1))]:
+        await history.claim(intent(sid, at), requested(at))
+    start, end = FEB, FEB + timedelta(days=1)
+    assert await all_pages(history, start, end, itertools.repeat(2), order="newest") == [["last", "mid"], ["first"]]
+    assert await all_pages(history, start, end, itertools.repeat(2)) == [["first", "mid"], ["last"]]
+
+
+async def test_a_token_is_bound_to_its_order(history: History) -> None:
+    """A newest-first token names the last (oldest) session of its page; given with the other order, either way,
+    it is refused like another query's."""
+    start, end = await seven_across_a_month_boundary(history)
+    query: dict[str, Any] = {"requested_by": None, "size": None, "statuses": None, "top": 2}
+    records, newest_token = await history.history_page(start, end, token=None, order="newest", **query)
+    _, oldest_token = await history.history_page(start, end, token=None, **query)
+    assert newest_token is not None and oldest_token is not None
+    filters = {"requestedBy": None, "size": None, "status": None, "from": start.isoformat(), "to": end.isoformat()}
+    assert decode_token(newest_token, filters | {"order": "newest"}) == (partition_of(records[-1]), row_of(records[-1]))
+    with pytest.raises(InvalidToken, match="another query"):
+        await history.history_page(start, end, token=newest_token, **query)
+    with pytest.raises(InvalidToken, match="another query"):
+        await history.history_page(start, end, token=oldest_token, order="newest", **query)
+    older, _ = await history.history_page(start, end, token=newest_token, order="newest", **query)
+    assert [r.session_id for r in older] == ["p4", "p3"]
 
 
 # -- idempotency keys ---------------------------------------------------------------------------------------------

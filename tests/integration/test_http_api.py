@@ -5,8 +5,9 @@ from __future__ import annotations
 import concurrent.futures
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -17,7 +18,8 @@ from conftest import Azurite, Emulator, Host, function_app_env, start_host, stop
 
 @pytest.fixture(scope="module")
 def app_settings() -> dict[str, str]:
-    return {"ARR_MAX_LEASE_MINUTES": "240", "ARR_POLL_SECONDS": "3"}
+    return {"ARR_MAX_LEASE_MINUTES": "240", "ARR_POLL_SECONDS": "3", "ARR_NIGHTLY_SHUTDOWN_AT": "22:00",
+            "ARR_TIME_ZONE": "Europe/Amsterdam"}  # timers are off: the nightly time only shows in ListSessions
 
 
 
@@ -197,11 +199,14 @@ def test_bad_input_is_a_problem_naming_the_field(http: httpx.Client, emulator: E
 
 
 @pytest.mark.parametrize(("body", "field"), [({}, "body"), ({"leaseMinutes": 20, "extendByMinutes": 5}, "body"),
+                                            ({"requestedBy": "ana", "reason": "no change"}, "body"),
+                                            ({"keepAlive": "yes"}, "keepAlive"),
                                             ({"leaseMinutes": 5}, "leaseMinutes"),
                                             ({"extendByMinutes": 500}, "extendByMinutes"),
                                             ({"leaseMinutes": "x"}, "leaseMinutes")])
 def test_extend_refuses_bad_leases(http: httpx.Client, emulator: Emulator, body: dict[str, Any], field: str) -> None:
-    """Extend needs exactly one field, a larger lease, and one within the configured maximum."""
+    """Extend needs a change (at most one lease field, or keepAlive), a larger lease, and one within the
+    configured maximum."""
     session_id = http.post("/api/sessions", json={"leaseMinutes": 10}).json()["id"]
     r = http.patch(f"/api/sessions/{session_id}", json=body)
     assert r.status_code == 400, r.text
@@ -229,9 +234,78 @@ def test_list_sessions_merges_history(http: httpx.Client, emulator: Emulator) ->
     listed = http.get("/api/sessions").json()["sessions"]
     assert len(listed) == 3
     assert {s["requestedBy"] for s in listed} == {"alice", "bob", None}
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    nights = [(datetime.now(amsterdam) + timedelta(days=d)).replace(hour=22, minute=0, second=0, microsecond=0)
+              .isoformat() for d in (0, 1)]
+    answer = http.get("/api/sessions").json()
+    assert answer["nightlyShutdown"]["timeZone"] == "Europe/Amsterdam" and answer["nightlyShutdown"]["nextAt"] in nights
     starting = http.get("/api/sessions", params={"status": "Starting"}).json()["sessions"]
     assert [s["id"] for s in starting] == [c]
     assert http.get("/api/sessions", params={"status": "Stopped"}).status_code == 400
+
+
+def test_a_stop_names_who_asked_in_its_body_or_query(http: httpx.Client, emulator: Emulator,
+                                                     table: TableClient) -> None:
+    """Before, the stop's body had only reason ({"requestedBy": ...} was a 400) and nobody was recorded: stoppedBy
+    and the stop event's actor were null for every caller's stop."""
+    session_id = http.post("/api/sessions", json={"leaseMinutes": 10, "requestedBy": "flow"}).json()["id"]
+    emulator.advance(10)
+    stopped = http.post(f"/api/sessions/{session_id}/stop", json={"reason": "done", "requestedBy": "ana@contoso"})
+    assert stopped.status_code == 200, stopped.text
+    assert (stopped.json()["status"], stopped.json()["stoppedBy"]) == ("Stopped", "ana@contoso")
+    assert http.get(f"/api/sessions/{session_id}").json()["stoppedBy"] == "ana@contoso"
+    events = http.get(f"/api/sessions/{session_id}/events").json()["events"]
+    assert [(e["actor"], e["detail"]["reason"]) for e in events if e["type"] == "stopped"] == [("ana@contoso", "done")]
+    assert session_record(table, session_id)["StoppedBy"] == "ana@contoso"
+
+    hooked = http.post("/api/sessions", json={"leaseMinutes": 10}).json()["id"]
+    by_query = http.post(f"/api/sessions/{hooked}/stop", params={"requestedBy": "webhook"})
+    assert (by_query.status_code, by_query.json()["stoppedBy"]) == (200, "webhook")
+    too_long = http.post(f"/api/sessions/{hooked}/stop", params={"requestedBy": "x" * 257})
+    assert too_long.status_code == 400 and too_long.json()["errors"][0]["field"] == "requestedBy"
+
+
+def test_keep_alive_changes_after_the_start(http: httpx.Client, emulator: Emulator, table: TableClient) -> None:
+    """Before, PATCH {"keepAlive": false} was a 400 ("Extra inputs are not permitted"): a running session could be
+    neither saved from tonight's shutdown nor released to it. Now the change is kept, with an event saying who and
+    why; with a lease both happen; an ended session is a 409."""
+    session_id = http.post("/api/sessions", json={"leaseMinutes": 10}).json()["id"]
+    emulator.advance(10)
+    saved = http.patch(f"/api/sessions/{session_id}",
+                       json={"keepAlive": True, "requestedBy": "ana", "reason": "demo tonight"})
+    assert saved.status_code == 200, saved.text
+    assert (saved.json()["keepAlive"], saved.json()["leaseMinutes"]) == (True, 10)
+    assert session_record(table, session_id)["KeepAlive"] is True
+    both = http.patch(f"/api/sessions/{session_id}", json={"keepAlive": False, "extendByMinutes": 5,
+                                                          "requestedBy": "bo"})
+    assert both.status_code == 200, both.text
+    assert (both.json()["keepAlive"], both.json()["leaseMinutes"]) == (False, 15)
+    events = http.get(f"/api/sessions/{session_id}/events").json()["events"]
+    assert [(e["type"], e["actor"], e["detail"]) for e in events if e["type"] in ("keepAlive", "extended")] == [
+        ("keepAlive", "ana", {"keepAlive": True, "reason": "demo tonight"}),
+        ("keepAlive", "bo", {"keepAlive": False, "reason": None}),
+        ("extended", "bo", {"fromMinutes": 10, "toMinutes": 15})]
+
+    http.post(f"/api/sessions/{session_id}/stop")
+    ended = http.patch(f"/api/sessions/{session_id}", json={"keepAlive": True})
+    assert ended.status_code == 409 and ended.json()["sessionStatus"] == "Stopped"
+    assert ended.headers["content-type"].startswith("application/problem+json")
+
+
+def test_history_newest_first_pages_back_in_the_same_order(http: httpx.Client, emulator: Emulator) -> None:
+    """order=newest: today's sessions on the first page; nextLink keeps the order (and its token is bound to it)."""
+    who = f"pager-{uuid.uuid4().hex[:8]}"
+    ids = [http.post("/api/sessions", json={"leaseMinutes": 10, "requestedBy": who}).json()["id"] for _ in range(3)]
+    first = http.get("/api/history", params={"requestedBy": who, "order": "newest", "top": 2}).json()
+    assert [s["id"] for s in first["sessions"]] == ids[:0:-1]
+    assert "order=newest" in first["nextLink"]
+    rest = http.get(first["nextLink"]).json()
+    assert ([s["id"] for s in rest["sessions"]], rest["nextLink"]) == ([ids[0]], None)
+    other_order = first["nextLink"].replace("order=newest", "order=oldest")
+    refused = http.get(other_order)
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "continuationToken"
+    oldest = http.get("/api/history", params={"requestedBy": who}).json()
+    assert [s["id"] for s in oldest["sessions"]] == ids
 
 
 def test_arr_failures_map_to_the_contract(http: httpx.Client, emulator: Emulator) -> None:

@@ -8,7 +8,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from arr_core.arr.models import RenderingSession
-from arr_core.domain.cleanup import Action, CleanupPolicy, decide, nightly_due, parse_clock, shutdown_instant
+from arr_core.domain.cleanup import (
+    Action,
+    CleanupPolicy,
+    decide,
+    next_shutdown,
+    nightly_due,
+    parse_clock,
+    shutdown_instant,
+)
 from arr_core.store.history import SessionRecord
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -69,6 +77,25 @@ def test_nightly_exactly_once_and_caught_up_when_missed() -> None:
     late = instant + timedelta(hours=5)  # 03:00 local, the timer was down
     assert nightly_due(late, NIGHTLY, set()) == (date(2026, 6, 1), instant)
     assert nightly_due(instant + timedelta(hours=14), NIGHTLY, set()) is None
+
+
+@pytest.mark.parametrize(("now", "next_at"), [
+    (datetime(2026, 3, 28, 12, 0, tzinfo=UTC), "2026-03-28T22:00:00+01:00"),  # today's, still to come (CET)
+    (datetime(2026, 3, 28, 21, 0, tzinfo=UTC), "2026-03-28T22:00:00+01:00"),  # at the very time: this one
+    (datetime(2026, 3, 28, 21, 0, 1, tzinfo=UTC), "2026-03-29T22:00:00+02:00"),  # past it: tomorrow's, in CEST
+    (datetime(2026, 10, 24, 23, 0, tzinfo=UTC), "2026-10-25T22:00:00+01:00"),  # 01:00 CEST: tonight's, in CET
+    (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), "2026-03-29T22:00:00+02:00"),  # after local midnight
+])
+def test_the_next_shutdown_is_the_next_22_local_with_that_days_offset(now: datetime, next_at: str) -> None:
+    """What ListSessions answers as nightlyShutdown.nextAt: the zone's time, its offset of that day included."""
+    at = next_shutdown(now, NIGHTLY)
+    assert at is not None and at.isoformat() == next_at and at.tzinfo == AMS
+
+
+def test_the_next_shutdown_in_the_spring_gap_moves_after_it_and_none_without_a_time() -> None:
+    policy = CleanupPolicy(time_zone=AMS, nightly_at=time(2, 30))
+    assert next_shutdown(datetime(2026, 3, 28, 12, 0, tzinfo=UTC), policy) == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    assert next_shutdown(datetime(2026, 3, 28, 12, 0, tzinfo=UTC), CleanupPolicy(time_zone=AMS)) is None
 
 
 def test_nightly_stops_all_but_keep_alive_and_sessions_started_after_the_cutoff() -> None:

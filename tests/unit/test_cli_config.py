@@ -1,5 +1,6 @@
 """The CLI's configuration: RenderingSession.ps1's arrconfig.json, the environment and flags, and the values in
-them (time spans, domains, leases), parsed without any service; plus the wait's pacing on a fake clock."""
+them (time spans, domains, leases), parsed without any service; the wait's pacing on a fake clock; and what is
+printed, as pure logic: the options before or after the command, the app's errors, the log's paths, tables."""
 
 from __future__ import annotations
 
@@ -414,3 +415,132 @@ def test_passing_failures_are_tried_again_at_the_asked_pace_and_others_end_the_w
         run_wait(["Starting", InvalidRequestError("no", status_code=400)], poll_seconds=1)
     with pytest.raises(ServiceError):
         run_wait([ServiceError("boom", status_code=500)] * 5, poll_seconds=1)
+
+
+def test_a_wait_says_its_pace_and_the_apps_when_the_app_asks_for_longer() -> None:
+    """--poll 1 through an app that asks for 10 s: the first line already says both (the start's Retry-After)."""
+    import io
+
+    from rich.console import Console
+
+    from arr_cli.render import LineProgress
+
+    clock = FakeClock(now=0.0)
+    target = ScriptedTarget(clock, [("Starting", 10), "Ready"])
+    target.is_app = True
+    err = io.StringIO()
+    reporter = LineProgress(Console(file=err, width=200))
+    outcome = asyncio.run(wait_for_session(target, "s1", reporter,  # type: ignore[arg-type]
+                                           first={"id": "s1", "status": "Starting"}, first_retry_after=10,
+                                           poll_seconds=1, clock=clock, sleep=clock.sleep))
+    assert target.polled_at == [10, 20] and outcome.ready
+    assert err.getvalue() == "[0:00] s1: Starting (checking every 1 s, or as the app asks: 10 s)\n"
+
+    ticks = run_wait([("Starting", 30), "Starting", "Ready"], poll_seconds=2)[2].ticks
+    paces = list(dict.fromkeys(t.pace for t in ticks if t.status != "?"))
+    assert paces == ["every 2 s, or as ARR asks: 30 s", "every 2 s"]  # ARR's 429 passed: our pace again
+    assert Tick("s1", "Starting", 0, 1, 10, None, 0).pace == "every 10 s"
+
+
+def test_options_given_after_the_command_win_over_those_before_it() -> None:
+    from arr_cli.options import Common, merged
+
+    before = Common(app="http://a", verbose=True, function_key="k1")
+    assert merged(before, Common(app="http://b")) == Common(app="http://b", verbose=True, function_key="k1")
+    assert merged(before, Common(json=True)) == Common(app="http://a", verbose=True, function_key="k1", json=True)
+    assert merged(None, Common(json=True)) == Common(json=True)
+
+
+def test_the_log_of_an_app_call_shows_no_code() -> None:
+    import httpx
+
+    from arr_cli.targets.app import logged_path
+
+    url = httpx.URL("http://app/api/history?top=5&code=s3cret%3D%3D&from=2026-11-01")
+    assert logged_path(url) == "/api/history?top=5&code=***&from=2026-11-01"
+    assert logged_path(httpx.URL("http://app/api/sessions")) == "/api/sessions"
+
+
+def test_where_the_function_key_came_from_is_kept_never_the_key(tmp_path: Path) -> None:
+    def source(flags: Flags, env: dict[str, str]) -> str | None:
+        target = resolve(flags, env, tmp_path).target
+        assert isinstance(target, AppConfig)
+        return target.key_source
+
+    url = "https://func-arr.azurewebsites.net"
+    assert source(Flags(app=url, function_key="k"), {"ARR_SESSIONS_FUNCTION_KEY": "e"}) == "--function-key"
+    assert source(Flags(app=url), {"ARR_SESSIONS_FUNCTION_KEY": "e"}) == "ARR_SESSIONS_FUNCTION_KEY"
+    assert source(Flags(app=f"{url}?code=c"), {}) == "the ?code= of --app"
+    assert source(Flags(), {"ARR_SESSIONS_APP_URL": f"{url}/api?code=c"}) == "the ?code= of ARR_SESSIONS_APP_URL"
+    assert source(Flags(app=url), {}) is None
+
+
+def test_a_missing_key_and_a_refused_one_are_configuration_errors_that_differ() -> None:
+    from arr_cli.errors import USAGE, function_key_error
+
+    missing, refused = function_key_error("listing sessions", None), function_key_error("listing sessions",
+                                                                                          "--function-key")
+    assert missing.exit_code == refused.exit_code == USAGE
+    assert missing.message == "listing sessions: the app wants a function key, and none was given"
+    assert "ARR_SESSIONS_FUNCTION_KEY" in (missing.hint or "")
+    assert refused.message == "listing sessions: the app refused the function key from --function-key (HTTP 401)"
+
+
+def _printed_error(problem: Any) -> str:
+    import io
+
+    from rich.console import Console
+
+    from arr_cli.render import error
+
+    out = io.StringIO()
+    error(Console(file=out, width=200), problem)
+    return out.getvalue()
+
+
+def test_an_app_error_says_each_thing_once_and_speaks_of_an_ms_cv_only_when_arr_gave_one() -> None:
+    import httpx
+
+    from arr_cli.errors import problem_error
+
+    detail = "session s1 already exists with size Standard and a lease of 20 minutes"
+    in_use = httpx.Response(409, headers={"Content-Type": "application/problem+json"}, json={
+        "title": "Session id in use", "status": 409, "detail": detail,
+        "errors": [{"field": "sessionId", "message": detail}]})
+    printed = _printed_error(problem_error(in_use, "starting the session"))
+    assert printed == f"Error: starting the session: Session id in use - {detail}\n"  # once, and no MS-CV
+
+    refused = httpx.Response(400, headers={"Content-Type": "application/problem+json"}, json={
+        "title": "ARR refused the request", "status": 400, "detail": "bad", "correlationId": "cv-7",
+        "arrError": {"code": "BadRequest", "message": "bad"}})
+    assert _printed_error(problem_error(refused, "starting the session")).endswith(
+        "\nMS-CV: cv-7 (ARR's, passed on by the app)\n")
+
+    from arr_cli.errors import as_cli_error
+    from arr_core.errors import TransportError
+
+    assert _printed_error(as_cli_error(TransportError("no answer"))).endswith(
+        "\nMS-CV: none (no answer from ARR carried one)\n")  # directly to ARR, as before
+
+
+def test_tables_end_their_lines_with_their_last_word() -> None:
+    import io
+
+    from rich.console import Console
+
+    from arr_cli import render
+
+    sessions = [{"id": "a-long-session-id", "status": "Ready", "size": "Standard", "leaseMinutes": 60,
+                 "remainingMinutes": 50, "createdAt": "2026-11-01T10:00:00Z", "requestedBy": "ana"},
+                {"id": "s2", "status": "Starting", "size": "Premium", "leaseMinutes": 5, "remainingMinutes": None,
+                 "createdAt": "2026-11-01T10:00:00Z", "requestedBy": None}]
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    console.print(render.sessions_table(sessions))
+    console.print(render.session_details(sessions[1]))
+    console.print(render.events_table({"sessionId": "s2", "events": [{"seq": 1, "type": "requested"}]}))
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("ID ") and lines[2].startswith("s2 ") and lines[2].endswith("2026-11-01 10:00")
+    assert "Session  s2" in lines and "Events of s2" in lines
+    assert [line for line in lines if line != line.rstrip()] == []
+

@@ -14,7 +14,15 @@ import pytest
 
 from arr_core.domain.records import SessionRecord
 from arr_core.errors import InvalidInput, InvalidToken
-from arr_core.store.continuation import decode_token, encode_token, page_filters, page_ranges, take_page
+from arr_core.store.continuation import (
+    decode_token,
+    encode_token,
+    newest_ranges,
+    page_filters,
+    page_ranges,
+    take_newest_page,
+    take_page,
+)
 from arr_core.store.entities import partition_of, row_for, row_of
 
 START = datetime(2026, 1, 20, tzinfo=UTC)
@@ -133,6 +141,46 @@ def test_page_ranges_read_every_month_from_the_start_or_from_the_token() -> None
     assert page_ranges(START, END, ("s-202602", ROW)) == [("s-202602", ROW), ("s-202603", low)]
     assert page_ranges(START, END, ("s-202603", "r")) == [("s-202603", "r")]
     assert page_ranges(START, END, ("s-202612", "r")) == []
+
+
+def test_the_order_binds_a_token_and_oldest_first_is_named_by_its_absence() -> None:
+    """Newest first is another query; oldest-first filters are what they were, so tokens issued before still go on."""
+    oldest, newest = page_filters(START, END, "flow", None, None), page_filters(START, END, "flow", None, None, "newest")
+    assert oldest == page_filters(START, END, "flow", None, None, "oldest") and "order" not in oldest
+    assert newest == oldest | {"order": "newest"}
+    with pytest.raises(InvalidToken, match="belongs to another query"):
+        decode_token(encode_token("s-202602", ROW, oldest), newest)
+    with pytest.raises(InvalidToken, match="belongs to another query"):
+        decode_token(encode_token("s-202602", ROW, newest), oldest)
+
+
+def test_newest_ranges_read_every_month_backwards_to_the_token() -> None:
+    high = row_for(END, "")
+    assert newest_ranges(START, END, None) == [("s-202603", high), ("s-202602", high), ("s-202601", high)]
+    # Before a token: later months are skipped, the token's month goes on below its row, earlier ones to the end.
+    assert newest_ranges(START, END, ("s-202602", ROW)) == [("s-202602", ROW), ("s-202601", high)]
+    assert newest_ranges(START, END, ("s-202601", "r")) == [("s-202601", "r")]
+    assert newest_ranges(START, END, ("s-202512", "r")) == []
+
+
+async def test_take_newest_page_asks_each_month_for_what_the_page_still_needs() -> None:
+    """Each month is asked for at most one record more than the page still lacks, newest month first; the token is
+    the page's last (oldest) record."""
+    months = {"s-202603": records(3)[2:], "s-202602": records(3)[:2][::-1], "s-202601": []}  # newest first
+    asked: list[tuple[str, int]] = []
+
+    async def newest(partition: str, high: str, count: int) -> list[SessionRecord]:
+        asked.append((partition, count))
+        return months[partition][:count]
+
+    ranges = [(month, "high") for month in months]
+    page, token = await take_newest_page(newest, ranges, 2, FILTERS)
+    assert ([r.session_id for r in page], asked) == (["s-2", "s-1"], [("s-202603", 3), ("s-202602", 2)])
+    assert token is not None and decode_token(token, FILTERS) == (partition_of(page[-1]), row_of(page[-1]))
+    asked.clear()
+    page, token = await take_newest_page(newest, ranges, 3, FILTERS)
+    assert ([r.session_id for r in page], token, asked) == (["s-2", "s-1", "s-0"], None, [
+        ("s-202603", 4), ("s-202602", 3), ("s-202601", 1)])
 
 
 async def test_take_page_stops_after_one_record_more_than_the_page_and_closes_the_stream() -> None:

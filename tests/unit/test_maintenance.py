@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from arr_core.api.views import StartSessionRequest
+from arr_core.api.views import ExtendSessionRequest, StartSessionRequest
 from arr_core.domain.records import Event, SessionRecord
 from arr_core.errors import CleanupRunning
 
@@ -154,6 +154,41 @@ async def test_nightly_shutdown_keeps_keep_alive_and_unknown_and_stops_the_rest(
     assert (later.mode, later.stopped, later.errors) == ("lease", [], [])
     assert actions(later.kept) == [("keep", "within policy"), ("lost-keep", "within policy")]
     assert world.history.calls["mark_night"] == 1  # once per night
+
+
+async def test_keep_alive_changed_after_the_start_decides_the_next_nightly_shutdown(
+        make_world: Callable[..., World]) -> None:
+    """A session started without keepAlive and kept alive later is kept by the next nightly run; one started with
+    keepAlive and released later is stopped by it."""
+    world = make_world(start=EVENING, **NIGHTLY)
+    await world.service.start(start_request("saved"))
+    await world.service.start(start_request("released", keep_alive=True))
+    world.advance(10)
+    await world.service.extend("saved", ExtendSessionRequest(keep_alive=True, requested_by="ana", reason="demo"))
+    await world.service.extend("released", ExtendSessionRequest(keep_alive=False, requested_by="ana"))
+    world.advance(3600 + 30 - 10)  # 22:00:30 in Amsterdam
+
+    report = await world.maintenance().run_cleanup()
+    assert (report.mode, report.errors) == ("nightly", [])
+    assert actions(report.stopped) == [("released", NIGHTLY_REASON)]
+    assert actions(report.kept) == [("saved", "keepAlive")]
+    assert world.arr_statuses() == {"saved": "Ready", "released": "Stopped"}
+
+
+async def test_the_next_nightly_shutdown_is_said_in_the_zone_with_its_name(make_world: Callable[..., World]) -> None:
+    """What ListSessions answers as nightlyShutdown: null without a nightly time, else the next one with the
+    zone's offset (after tonight's has passed: tomorrow's) and the zone's name."""
+    assert make_world(start=EVENING).maintenance().next_nightly_shutdown() is None
+    world = make_world(start=EVENING, **NIGHTLY)
+    shown = world.maintenance().next_nightly_shutdown()
+    assert shown is not None and shown.model_dump(mode="json", by_alias=True) == {
+        "nextAt": "2025-03-10T22:00:00+01:00", "timeZone": "Europe/Amsterdam"}
+    world.advance(3600 + 1)
+    later = world.maintenance().next_nightly_shutdown()
+    assert later is not None and later.model_dump(mode="json", by_alias=True)["nextAt"] == "2025-03-11T22:00:00+01:00"
+    utc = make_world(start=EVENING, nightly_shutdown_at="22:00").maintenance().next_nightly_shutdown()
+    assert utc is not None and utc.model_dump(mode="json", by_alias=True) == {
+        "nextAt": "2025-03-10T22:00:00+00:00", "timeZone": "UTC"}
 
 
 async def test_work_past_the_budget_is_deferred_and_the_night_is_not_marked(

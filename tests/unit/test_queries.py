@@ -11,10 +11,10 @@ from arr_core.api.views import StartSessionRequest
 from arr_core.errors import InvalidInput
 from blueprints import queries
 from blueprints.openapi import openapi_document
-from blueprints.queries import CleanupQuery, HistoryQuery, ListQuery, StartQuery, UsageQuery, parse_query
+from blueprints.queries import CleanupQuery, HistoryQuery, ListQuery, StartQuery, StopQuery, UsageQuery, parse_query
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-MODELS = [HistoryQuery, UsageQuery, CleanupQuery, ListQuery, StartQuery, StartSessionRequest]
+MODELS = [HistoryQuery, UsageQuery, CleanupQuery, ListQuery, StartQuery, StartSessionRequest, StopQuery]
 
 
 def get(**params: str) -> func.HttpRequest:
@@ -30,7 +30,8 @@ def refused(model: type, **params: str) -> InvalidInput:
 def test_defaults_and_unknown_names_are_ignored() -> None:
     """``code`` (the function key) rides on every link: it and other unknown names never fail a request."""
     query = parse_query(get(code="secret", colour="blue"), HistoryQuery)
-    assert (query.top, query.status, query.size, query.continuation_token) == (100, None, None, None)
+    assert (query.top, query.status, query.size, query.continuation_token, query.order) == (100, None, None, None,
+                                                                                            "oldest")
     assert query.window(NOW) == (NOW - timedelta(days=7), NOW)
     assert parse_query(get(), UsageQuery).window(NOW) == (NOW - timedelta(days=30), NOW)
     cleanup = parse_query(get(), CleanupQuery)
@@ -42,6 +43,8 @@ def test_values_are_coerced_from_text() -> None:
     assert (query.top, query.status, query.size, query.requested_by) == (
         25, frozenset({"Ready", "Stopped"}), "Premium", "ana")
     assert parse_query(get(dryRun="true", mode="nightly"), CleanupQuery).dry_run is True
+    assert parse_query(get(order="newest"), HistoryQuery).order == "newest"
+    assert parse_query(get(requestedBy="ana", reason="not here"), StopQuery).requested_by == "ana"
     assert parse_query(get(dryRun="0"), CleanupQuery).dry_run is False
     assert parse_query(get(status="ready,STARTING"), ListQuery).status == frozenset({"Ready", "Starting"})
     assert refused(ListQuery, status="").errors == [("status", queries.EMPTY_MESSAGE)]  # empty: not "no filter"
@@ -64,6 +67,10 @@ def test_times_keep_an_unencoded_plus_and_default_to_utc() -> None:
     (HistoryQuery, {"requestedBy": "x" * 257}, "requestedBy"),
     (HistoryQuery, {"requestedBy": "a\u202eb"}, "requestedBy"),
     (HistoryQuery, {"continuationToken": "t" * 2049}, "continuationToken"),
+    (HistoryQuery, {"order": "latest"}, "order"),
+    (HistoryQuery, {"order": ""}, "order"),
+    (StopQuery, {"requestedBy": "x" * 257}, "requestedBy"),
+    (StopQuery, {"requestedBy": "a\u0007b"}, "requestedBy"),
     (HistoryQuery, {"from": "yesterday"}, "from"),
     (HistoryQuery, {"from": "1999-01-01"}, "from"),
     (HistoryQuery, {"to": "2300-01-01"}, "to"),
@@ -116,10 +123,12 @@ def test_the_served_document_lists_each_route_from_its_model() -> None:
     paths = openapi_document("https://app.example/api/")["paths"]
     names = {(path, method): [p["name"] for p in op["parameters"] if p["in"] == "query"]
              for path, ops in paths.items() for method, op in ops.items() if not method.startswith("x-")}
-    assert names[("/history", "get")] == ["from", "to", "requestedBy", "size", "status", "top", "continuationToken"]
+    assert names[("/history", "get")] == ["from", "to", "requestedBy", "size", "status", "top", "order",
+                                          "continuationToken"]
     assert names[("/usage", "get")] == ["from", "to", "groupBy"]
     assert names[("/cleanup", "post")] == ["dryRun", "mode"]
     assert names[("/sessions", "get")] == ["status"]
+    assert names[("/sessions/{id}/stop", "post")] == ["requestedBy"]
     assert names[("/sessions", "post")] == ["size", "leaseMinutes", "sessionId", "requestedBy", "reason", "labels",
                                             "keepAlive", "callbackUrl", "payload"]
     status = next(p for p in paths["/history"]["get"]["parameters"] if p["name"] == "status")

@@ -24,6 +24,7 @@ from arr_core.errors import (
     LeaseMustGrow,
     LeaseTooLong,
     ServiceError,
+    SessionEnded,
     SessionIdInUse,
 )
 
@@ -221,7 +222,7 @@ async def test_a_key_bound_25_hours_ago_starts_a_new_session(world: World) -> No
 async def test_extend_raises_the_lease_at_arr_and_in_history(world: World) -> None:
     await world.service.start(start_request(session_id="ext"))
     world.advance(10 + 120)
-    state = await world.service.extend("ext", ExtendSessionRequest(extend_by_minutes=15), actor="alice")
+    state = await world.service.extend("ext", ExtendSessionRequest(extend_by_minutes=15, requested_by="alice"))
     assert (state.status, state.arr.lease_minutes if state.arr else None) == ("Ready", 45)
     record = await world.history.get("ext")
     assert record is not None and (record.lease_minutes, record.status) == (45, "Ready")
@@ -234,6 +235,75 @@ async def test_extend_raises_the_lease_at_arr_and_in_history(world: World) -> No
         await world.service.extend("ext", ExtendSessionRequest(extend_by_minutes=1000))
     assert (not_larger.value.field, too_long.value.field) == ("leaseMinutes", "extendByMinutes")
     assert world.emulator.requests["update"] == 1
+
+
+async def test_keep_alive_changes_after_the_start_with_an_event_saying_who_and_why(world: World) -> None:
+    """Before, keepAlive was fixed at the start: a running session could not be saved from tonight's shutdown
+    nor released to it. Now a change writes it, with a keepAlive event; ARR is not asked to change anything."""
+    await world.service.start(start_request(session_id="keep"))
+    world.advance(10)
+    saved = await world.service.extend("keep", ExtendSessionRequest(keep_alive=True, requested_by="ana",
+                                                                    reason="demo tonight"))
+    assert (saved.status, saved.record.keep_alive if saved.record else None) == ("Ready", True)
+    released = await world.service.extend("keep", ExtendSessionRequest(keep_alive=False, requested_by="bo"))
+    again = await world.service.extend("keep", ExtendSessionRequest(keep_alive=False, requested_by="bo"))
+    assert released.record is not None and again.record is not None
+    assert (released.record.keep_alive, again.record.event_count) == (False, released.record.event_count)
+    changes = [(e["Type"], e.get("Actor"), json.loads(e["Detail"])) for e in await world.history.events("keep")
+               if e["Type"] == "keepAlive"]
+    assert changes == [("keepAlive", "ana", {"keepAlive": True, "reason": "demo tonight"}),
+                       ("keepAlive", "bo", {"keepAlive": False, "reason": None})]  # the same again: nothing
+    assert world.emulator.requests["update"] == 0
+
+
+async def test_keep_alive_and_a_lease_in_one_change_both_happen(world: World) -> None:
+    await world.service.start(start_request(session_id="both"))
+    world.advance(10)
+    state = await world.service.extend("both", ExtendSessionRequest(extend_by_minutes=15, keep_alive=True,
+                                                                    requested_by="ana", reason="overtime"))
+    assert state.arr is not None and state.record is not None
+    assert (state.arr.lease_minutes, state.record.lease_minutes, state.record.keep_alive) == (45, 45, True)
+    events = [(e["Type"], e.get("Actor"), json.loads(e["Detail"])) for e in await world.history.events("both")
+              if e["Type"] != "status"]
+    assert events[-2:] == [("keepAlive", "ana", {"keepAlive": True, "reason": "overtime"}),
+                           ("extended", "ana", {"fromMinutes": 30, "toMinutes": 45, "reason": "overtime"})]
+
+
+async def test_keep_alive_of_a_session_history_does_not_know_adopts_it(world: World) -> None:
+    world.start_at_arr("outside")
+    state = await world.service.extend("outside", ExtendSessionRequest(keep_alive=True, requested_by="ana"))
+    assert state.record is not None and (state.record.keep_alive, state.record.reason) == (
+        True, "adopted: started outside this app")
+    assert [t for _, t, _, _ in await world.event_types("outside")] == ["adopted", "keepAlive"]
+
+
+async def test_keep_alive_of_an_ended_session_is_refused_as_an_extension_is(world: World) -> None:
+    await world.service.start(start_request(session_id="over"))
+    world.advance(10)
+    await world.service.stop("over", "done")
+    for change in (ExtendSessionRequest(keep_alive=True), ExtendSessionRequest(extend_by_minutes=5)):
+        with pytest.raises(SessionEnded) as ended:
+            await world.service.extend("over", change)
+        assert ended.value.session_status == "Stopped"
+    record = await world.history.get("over")
+    assert record is not None and record.keep_alive is False
+
+
+async def test_keep_alive_needs_history_and_then_nothing_changes_while_a_lease_alone_goes_on(world: World) -> None:
+    """keepAlive lives in history only: without it the change cannot be recorded (503), and a lease asked for with
+    it is not changed either; a lease alone is changed at ARR as before (the cleanup completes its record)."""
+    await world.service.start(start_request(session_id="dark"))
+    world.advance(10)
+    world.history.fail_next(-1)
+    for change in (ExtendSessionRequest(keep_alive=True), ExtendSessionRequest(keep_alive=True, extend_by_minutes=5)):
+        with pytest.raises(HistoryUnavailable):
+            await world.service.extend("dark", change)
+    assert world.emulator.requests["update"] == 0
+    alone = await world.service.extend("dark", ExtendSessionRequest(extend_by_minutes=5))
+    world.history.heal()
+    assert alone.arr is not None and alone.arr.lease_minutes == 35
+    record = await world.history.get("dark")
+    assert record is not None and (record.keep_alive, record.lease_minutes) == (False, 30)
 
 
 # -- history failing around ARR -----------------------------------------------------------------------------------
@@ -311,6 +381,35 @@ async def test_stop_notes_the_reason_before_arr_is_asked(world: World) -> None:
     events = await world.history.events("to-stop")
     assert [(e["Type"], e.get("Actor")) for e in events[3:]] == [("status", "alice"), ("stopped", "alice")]
     assert json.loads(events[-1]["Detail"]) == {"reason": "review over", "billedMinutes": 2}
+
+
+@pytest.mark.parametrize(("body", "params", "who"), [
+    (b'{"reason": "done", "requestedBy": "ana"}', {}, "ana"),
+    (b'{"reason": "done", "requestedBy": "ana"}', {"requestedBy": "bo", "reason": "not read"}, "bo"),  # query wins
+    (b"", {"requestedBy": "bo"}, "bo"),  # a sender that cannot shape a body
+    (b'{"reason": "done"}', {}, None),
+], ids=["body", "query-wins", "query-only", "nobody"])
+async def test_a_stop_records_who_asked_as_stopped_by_and_the_stop_events_actor(
+        world: World, body: bytes, params: dict[str, str], who: str | None) -> None:
+    """Before, StopSessionRequest had only ``reason`` ({"requestedBy": ...} was a 400) and the stop passed no actor:
+    stoppedBy and the stop event's actor were null for every caller's stop."""
+    import azure.functions as func
+
+    from arr_core.api.present import build_view
+    from arr_core.api.views import SessionLinks
+    from blueprints.sessions import _stop_request
+
+    await world.service.start(start_request(session_id="asked"))
+    world.advance(10)
+    request = _stop_request(func.HttpRequest("POST", "http://127.0.0.1:7071/api/sessions/asked/stop", body=body,
+                                             headers={"Content-Type": "application/json"}, params=params,
+                                             route_params={"id": "asked"}))
+    assert (request.reason, request.requested_by) == ("done" if body else None, who)
+    state = await world.service.stop("asked", request.reason, actor=request.requested_by)
+    view = build_view(state.session_id, state.arr, state.record, lambda i: SessionLinks(self_=i, ready=i, stop=i))
+    assert (view.status, view.stopped_by) == ("Stopped", who)
+    [stopped] = [e for e in await world.history.events("asked") if e["Type"] == "stopped"]
+    assert stopped.get("Actor") == who
 
 
 @pytest.mark.parametrize("reached_arr", [False, True], ids=["stop-never-arrived", "stop-arrived-answer-lost"])

@@ -188,15 +188,33 @@ def test_the_body_must_be_an_object() -> None:
 
 @pytest.mark.parametrize("body", [{"leaseMinutes": 60}, {"extendByMinutes": 15}, {"lease_minutes": 1},
                                   {"extendByMinutes": MAX_LEASE_MINUTES}])
-def test_an_extension_is_exactly_one_of_a_new_total_or_minutes_to_add(body: dict[str, int]) -> None:
+def test_an_extension_is_at_most_one_of_a_new_total_or_minutes_to_add(body: dict[str, int]) -> None:
     extension = ExtendSessionRequest.model_validate(body)
     assert (extension.lease_minutes is None) != (extension.extend_by_minutes is None)
+    assert extension.changes_lease and extension.keep_alive is None
 
 
-@pytest.mark.parametrize("body", [{}, {"leaseMinutes": 60, "extendByMinutes": 15},
-                                  {"leaseMinutes": None, "extendByMinutes": None}])
-def test_an_extension_with_neither_or_both_is_refused(body: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError, match="give exactly one of leaseMinutes and extendByMinutes"):
+def test_a_change_may_set_keep_alive_alone_or_with_a_lease_and_say_who_and_why() -> None:
+    """Before, {"keepAlive": false} was refused ("Extra inputs are not permitted"): a running session could be
+    neither saved from tonight's shutdown nor released to it."""
+    alone = ExtendSessionRequest.model_validate({"keepAlive": False, "requestedBy": "ana", "reason": "demo over"})
+    assert (alone.keep_alive, alone.requested_by, alone.reason, alone.changes_lease) == (False, "ana", "demo over",
+                                                                                         False)
+    both = ExtendSessionRequest.model_validate({"extendByMinutes": 30, "keepAlive": True})
+    assert (both.extend_by_minutes, both.keep_alive, both.changes_lease) == (30, True, True)
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"leaseMinutes": 60, "extendByMinutes": 15}, "give at most one of leaseMinutes and extendByMinutes"),
+    ({"leaseMinutes": 60, "extendByMinutes": 15, "keepAlive": True}, "give at most one of leaseMinutes and "
+                                                                      "extendByMinutes"),
+    ({}, "give leaseMinutes, extendByMinutes or keepAlive"),
+    ({"leaseMinutes": None, "extendByMinutes": None, "keepAlive": None}, "give leaseMinutes, extendByMinutes or "
+                                                                         "keepAlive"),
+    ({"requestedBy": "ana", "reason": "why not"}, r"requestedBy and reason alone change nothing"),
+])
+def test_an_extension_with_both_leases_or_no_change_is_refused(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
         ExtendSessionRequest.model_validate(body)
 
 
@@ -206,16 +224,22 @@ def test_an_extension_with_neither_or_both_is_refused(body: dict[str, Any]) -> N
     ({"extendByMinutes": 0}, "extendByMinutes"),
     ({"extendByMinutes": -5}, "extendByMinutes"),
     ({"extendByMinutes": MAX_LEASE_MINUTES + 1}, "extendByMinutes"),
-    ({"extendByMinutes": 5, "reason": "x"}, "reason"),
+    ({"extendByMinutes": 5, "force": True}, "force"),
+    ({"keepAlive": "maybe"}, "keepAlive"),  # ("yes" too, as the HTTP layer reads bodies strictly)
+    ({"keepAlive": True, "requestedBy": "r" * (MAX_TEXT + 1)}, "requestedBy"),
+    ({"keepAlive": True, "reason": "a\u202eb"}, "reason"),
 ])
 def test_an_extension_out_of_bounds_or_with_other_fields_is_refused(body: dict[str, Any], field: str) -> None:
     assert (field,) in refusal(ExtendSessionRequest, body)
 
 
-def test_a_stop_takes_only_a_reason() -> None:
+def test_a_stop_takes_a_reason_and_who_asks() -> None:
     assert StopSessionRequest.model_validate({}).reason is None
     assert StopSessionRequest.model_validate({"reason": "done"}).reason == "done"
+    asked = StopSessionRequest.model_validate({"reason": "done", "requestedBy": "ana"})
+    assert (asked.reason, asked.requested_by) == ("done", "ana")
     assert refusal(StopSessionRequest, {"reason": "r" * (MAX_TEXT + 1)}) == [("reason",)]
+    assert refusal(StopSessionRequest, {"requestedBy": "r" * (MAX_TEXT + 1)}) == [("requestedBy",)]
     assert refusal(StopSessionRequest, {"force": True}) == [("force",)]
 
 
