@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
@@ -316,6 +316,19 @@ def _request_seconds() -> float:
         return deadline.REQUEST_SECONDS
 
 
+def check_query_encoding(url: str) -> None:
+    """Refuse a query whose percent-escapes are not UTF-8 (as a body that is not UTF-8 is refused): the host would
+    hand them on as replacement characters, and history would keep those. The parameter is named."""
+    for pair in urlsplit(url).query.split("&"):
+        name, _, value = pair.partition("=")
+        try:
+            unquote_to_bytes(name.replace("+", " ")).decode("utf-8")
+            unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError:
+            shown = unquote_to_bytes(name).decode("utf-8", "replace")[:64]
+            raise InvalidInput(f"{shown} is not UTF-8 text", field=shown) from None
+
+
 def handled(handler: Handler) -> Handler:
     """Run ``handler`` within the request's time budget and turn every failure into problem+json."""
 
@@ -323,6 +336,7 @@ def handled(handler: Handler) -> Handler:
     async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
             async with deadline.budget(_request_seconds()):
+                check_query_encoding(req.url)
                 return await handler(req)
         except AppError as exc:  # the one root of what arr_core raises
             return app_problem(exc, req)

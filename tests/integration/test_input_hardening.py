@@ -203,6 +203,17 @@ def test_a_refused_stop_reason_leaves_the_session_running(http: httpx.Client, em
     assert not record.get("StopReason")
 
 
+@pytest.mark.parametrize(("query", "field"), [("reason=%ED%A0%80&requestedBy=ok", "reason"),
+                                              ("leaseMinutes=5&requestedBy=%FF", "requestedBy"),
+                                              ("reason=a%C3", "reason")])
+def test_a_query_that_is_not_utf_8_is_a_400_naming_the_parameter(http: httpx.Client, nothing_written: None,
+                                                                 query: str, field: str) -> None:
+    """An encoded surrogate, a lone 0xFF, a cut sequence: the host read them as replacement characters and history
+    kept those. Refused before anything is written, as a body that is not UTF-8 is."""
+    assert_refused(http.post(f"/api/sessions?{query}"), field)
+    assert_refused(http.get(f"/api/history?{query}"), field)
+
+
 @pytest.mark.parametrize("text", ORDINARY_TEXT, ids=range(len(ORDINARY_TEXT)))
 def test_ordinary_unicode_stays_valid(http: httpx.Client, emulator: Emulator, text: str) -> None:
     """Accents, emoji (ZWJ sequences, flags), CJK and right-to-left scripts are not control characters."""
