@@ -1,4 +1,5 @@
-"""The commands: start, get, list, extend, stop against ARR or the app; history, usage, cleanup, events via the app.
+"""The commands: start, get, list, extend, stop against ARR or the app; history, usage, cleanup, events, keep-alive
+via the app.
 
 Each command resolves its target (:mod:`.config`), does its work in one event loop, and prints through
 :mod:`.render`. Exit codes are those of :mod:`.errors`.
@@ -35,8 +36,9 @@ app = typer.Typer(
          "--app URL, through the deployed app.\n\n"
          "The Target and Output options go before or after the command: `arr-sessions -v list` and "
          "`arr-sessions list -v` are the same (given both ways, the one after the command wins).\n\n"
-         "Exit codes: 0 ok; 1 the session ended (Error, Expired, Stopped) while waiting; 2 usage or config "
-         "error; 3 service error (the MS-CV is printed); 4 --timeout ran out; 130 Ctrl-C.",
+         "Exit codes: 0 ok (a stop of an ended session included); 1 the session ended (Error, Expired, Stopped) "
+         "while waiting; 2 usage or config error (a function key missing or refused included); 3 service error "
+         "(ARR's MS-CV is printed when ARR was asked); 4 --timeout ran out; 130 Ctrl-C.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -246,7 +248,7 @@ def start(
             session_id=_session_id(session_id, "--id") if session_id else None,
             size=size_name(size.value, what="--size") if size else run.resolved.size,
             lease_minutes=lease_minutes(lease, what="--lease") if lease else run.resolved.lease_minutes,
-            requested_by=requested_by or (_user() if target.is_app else None),
+            requested_by=_requester(target, requested_by),
             reason=reason, labels=labels or None, keep_alive=True if keep_alive else None)
         if timeout:
             duration_seconds(timeout, what="--timeout")  # refuse a bad flag before anything starts
@@ -272,6 +274,20 @@ def _labels(items: list[str]) -> dict[str, str]:
             raise UsageError(f"--label must be KEY=VALUE, not {item!r}")
         labels[key.strip()] = value
     return labels
+
+
+def _requester(target: Target, given: str | None) -> str | None:
+    """Who asks, as the app records it: --requested-by, else the user name (none for ARR, which keeps no history:
+    a flag given for it is refused)."""
+    return given or (_user() if target.is_app else None)
+
+
+def _refuse_app_only(target: Target, **flags: str | None) -> None:
+    """Flags given for the history, refused before anything is sent when ARR alone is the target."""
+    if not target.is_app:
+        for name, value in flags.items():
+            if value:
+                raise app_only(f"--{name.replace('_', '-')}")
 
 
 def _user() -> str | None:
@@ -333,6 +349,8 @@ def extend(
         help="The new total lease, counted from Ready (ARR wants it larger than now)")] = None,
     by: Annotated[int | None, typer.Option("--by", metavar="MINUTES", min=1, show_default=False,
                                            help="Minutes to add to the lease")] = None,
+    reason: Reason = None,
+    requested_by: RequestedBy = None,
 ) -> None:
     """Extend a session's lease: a new total (--lease N) or more minutes (--by N)."""
     run = Run(common)
@@ -344,7 +362,9 @@ def extend(
         total = lease_minutes(lease, what="--lease") if lease is not None else None
         if total == 0:
             raise UsageError("--lease must be more than 0 minutes")
-        session = await target.extend(sid, lease_minutes=total, by_minutes=by)
+        _refuse_app_only(target, reason=reason, requested_by=requested_by)
+        session = await target.extend(sid, lease_minutes=total, by_minutes=by, reason=reason,
+                                      requested_by=_requester(target, requested_by))
         _show_session(run, session, Text.assemble("Lease of ", (sid, "bold"),
                                                   f" is now {session.get('leaseMinutes')} minutes."))
         return OK
@@ -361,10 +381,7 @@ def stop(common: Common, session_id: SessionIdArg, reason: Reason = None, reques
 
     async def work(target: Target, run: Run) -> int:
         sid = _session_id(session_id)
-        if not target.is_app:
-            for flag, value in (("--reason", reason), ("--requested-by", requested_by)):
-                if value:
-                    raise app_only(flag)
+        _refuse_app_only(target, reason=reason, requested_by=requested_by)
         current = await target.get(sid)
         if current.get("status") in TERMINAL:
             ended = f" at {render.when(current['endedAt'])}" if current.get("endedAt") else ""
@@ -372,8 +389,7 @@ def stop(common: Common, session_id: SessionIdArg, reason: Reason = None, reques
                 "Session ", (sid, "bold"), " had already ended: ", render.status_text(current.get("status")),
                 f"{ended}. Nothing to stop."))
             return OK
-        session = await target.stop(sid, reason=reason,
-                                    requested_by=requested_by or (_user() if target.is_app else None))
+        session = await target.stop(sid, reason=reason, requested_by=_requester(target, requested_by))
         _show_session(run, session, Text.assemble("Stopped ", (sid, "bold"), "."))
         return OK
 
@@ -395,7 +411,7 @@ def keep_alive(
     async def work(target: Target, run: Run) -> int:
         sid = _session_id(session_id)
         session = await target.keep_alive(sid, not off, reason=reason,  # type: ignore[attr-defined]
-                                          requested_by=requested_by or _user())
+                                          requested_by=_requester(target, requested_by))
         if session.get("keepAlive"):
             headline = Text.assemble("Session ", (sid, "bold"), " is kept alive: the nightly shutdown leaves it "
                                      "running (its lease still ends it).")

@@ -229,7 +229,8 @@ def events_table(body: dict[str, Any]) -> Trimmed:
         if event.get("toStatus"):
             change = f"{event.get('fromStatus') or '-'} -> {event['toStatus']}"
         detail = event.get("detail") or {}
-        detail_text = ", ".join(f"{k}={v}" for k, v in detail.items()) if isinstance(detail, dict) else str(detail)
+        detail_text = (", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in detail.items()
+                                 if v is not None) if isinstance(detail, dict) else str(detail))
         table.add_row(*_cells(event.get("seq"), when(event.get("at"), SECONDS), event.get("type"), change,
                               event.get("actor"),
                               detail_text))

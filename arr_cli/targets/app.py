@@ -137,35 +137,40 @@ class AppTarget:
     async def list(self) -> dict[str, Any]:
         return self._json(await self._call("GET", "/sessions", "listing sessions"), "listing sessions")
 
-    async def extend(self, session_id: str, *, lease_minutes: int | None, by_minutes: int | None) -> Session:
-        body = {"leaseMinutes": lease_minutes} if lease_minutes is not None else {"extendByMinutes": by_minutes}
+    async def extend(self, session_id: str, *, lease_minutes: int | None, by_minutes: int | None,
+                     reason: str | None = None, requested_by: str | None = None) -> Session:
+        lease = {"leaseMinutes": lease_minutes} if lease_minutes is not None else {"extendByMinutes": by_minutes}
         what = f"extending session {session_id}"
-        return self._json(await self._call("PATCH", f"/sessions/{session_id}", what, json=body), what)
+        return await self._change("PATCH", f"/sessions/{session_id}", what,
+                                  {**lease, "reason": reason, "requestedBy": requested_by})
 
     async def stop(self, session_id: str, *, reason: str | None, requested_by: str | None) -> Session:
         what = f"stopping session {session_id}"
-        path = f"/sessions/{session_id}/stop"
-        body = {k: v for k, v in {"reason": reason, "requestedBy": requested_by}.items() if v}
-        response = await self._send("POST", path, what, json=body)
-        if requested_by and _refused_field(response, "requestedBy"):  # an app that records no stopper: stop anyway
-            log.warning("this app version does not record who stops a session; stopping without requestedBy")
-            body.pop("requestedBy")
-            response = await self._send("POST", path, what, json=body)
-        if response.status_code != 200:
-            raise problem_error(response, what)
-        return self._json(response, what)
+        return await self._change("POST", f"/sessions/{session_id}/stop", what,
+                                  {"reason": reason, "requestedBy": requested_by})
 
     async def keep_alive(self, session_id: str, keep: bool, *, reason: str | None,
                          requested_by: str | None) -> Session:
         """Exempt the session from the nightly shutdown (``keep``), or hand it back to it."""
         what = f"changing keepAlive of session {session_id}"
-        body = {k: v for k, v in {"keepAlive": keep, "reason": reason, "requestedBy": requested_by}.items()
-                if v is not None}
-        response = await self._send("PATCH", f"/sessions/{session_id}", what, json=body)
+        return await self._change("PATCH", f"/sessions/{session_id}", what,
+                                  {"keepAlive": keep, "reason": reason, "requestedBy": requested_by})
+
+    async def _change(self, method: str, path: str, what: str, body: dict[str, Any]) -> Session:
+        """A change that says who asks and why (what is None is left out). An app from before a field refuses it
+        as an extra input: one from before ``keepAlive`` could change is said to be too old; one from before
+        ``requestedBy`` (or a stop's or extend's ``reason``) records nobody, and the change is sent again without
+        them (logged with -v)."""
+        body = {k: v for k, v in body.items() if v is not None}
+        response = await self._send(method, path, what, json=body)
         if _refused_field(response, "keepAlive"):
             raise UsageError(f"{what}: this app version cannot change keepAlive after the start",
                              hint="Update the app; until then keepAlive is set only by `start --keep-alive`.",
                              status=400)
+        dropped = [k for k in ("requestedBy", "reason") if k in body and _refused_field(response, k)]
+        if dropped:
+            log.warning("this app version does not take %s here; sent again without", " or ".join(dropped))
+            response = await self._send(method, path, what, json={k: v for k, v in body.items() if k not in dropped})
         if response.status_code != 200:
             raise problem_error(response, what)
         return self._json(response, what)

@@ -102,7 +102,11 @@ class DirectTarget:
     async def list(self) -> dict[str, Any]:
         return {"sessions": [view_of(s) async for s in self.client.list_sessions()]}
 
-    async def extend(self, session_id: str, *, lease_minutes: int | None, by_minutes: int | None) -> Session:
+    async def extend(self, session_id: str, *, lease_minutes: int | None, by_minutes: int | None,
+                     reason: str | None = None, requested_by: str | None = None) -> Session:
+        """ARR keeps no history: a ``reason`` is refused, ``requested_by`` not sent."""
+        if reason:
+            raise app_only("--reason")
         if by_minutes is not None:
             current = await self.client.get_session(session_id)
             lease_minutes = (current.lease_minutes or 0) + by_minutes

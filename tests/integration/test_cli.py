@@ -288,6 +288,7 @@ def test_what_only_the_app_knows_needs_the_app(emulator: Emulator, tmp_path: Pat
     (["start", "--timeout", "soon"], "--timeout must be a duration"),
     (["start", "--reason", "demo"], "--reason is kept in the app's history"),
     (["stop", "s1", "--requested-by", "ana"], "--requested-by is kept in the app's history"),
+    (["extend", "s1", "--by", "5", "--reason", "demo"], "--reason is kept in the app's history"),
     (["get", "not a valid id"], "ID must be 1-256 letters"),
     (["start", "--size", "huge"], "Invalid value for '--size'"),
     (["start", "--poll", "0.1"], "Invalid value for '--poll'"),
@@ -469,19 +470,24 @@ def test_piped_tables_have_no_trailing_spaces(app_host: Host, emulator: Emulator
     assert any(re.fullmatch(r"cli-piped\s+Starting\s+Standard\s+20 min\s+\S.*ana", line) for line in lines), lines
 
 
-def test_stop_through_the_app_names_who_asked(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
-    """The requester a start sends (--requested-by, else the user name) is sent by a stop too: the session's
-    stoppedBy and the stop event's actor name them."""
-    emulator.reset(startupSeconds=60)
+def test_stop_and_extend_through_the_app_name_who_asked(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    """The requester a start sends (--requested-by, else the user name) is sent by a stop and an extend too: the
+    session's stoppedBy and the events' actor name them."""
+    emulator.reset(startupSeconds=1)
     env = app_env(app_host)
     for sid, args, who in (("cli-stop-by-1", ["--requested-by", "ana"], "ana"),
                            ("cli-stop-by-2", [], getpass.getuser())):
-        assert cli("start", "--id", sid, env=env, cwd=tmp_path).code == 0
+        assert cli("start", "--id", sid, "--wait", "--poll", "1", env=env, cwd=tmp_path).code == 0
+        assert cli("extend", sid, "--by", "5", "--reason", "more time", *args, env=env, cwd=tmp_path).code == 0
         stopped = cli("stop", sid, "--reason", "done", *args, "--json", env=env, cwd=tmp_path)
         assert stopped.code == 0, stopped
         assert (stopped.json["stoppedBy"], stopped.json["stopReason"]) == (who, "done"), stopped
         events = cli("events", sid, "--json", env=env, cwd=tmp_path).json["events"]
-        assert [e["actor"] for e in events if e["type"] == "stopped"] == [who], events
+        assert [(e["type"], e["actor"]) for e in events if e["type"] in ("extended", "stopped")] == [
+            ("extended", who), ("stopped", who)], events
+        assert [e["detail"].get("reason") for e in events if e["type"] == "extended"] == ["more time"]
+        shown = cli("events", sid, env=env, cwd=tmp_path).out
+        assert re.search(rf"stopped\s+- -> Stopped\s+{who}\s+billedMinutes=", shown), shown
 
 
 def test_keep_alive_changes_after_the_start(app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
