@@ -26,6 +26,7 @@ from .config import Resolved, duration_seconds, lease_minutes, resolve, size_nam
 from .errors import INTERRUPTED, OK, SESSION_ENDED, TIMED_OUT, UsageError, app_only, as_cli_error
 from .options import Common, global_options, with_common
 from .targets import TERMINAL, Poll, Session, StartRequest, Target, open_target
+from .untrusted import printable
 from .waiting import WaitOutcome, wait_for_session
 
 app = typer.Typer(
@@ -38,7 +39,8 @@ app = typer.Typer(
          "`arr-sessions list -v` are the same (given both ways, the one after the command wins).\n\n"
          "Exit codes: 0 ok (a stop of an ended session included); 1 the session ended (Error, Expired, Stopped) "
          "while waiting; 2 usage or config error (a function key missing or refused included); 3 service error "
-         "(ARR's MS-CV is printed when ARR was asked); 4 --timeout ran out; 130 Ctrl-C.",
+         "(ARR's MS-CV is printed when ARR was asked); 4 --timeout ran out; 5 an answer could not be read (not JSON, "
+         "of another shape, nested too deeply, larger than 16 MiB); 130 Ctrl-C.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -190,7 +192,7 @@ def _waited(run: Run, outcome: WaitOutcome, timeout: str | None) -> int:
         _show_session(run, session, Text.assemble(("Ready", "bold green"), f" after {took} ({checks})."))
         return OK
     error = session.get("error")
-    why = f": {error.get('code')}: {error.get('message')}" if isinstance(error, dict) else ""
+    why = printable(f": {error.get('code')}: {error.get('message')}") if isinstance(error, dict) else ""
     _show_session(run, session, Text.assemble(("Session ended ", "bold red"), render.status_text(outcome.status),
                                               f" after {took}{why}"))
     return SESSION_ENDED

@@ -14,6 +14,9 @@ it, so its users switch without touching it:
   prefix (``sts.`` for the account domain, ``remoterendering.`` for the rendering domain) and ``https://``.
 - The fields of older script versions are read too when the new ones are unset: ``accountSettings.region``,
   ``serviceEndpoint`` and ``authenticationEndpoint``.
+- It must be a regular file (a link to one is fine) of at most :data:`MAX_CONFIG_BYTES`: a FIFO, a device
+  (``/dev/zero``), a directory or a larger file is refused before anything is read from it (the script's file is
+  under 2 KB), and JSON nested more than a few levels is a message, not a traceback.
 
 Then the environment overrides the file (the app's own names, ``ARR_ACCOUNT_ID`` ...; blank is unset), and flags
 override both. Every error names the field as the user wrote it and exits 2.
@@ -25,16 +28,19 @@ import json
 import math
 import os
 import re
+import stat
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .errors import ConfigError, UsageError, needs_app
+from .errors import ENV_CALL_TIMEOUT, ConfigError, UsageError, needs_app
+from .untrusted import MAX_DEPTH, parse_json
 
 MAX_LEASE_MINUTES = 1440  # ARR's limit (arr_core.arr.validation); not imported so that parsing stays import-light
 DEFAULT_CONFIG_NAME = "arrconfig.json"
+MAX_CONFIG_BYTES = 1024 * 1024  # RenderingSession.ps1's file is under 2 KB
 DEFAULT_SIZE = "Standard"
 DEFAULT_LEASE_MINUTES = 60  # the app's default (ARR_DEFAULT_LEASE_MINUTES): a forgotten session costs an hour
 PLACEHOLDER = re.compile(r"^\s*<.*>\s*$", re.DOTALL)
@@ -191,20 +197,57 @@ def _text(section: dict[str, object], section_name: str, key: str, source: str) 
     return value
 
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO, a named pipe"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_unless_regular(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+    real = os.path.realpath(path)
+    target = f": {real}" if real != os.path.abspath(path) else ""
+    raise UsageError(f"{path}: is not a regular file (it is {kind}{target})",
+                     hint="Give the path of the arrconfig.json file itself.")
+
+
+def read_config_file(path: Path) -> bytes:
+    """The bytes of ``path``, a regular file (links followed) of at most :data:`MAX_CONFIG_BYTES`.
+
+    Anything else is refused before a byte is read: the kind is checked before the file is opened (so no device
+    is even opened), and again on what was opened (non-blocking, so a FIFO put there in between cannot block)."""
+    try:
+        _refuse_unless_regular(path, os.stat(path).st_mode)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        with os.fdopen(os.open(path, flags), "rb") as file:
+            _refuse_unless_regular(path, os.fstat(file.fileno()).st_mode)
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file", hint="Give --config PATH or set ARR_SESSIONS_CONFIG.") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({type(exc).__name__}: {exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path}: is larger than {MAX_CONFIG_BYTES // 2**20} MiB, which no arrconfig.json is "
+                         "(RenderingSession.ps1's is under 2 KB)",
+                         hint="Give the path of the arrconfig.json file itself.")
+    return data
+
+
 def load_arrconfig(path: Path) -> FileSettings:
     """Read ``arrconfig.json``; a malformed file or field raises :class:`ConfigError` naming it."""
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file", hint="Give --config PATH or set ARR_SESSIONS_CONFIG.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+        text = read_config_file(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: cannot be read (not UTF-8: {exc.reason} at byte {exc.start})") from None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                         hint="A stray or missing comma often does it.") from None
+        data = parse_json(text, max_depth=MAX_DEPTH)
+    except ValueError as exc:
+        what = str(exc)
+        if what.startswith("not JSON: "):
+            raise UsageError(f"{path}: not valid JSON: {what.removeprefix('not JSON: ')}",
+                             hint="A stray or missing comma often does it." if " at line " in what else None) from None
+        raise UsageError(f"{path}: {what}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path}: must hold a JSON object with accountSettings and renderingSessionSettings")
 
@@ -311,6 +354,7 @@ class Resolved:
     size: str | None
     lease_minutes: int | None
     config_path: Path | None
+    call_timeout: float | None = None  # seconds one call may take, whole (ARR_SESSIONS_CALL_TIMEOUT); None: default
 
     @property
     def is_app(self) -> bool:
@@ -365,7 +409,7 @@ def config_path(flags: Flags, env: Mapping[str, str], cwd: Path) -> tuple[Path |
     if named is not None:
         return Path(named), True
     default = cwd / DEFAULT_CONFIG_NAME
-    return (default, False) if default.is_file() else (None, False)
+    return (default, False) if default.exists() else (None, False)  # there but not a file: refused when read
 
 
 def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None = None, *,
@@ -383,7 +427,7 @@ def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None
         raise needs_app(command)
 
     path, named = config_path(flags, env, cwd)
-    file = load_arrconfig(path) if path is not None and (named or path.is_file()) else None
+    file = load_arrconfig(path) if path is not None else None
     file = file or FileSettings(path=Path(DEFAULT_CONFIG_NAME))
     file_source = str(path) if path is not None else None
 
@@ -394,11 +438,14 @@ def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None
     if _env(env, "ARR_DEFAULT_LEASE_MINUTES"):
         lease = lease_minutes(env["ARR_DEFAULT_LEASE_MINUTES"], what="ARR_DEFAULT_LEASE_MINUTES")
 
+    call_timeout = duration_seconds(env[ENV_CALL_TIMEOUT], what=ENV_CALL_TIMEOUT) if _env(env, ENV_CALL_TIMEOUT) \
+        else None
+
     if app_url is not None:
         key, key_source = (flags.function_key, "--function-key") if flags.function_key else (
             _env(env, ENV_FUNCTION_KEY), ENV_FUNCTION_KEY)
         return Resolved(app_config(app_url, key, what=app_what, key_source=key_source), size, lease,
-                        path if file_source else None)
+                        path if file_source else None, call_timeout)
 
     account_id = file.account_id
     if _env(env, "ARR_ACCOUNT_ID"):
@@ -433,4 +480,4 @@ def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None
                           managed_identity_client_id=_env(env, "ARR_MANAGED_IDENTITY_CLIENT_ID"),
                           key_source=key_source if key else None)
     return Resolved(target, size or DEFAULT_SIZE, DEFAULT_LEASE_MINUTES if lease is None else lease,
-                    path if file_source else None)
+                    path if file_source else None, call_timeout)

@@ -10,6 +10,8 @@ code    meaning
 3       the service (ARR, its STS, or the app) failed, refused, or did not answer; ARR's MS-CV is printed when
         ARR was asked (directly, or by the app on our behalf and its answer passed on)
 4       ``--timeout`` ran out while the session was still Starting (it keeps running)
+5       an answer (the app's or ARR's) could not be read: not JSON, not of the shape the CLI reads, nested too
+        deeply, or larger than 16 MiB
 130     Ctrl-C (the session, if any, keeps running)
 ======  ==================================================================================================
 
@@ -23,12 +25,17 @@ from typing import Any
 
 import httpx
 
+from .untrusted import parse_json, said
+
 OK = 0
 SESSION_ENDED = 1
 USAGE = 2
 SERVICE = 3
 TIMED_OUT = 4
+UNREADABLE = 5
 INTERRUPTED = 130
+
+ENV_CALL_TIMEOUT = "ARR_SESSIONS_CALL_TIMEOUT"  # seconds one call may take, whole (arr_cli.config reads it)
 
 
 class CliError(Exception):
@@ -72,6 +79,13 @@ class ServiceFailure(CliError):
     exit_code = SERVICE
 
 
+class AnswerUnreadable(CliError):
+    """An answer of the app or ARR that the CLI cannot read: not JSON, not of the shape it reads, nested too
+    deeply, or too large. Trying again would read the same: it is no passing failure of the service."""
+
+    exit_code = UNREADABLE
+
+
 def app_only(flag: str) -> UsageError:
     """The error of a flag whose value only the app's history can keep."""
     return UsageError(f"{flag} is kept in the app's history; ARR alone has nowhere to keep it.",
@@ -106,16 +120,25 @@ def as_cli_error(exc: BaseException) -> CliError | None:
     """The :class:`CliError` an exception from arr_core, httpx or azure-identity stands for; None if unknown."""
     if isinstance(exc, CliError):
         return exc
+    from arr_core.arr.transport import MAX_ANSWER_BYTES, AnswerTooLarge
     from arr_core.errors import (
         ArrError,
         AuthenticationError,
         InvalidRequestError,
         NotFoundError,
+        ServiceTimeoutError,
         TransportError,
     )
 
     if isinstance(exc, InvalidRequestError) and exc.status_code is None and exc.argument:
         return UsageError(exc.message)  # refused by the client's own checks, before anything was sent
+    if isinstance(exc, ArrError) and (exc.code == "InvalidResponse" or isinstance(exc.__cause__, AnswerTooLarge)):
+        why = (f"it is larger than {MAX_ANSWER_BYTES // 2**20} MiB" if isinstance(exc.__cause__, AnswerTooLarge)
+               else said(exc.message))
+        return AnswerUnreadable(f"ARR's answer could not be read: {why}", status=exc.status_code, code=exc.code,
+                                correlation_id=said(exc.correlation_id) or None, from_arr=True,
+                                hint="ARR, or what answers at its address, sent what ARR does not send. Check the "
+                                     "domains (remoteRenderingDomain, arrAccountDomain).")
     if isinstance(exc, ArrError):
         hint = None
         if isinstance(exc, NotFoundError):
@@ -123,15 +146,19 @@ def as_cli_error(exc: BaseException) -> CliError | None:
         elif isinstance(exc, AuthenticationError):
             hint = ("Check the account id and key (accountSettings in arrconfig.json, ARR_ACCOUNT_KEY), or that your "
                     "Azure identity has the Remote Rendering Client role on the account.")
+        elif isinstance(exc, ServiceTimeoutError):
+            hint = f"{ENV_CALL_TIMEOUT} sets how long a call to ARR may take (seconds; 30 unless set)."
         elif isinstance(exc, TransportError):
             hint = "Check the domains (remoteRenderingDomain, arrAccountDomain) and your network."
-        prefix = "ARR could not be reached" if isinstance(exc, TransportError) else "ARR answered"
+        prefix = ("ARR did not answer in time" if isinstance(exc, ServiceTimeoutError) else
+                  "ARR could not be reached" if isinstance(exc, TransportError) else "ARR answered")
         if exc.status_code is not None:
             prefix += f" {exc.status_code}"
-        return ServiceFailure(f"{prefix}: {exc.code}: {exc.message}", hint=hint, correlation_id=exc.correlation_id,
-                              status=exc.status_code, code=exc.code, from_arr=True)
+        return ServiceFailure(f"{prefix}: {said(exc.code)}: {said(exc.message)}", hint=hint,
+                              correlation_id=said(exc.correlation_id) or None, status=exc.status_code, code=exc.code,
+                              from_arr=True)
     if _is_azure_auth_error(exc):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = said(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
         return ServiceFailure(
             f"no Azure credential worked: {first}",
             hint="No account key is set, so Azure sign-in was tried (managed identity, environment, `az login`). "
@@ -150,39 +177,52 @@ def _is_azure_auth_error(exc: BaseException) -> bool:
                for cls in type(exc).__mro__)
 
 
+def answer_json(response: httpx.Response) -> Any:
+    """The JSON of an answer, None when it is not JSON or is nested too deeply (never a RecursionError)."""
+    try:
+        return parse_json(response.content)
+    except ValueError:
+        return None
+
+
+MAX_FIELD_ERRORS = 10
+
+
 def problem_error(response: httpx.Response, what: str) -> ServiceFailure:
     """The app's ``application/problem+json`` answer (or whatever else came) as a :class:`ServiceFailure`.
 
     Each thing is said once: a field's message that repeats the detail (a 409 for a session id in use names the
     field with the detail's words) is left out. The app sends no correlation id of its own; ``correlationId`` is
-    ARR's MS-CV when ARR's answer was the cause."""
-    body: Any
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    status = response.status_code
+    ARR's MS-CV when ARR's answer was the cause. What the answer says is taken as text only where it is text,
+    clipped, and with its control characters escaped (:func:`~arr_cli.untrusted.said`): an answer built to
+    drive the terminal reaches it as harmless text."""
     from arr_core.arr.retries import parse_retry_after
+    from arr_core.arr.validation import SESSION_ID_PATTERN
 
+    body = answer_json(response)
+    status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if isinstance(body, dict) and ("title" in body or "detail" in body):
-        parts = [str(body.get("title") or "")]
+        parts = [said(body.get("title"))]
         if body.get("detail") and body.get("detail") != body.get("title"):
-            parts.append(str(body["detail"]))
-        for item in body.get("errors") or []:
-            if isinstance(item, dict) and str(item.get("message")) not in parts:
-                parts.append(f"{item.get('field')}: {item.get('message')}")
+            parts.append(said(body["detail"]))
+        errors = body.get("errors")
+        for item in errors[:MAX_FIELD_ERRORS] if isinstance(errors, list) else []:
+            if isinstance(item, dict) and said(item.get("message")) not in parts:
+                parts.append(f"{said(item.get('field'))}: {said(item.get('message'))}")
         arr = body.get("arrError")
         if isinstance(arr, dict):
-            parts.append(f"ARR said {arr.get('code')}: {arr.get('message')}")
+            parts.append(f"ARR said {said(arr.get('code'))}: {said(arr.get('message'))}")
         hint = None
-        if isinstance(body.get("sessionId"), str):  # a start ARR left unanswered: the session may exist
-            sid = body["sessionId"]
+        sid = body.get("sessionId")
+        if isinstance(sid, str) and SESSION_ID_PATTERN.fullmatch(sid):  # a start ARR left unanswered: it may exist
             hint = (f"Session {sid} may be starting: check it with `arr-sessions get {sid} --wait` before starting "
                     "again.")
         elif retry_after is not None:
             hint = f"The app asks to try again in {retry_after:g} s."
-        return ServiceFailure(f"{what}: " + " - ".join(p for p in parts if p), correlation_id=body.get("correlationId"),
-                              status=status, code=str(body.get("type") or status), hint=hint, retry_after=retry_after)
-    return ServiceFailure(f"{what}: the app answered HTTP {status} {response.reason_phrase}".rstrip(),
+        cv = body.get("correlationId")
+        return ServiceFailure(f"{what}: " + " - ".join(p for p in parts if p),
+                              correlation_id=said(cv, 100) if isinstance(cv, str) and cv else None, status=status,
+                              code=said(body.get("type"), 100) or str(status), hint=hint, retry_after=retry_after)
+    return ServiceFailure(f"{what}: the app answered HTTP {status} {said(response.reason_phrase, 100)}".rstrip(),
                           status=status, retry_after=retry_after)

@@ -3,6 +3,11 @@
 Results go to stdout, everything else (progress, notes, errors) to stderr, so ``--json`` output can be piped and a
 table can be grepped while the wait still shows. The live display is drawn only on a terminal; elsewhere (CI
 logs, a pipe) the wait prints one line per change instead.
+
+Whatever a service or a file said reaches the terminal with its control characters escaped
+(:func:`~arr_cli.untrusted.printable`: ``\x1b``, ``\u202e``): each value as it becomes a cell, a row, a title or a
+line, and then once more as the console writes (:class:`EscapingConsole`), so that nothing built elsewhere can slip a
+raw escape sequence through. ``--json`` escapes the same characters with JSON's own escapes.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -23,12 +29,22 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from .errors import CliError
+from .errors import SERVICE, UNREADABLE, CliError
 from .targets import Session
+from .untrusted import json_printable, printable
 from .waiting import Tick
 
 STATUS_STYLE = {"Starting": "yellow", "Ready": "bold green", "Stopped": "dim", "Expired": "magenta",
                 "Error": "bold red"}
+
+
+class EscapingConsole(Console):
+    """A console that writes no control character it did not make itself: its own cursor moves and styles are
+    control segments, left alone; in the text, any control character but the line breaks is escaped."""
+
+    def render(self, renderable: Any, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            yield segment if segment.control else Segment(printable(segment.text, keep="\n"), segment.style)
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -36,12 +52,13 @@ def console(*, stderr: bool = False) -> Console:
     columns: a hostname or an error message is copied whole; messages on stderr are never folded."""
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal or os.environ.get("COLUMNS") else 200
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
+    return EscapingConsole(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
 def print_json(data: Any) -> None:
-    """``data`` as indented JSON on stdout: no colour, no wrapping, whatever the terminal."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    """``data`` as indented JSON on stdout: no colour, no wrapping, whatever the terminal; every control and
+    bidirectional character as a JSON escape (the same value, nothing raw on a terminal)."""
+    sys.stdout.write(json_printable(json.dumps(data, indent=2, ensure_ascii=False, default=str)) + "\n")
     sys.stdout.flush()
 
 
@@ -64,7 +81,7 @@ def when(value: object, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
     try:
         parsed = datetime.fromisoformat(str(value))
     except ValueError:
-        return str(value)
+        return printable(str(value))
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC)
     return parsed.strftime(fmt)
@@ -89,7 +106,7 @@ class Trimmed:
 
 
 def status_text(status: object) -> Text:
-    return Text(str(status or "?"), style=STATUS_STYLE.get(str(status), ""))
+    return Text(printable(str(status or "?")), style=STATUS_STYLE.get(str(status), ""))
 
 
 def _minutes(value: object) -> str:
@@ -97,8 +114,10 @@ def _minutes(value: object) -> str:
 
 
 def _cells(*values: object) -> list[Text]:
-    """Cells as plain text: ids, reasons and messages come from users and services, never as markup."""
-    return [value if isinstance(value, Text) else Text("" if value is None else str(value)) for value in values]
+    """Cells as plain text: ids, reasons and messages come from users and services, never as markup, and never
+    with a control character of theirs."""
+    return [value if isinstance(value, Text) else Text("" if value is None else printable(str(value)))
+            for value in values]
 
 
 # -- one session ---------------------------------------------------------------------------------------------------
@@ -143,7 +162,7 @@ def session_details(session: Session) -> Trimmed:
         row("Keep alive", "yes: the nightly shutdown leaves it running")
     error = session.get("error")
     if isinstance(error, dict):
-        row("Error", Text(f"{error.get('code')}: {error.get('message')}", style="red"))
+        row("Error", Text(printable(f"{error.get('code')}: {error.get('message')}"), style="red"))
     return Trimmed(grid)
 
 
@@ -188,8 +207,8 @@ def usage_table(report: dict[str, Any], group_by: str) -> Trimmed:
                      footer="Total")
     table.add_column("Sessions", justify="right", footer=str(total.get("sessions", "")))
     table.add_column("Billed minutes", justify="right", footer=str(total.get("billedMinutes", "")))
-    table.add_column(f"Estimated cost ({currency})" if currency else "Estimated cost", justify="right",
-                     footer=_cost(total.get("estimatedCost")))
+    table.add_column(f"Estimated cost ({printable(str(currency))})" if currency else "Estimated cost",
+                     justify="right", footer=_cost(total.get("estimatedCost")))
     for row in report.get("rows") or []:
         table.add_row(*_cells(row.get("key"), row.get("sessions"), row.get("billedMinutes"),
                               _cost(row.get("estimatedCost"))))
@@ -202,7 +221,7 @@ def _cost(value: object) -> str:
 
 def cleanup_table(report: dict[str, Any]) -> Trimmed:
     mode = report.get("mode") or "lease"
-    title = f"Cleanup ({mode}{', dry run: nothing was stopped' if report.get('dryRun') else ''})"
+    title = f"Cleanup ({printable(str(mode))}{', dry run: nothing was stopped' if report.get('dryRun') else ''})"
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
     table.add_column("Outcome", no_wrap=True)
     table.add_column("Session", no_wrap=True)
@@ -216,7 +235,7 @@ def cleanup_table(report: dict[str, Any]) -> Trimmed:
 
 
 def events_table(body: dict[str, Any]) -> Trimmed:
-    table = Table(title=Text(f"Events of {body.get('sessionId') or 'the session'}"), title_justify="left",
+    table = Table(title=Text(printable(f"Events of {body.get('sessionId') or 'the session'}")), title_justify="left",
                   header_style="bold", pad_edge=False, box=None)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("At (UTC)", no_wrap=True)
@@ -258,14 +277,14 @@ class LiveProgress:
 
     def update(self, tick: Tick) -> None:
         line = Text.assemble(
-            (tick.session_id, "bold"), "  ", status_text(tick.status) if tick.status != "?" else "…", "  ",
+            (printable(tick.session_id), "bold"), "  ", status_text(tick.status) if tick.status != "?" else "…", "  ",
             (clock_text(tick.elapsed), "bold"), " elapsed  ",
             "checking now" if tick.next_check_in is None else f"next check in {math.ceil(tick.next_check_in)} s",
             (f" ({tick.pace})", "dim"),
         )
         self._spinner.update(text=line)
         hint = Text("Ctrl-C stops waiting; the session keeps running.", style="dim")
-        rows = [self._spinner, Text(tick.note, style="yellow")] if tick.note else [self._spinner]
+        rows = [self._spinner, Text(printable(tick.note), style="yellow")] if tick.note else [self._spinner]
         self._live.update(Group(*rows, hint))
 
 
@@ -287,7 +306,7 @@ class LineProgress:
             return
         self._last = (tick.status, tick.note, tick.pace)
         text = f"[{clock_text(tick.elapsed)}] {tick.session_id}: {tick.status} (checking {tick.pace})"
-        self._err.print(text + (f"; {tick.note}" if tick.note else ""), markup=False, highlight=False)
+        self._err.print(printable(text + (f"; {tick.note}" if tick.note else "")), markup=False, highlight=False)
 
 
 def progress(err: Console) -> LiveProgress | LineProgress:
@@ -301,17 +320,17 @@ def error(err: Console, problem: CliError) -> None:
 
     The MS-CV line comes when ARR was asked: directly (``MS-CV: none ...`` when no answer carried one), or by the
     app, whose problem document passes ARR's on. The app has no correlation id of its own to show."""
-    err.print(Text.assemble(("Error: ", "bold red"), problem.message))
+    err.print(Text.assemble(("Error: ", "bold red"), printable(problem.message, keep="\n")))
     if problem.hint:
-        err.print(Text(problem.hint, style="dim"))
-    if problem.exit_code != 3:
+        err.print(Text(printable(problem.hint, keep="\n"), style="dim"))
+    if problem.exit_code not in (SERVICE, UNREADABLE):
         return
     cv = problem.correlation_id
     if problem.from_arr:
-        err.print(Text(f"MS-CV: {cv}" if cv else "MS-CV: none (no answer from ARR carried one)",
+        err.print(Text(printable(f"MS-CV: {cv}") if cv else "MS-CV: none (no answer from ARR carried one)",
                        style="" if cv else "dim"))
     elif cv:
-        err.print(Text(f"MS-CV: {cv} (ARR's, passed on by the app)"))
+        err.print(Text(printable(f"MS-CV: {cv} (ARR's, passed on by the app)")))
 
 
 class LogLines(logging.Handler):
@@ -326,6 +345,6 @@ class LogLines(logging.Handler):
         try:
             at = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
             level = f"{record.levelname} " if record.levelno >= logging.WARNING else ""
-            self._err.print(Text(f"[{at}] {level}{record.getMessage()}", style="dim"), soft_wrap=True)
+            self._err.print(Text(printable(f"[{at}] {level}{record.getMessage()}"), style="dim"), soft_wrap=True)
         except Exception:  # a log line must never end the command
             self.handleError(record)

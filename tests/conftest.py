@@ -48,6 +48,17 @@ def wait_until_listening(port: int, process: subprocess.Popen[bytes], timeout: f
     wait_for(listening, f"something listening on port {port}", timeout=timeout)
 
 
+def not_a_regular_file(path: Path, kind: str) -> None:
+    """Put at ``path`` something no regular file: ``fifo`` (a real one, ``os.mkfifo``), ``directory``, or a
+    symbolic link to the device ``kind`` names (``/dev/zero``, ``/dev/urandom``)."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to(kind)
+
+
 def untraced(environ: dict[str, str]) -> dict[str, str]:
     """``environ`` without coverage's settings: a Python subprocess started with it is not measured (the emulator
     and the fuzzer are not the code under test, and coverage's tracer would halve their speed)."""

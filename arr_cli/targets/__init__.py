@@ -11,10 +11,10 @@ def open_target(resolved: Resolved) -> Target:
     if isinstance(resolved.target, AppConfig):
         from .app import AppTarget
 
-        return AppTarget(resolved.target)
+        return AppTarget(resolved.target, call_seconds=resolved.call_timeout)
     from .direct import DirectTarget
 
-    return DirectTarget(resolved.target)
+    return DirectTarget(resolved.target, call_seconds=resolved.call_timeout)
 
 
 __all__ = ["TERMINAL", "VIEW_KEYS", "Poll", "Session", "StartRequest", "Target", "open_target"]

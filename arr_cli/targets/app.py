@@ -7,10 +7,15 @@ writes into them (behind API Management or a custom domain the two differ), so t
 Every call goes through :meth:`AppTarget._send`, which logs it on ``arr_cli.app`` (shown by ``-v``): method, path,
 query without a ``code`` value, status and time; never a key. A 401 is the key's fault, not the service's: it is
 a configuration error naming where the key came from (:func:`~arr_cli.errors.function_key_error`).
+
+An answer is read as it streams in, up to 16 MiB (arr_core's ``read_capped``; the rest is never read), and the
+whole call, an answer that trickles in included, ends within :data:`CALL_SECONDS` (``ARR_SESSIONS_CALL_TIMEOUT``);
+then every answer the CLI uses is validated (:mod:`arr_cli.answers`) before it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -18,14 +23,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
+from arr_core.arr.transport import MAX_ANSWER_BYTES, AnswerTooLarge, read_capped
+
+from .. import answers
 from ..config import AppConfig
-from ..errors import ServiceFailure, UsageError, function_key_error, problem_error
+from ..errors import ENV_CALL_TIMEOUT, ServiceFailure, UsageError, answer_json, function_key_error, problem_error
 from .base import Poll, Session, StartRequest
 
 log = logging.getLogger("arr_cli.app")
 
 USER_AGENT = "arr-sessions-cli/1.0"
-TIMEOUT = httpx.Timeout(100.0, connect=10.0)  # the app answers within its own 90 s budget
+CALL_SECONDS = 100.0  # a whole call, however its answer trickles in: the app answers within its own 90 s budget
+CONNECT_SECONDS = 10.0
 
 
 def logged_path(url: httpx.URL) -> str:
@@ -39,8 +48,9 @@ def _refused_field(response: httpx.Response, field: str) -> bool:
     the field."""
     if response.status_code != 400 or not _is_problem(response):
         return False
-    return any(isinstance(e, dict) and e.get("field") == field and "Extra inputs" in str(e.get("message"))
-               for e in response.json().get("errors") or [])
+    errors = answer_json(response).get("errors")
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and e.get("field") == field and "Extra inputs" in str(e.get("message")) for e in errors)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -50,13 +60,11 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _is_problem(response: httpx.Response) -> bool:
-    if "problem+json" in response.headers.get("content-type", ""):
-        return True
-    try:
-        body = response.json()
-    except ValueError:
+    """An answer that is a problem document (a JSON object; whatever its content type says)."""
+    body = answer_json(response)
+    if not isinstance(body, dict):
         return False
-    return isinstance(body, dict) and "title" in body and "status" in body
+    return "problem+json" in response.headers.get("content-type", "") or ("title" in body and "status" in body)
 
 
 class AppTarget:
@@ -64,12 +72,15 @@ class AppTarget:
 
     is_app = True
 
-    def __init__(self, config: AppConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, config: AppConfig, *, transport: httpx.AsyncBaseTransport | None = None,
+                 call_seconds: float | None = None) -> None:
         self.config = config
+        self.call_seconds = call_seconds or CALL_SECONDS
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if config.function_key:
             headers["x-functions-key"] = config.function_key
-        self.http = httpx.AsyncClient(base_url=f"{config.url}/api", headers=headers, timeout=TIMEOUT,
+        timeout = httpx.Timeout(self.call_seconds, connect=min(CONNECT_SECONDS, self.call_seconds))
+        self.http = httpx.AsyncClient(base_url=f"{config.url}/api", headers=headers, timeout=timeout,
                                       transport=transport)
 
     def describe(self) -> str:
@@ -83,10 +94,17 @@ class AppTarget:
         started = time.perf_counter()
         request = self.http.build_request(method, path, **kwargs)
         try:
-            response = await self.http.send(request)
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout(self.call_seconds):  # the whole call: an answer that trickles in too
+                response = await read_capped(self.http, request, MAX_ANSWER_BYTES)
+        except (httpx.HTTPError, TimeoutError, AnswerTooLarge) as exc:
             log.warning("app %s %s failed after %.0f ms: %s", method, logged_path(request.url),
                         (time.perf_counter() - started) * 1000, type(exc).__name__)
+            if isinstance(exc, TimeoutError):
+                raise ServiceFailure(f"{what}: the app did not answer within {self.call_seconds:g} s",
+                                     hint=f"{ENV_CALL_TIMEOUT} sets how long a call may take (seconds).") from None
+            if isinstance(exc, AnswerTooLarge):
+                raise answers.unreadable(exc.response, what, f"it is larger than {MAX_ANSWER_BYTES // 2**20} MiB") \
+                    from None
             raise
         log.log(logging.INFO if response.status_code < 500 else logging.WARNING, "app %s %s -> %d in %.0f ms",
                 method, logged_path(request.url), response.status_code, (time.perf_counter() - started) * 1000)
@@ -101,13 +119,6 @@ class AppTarget:
             raise problem_error(response, what)
         return response
 
-    @staticmethod
-    def _json(response: httpx.Response, what: str) -> Any:
-        try:
-            return response.json()
-        except ValueError:
-            raise ServiceFailure(f"{what}: the app answered {response.status_code} without JSON",
-                                 status=response.status_code) from None
 
     # -- sessions ------------------------------------------------------------------------------------------------
 
@@ -118,24 +129,26 @@ class AppTarget:
             "keepAlive": request.keep_alive,
         }.items() if value is not None}
         response = await self._call("POST", "/sessions", "starting the session", ok=(200, 201, 202), json=body)
-        return Poll(self._json(response, "starting the session"),
+        return Poll(answers.read(response, answers.SessionAnswer, "starting the session"),
                     _retry_after(response) if response.status_code == 202 else None)
 
     async def get(self, session_id: str) -> Session:
         response = await self._call("GET", f"/sessions/{session_id}", f"reading session {session_id}")
-        return self._json(response, f"reading session {session_id}")
+        return answers.read(response, answers.SessionAnswer, f"reading session {session_id}")
 
     async def poll(self, session_id: str) -> Poll:
         what = f"waiting for session {session_id}"
         response = await self._send("GET", f"/sessions/{session_id}/ready", what)
         if response.status_code in (200, 202):
-            return Poll(self._json(response, what), _retry_after(response) if response.status_code == 202 else None)
-        if response.status_code == 409 and _is_problem(response) and response.json().get("sessionStatus"):
+            return Poll(answers.read(response, answers.SessionAnswer, what),
+                        _retry_after(response) if response.status_code == 202 else None)
+        if response.status_code == 409 and _is_problem(response) and answer_json(response).get("sessionStatus"):
             return Poll(await self.get(session_id))  # it has ended: the whole view, ARR's error included
         raise problem_error(response, what)
 
     async def list(self) -> dict[str, Any]:
-        return self._json(await self._call("GET", "/sessions", "listing sessions"), "listing sessions")
+        return answers.read(await self._call("GET", "/sessions", "listing sessions"), answers.SessionList,
+                            "listing sessions")
 
     async def extend(self, session_id: str, *, lease_minutes: int | None, by_minutes: int | None,
                      reason: str | None = None, requested_by: str | None = None) -> Session:
@@ -173,7 +186,7 @@ class AppTarget:
             response = await self._send(method, path, what, json={k: v for k, v in body.items() if k not in dropped})
         if response.status_code != 200:
             raise problem_error(response, what)
-        return self._json(response, what)
+        return answers.read(response, answers.SessionAnswer, what)
 
     # -- what only the app knows ---------------------------------------------------------------------------------
 
@@ -184,7 +197,7 @@ class AppTarget:
         url, query = "/history", {**params, "top": str(min(limit, 1000))}
         while True:
             response = await self._call("GET", url, "reading history", params=query)
-            page = self._json(response, "reading history")
+            page = answers.read(response, answers.HistoryPage, "reading history")
             sessions.extend(page.get("sessions") or [])
             link = page.get("nextLink")
             if not link or len(sessions) >= limit:
@@ -195,12 +208,13 @@ class AppTarget:
         return {"sessions": sessions[:limit], "nextLink": None if len(sessions) > limit else page.get("nextLink")}
 
     async def usage(self, params: dict[str, str]) -> dict[str, Any]:
-        return self._json(await self._call("GET", "/usage", "reading usage", params=params), "reading usage")
+        return answers.read(await self._call("GET", "/usage", "reading usage", params=params), answers.UsageReport,
+                            "reading usage")
 
     async def cleanup(self, *, dry_run: bool, mode: str) -> dict[str, Any]:
         params = {"dryRun": "true" if dry_run else "false", "mode": mode}
         response = await self._call("POST", "/cleanup", "running the cleanup", params=params)
-        return self._json(response, "running the cleanup")
+        return answers.read(response, answers.CleanupReport, "running the cleanup")
 
     async def events(self, session_id: str) -> dict[str, Any]:
         what = f"reading the events of session {session_id}"
@@ -210,4 +224,4 @@ class AppTarget:
                                  hint="Update the app, or read the session's history with `arr-sessions history`.")
         if response.status_code != 200:
             raise problem_error(response, what)
-        return self._json(response, what)
+        return answers.read(response, answers.SessionEvents, what)

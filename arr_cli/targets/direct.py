@@ -3,6 +3,12 @@
 With an account key the client exchanges it at the STS, as the script does. Without one it uses azure-identity's
 ``DefaultAzureCredential`` (a managed identity, environment credentials, or ``az login``), imported only then.
 ARR keeps no history, reasons or labels: flags that need them say so and exit 2, rather than being dropped.
+
+arr_core bounds what ARR and the STS can do to us: an answer is read up to 16 MiB, and each exchange, an answer
+that trickles in included, ends within its timeout (30 s, or ``ARR_SESSIONS_CALL_TIMEOUT``); a call is tried a
+second time only when the first ended within 20 s (:data:`CLI_RETRY`). Its errors become messages and exit codes
+in :func:`~arr_cli.errors.as_cli_error`, and everything ARR says is shown with its control characters escaped
+(:mod:`arr_cli.render`).
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+import httpx
 
 from arr_core.arr.auth import AccountKeyCredential
 from arr_core.arr.client import ArrClient
@@ -67,12 +75,13 @@ class DirectTarget:
 
     is_app = False
 
-    def __init__(self, config: DirectConfig, *, credential: Any = None) -> None:
+    def __init__(self, config: DirectConfig, *, credential: Any = None, call_seconds: float | None = None) -> None:
         self.config = config
         self._credential = credential or (AccountKeyCredential(config.account_key) if config.account_key
                                           else default_credential(config))
+        timeout = httpx.Timeout(call_seconds, connect=min(10.0, call_seconds)) if call_seconds else None
         self.client = ArrClient(config.endpoint, config.account_id, config.account_domain, self._credential,
-                                sts_endpoint=config.sts_endpoint, retry=CLI_RETRY)
+                                sts_endpoint=config.sts_endpoint, retry=CLI_RETRY, timeout=timeout)
 
     def describe(self) -> str:
         return self.config.describe()

@@ -24,12 +24,12 @@ def correlation_id(response: httpx.Response) -> str | None:
 
 
 def json_body(response: httpx.Response) -> Any:
-    """The JSON body, or None when it is empty or not JSON."""
+    """The JSON body, or None when it is empty, not JSON, or nested too deeply to parse (json's RecursionError)."""
     if not response.content:
         return None
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -33,6 +33,7 @@ from conftest import (
     Emulator,
     Host,
     function_app_env,
+    not_a_regular_file,
     start_host,
 )
 from conftest import stop as stop_process
@@ -744,3 +745,248 @@ def test_a_person_waits_through_the_app_at_its_pace_and_stops_twice(paced_app_ho
     assert piped.err.startswith("[0:00] cli-paced: Starting (checking every 1 s, or as the app asks: 3 s)\n"), piped
     assert "(checking every 1 s)" not in piped.err
 
+
+
+# -- what nobody controls: files and answers that never end, or are built to break the terminal (issue 19.2) -----
+
+ADDRESS_SPACE = 1024**3  # the CLI needs about 50 MB; an endless read hits this instead of the machine's memory
+MAX_RSS_MB = 200  # what the CLI may peak at whatever a file or an answer holds (16 MiB answers included)
+CALL_LIMIT = 2  # seconds: ARR_SESSIONS_CALL_TIMEOUT as the trickle tests set it
+TRICKLE_SECONDS = 3.0  # one byte every 3 s: every read is quick, only a limit on the whole exchange ends it
+DEPTH = 30000
+HUGE = 300 * 1024 * 1024
+TITLE = "\x1b]0;pwned\x07\x1b[2J"  # sets the terminal's title and clears the screen, if it reaches a terminal
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")  # ESC, BEL, a C1 CSI, a right-to-left override
+
+
+class Bounded(Result):
+    """A run's result, how long it took and its peak RSS."""
+
+    def __init__(self, code: int, out: str, err: str, seconds: float, rss_mb: float) -> None:
+        self.code, self.out, self.err, self.seconds, self.rss_mb = code, out, err, seconds, rss_mb
+
+    def __repr__(self) -> str:
+        return f"{super().__repr__()}\n--- {self.seconds:.1f} s, peak RSS {self.rss_mb:.0f} MB"
+
+
+def cli_bounded(*args: str, env: dict[str, str], cwd: Path, timeout: float = 20) -> Bounded:
+    """``arr-sessions ARGS`` in 1 GiB of address space (``prlimit --as``), killed after ``timeout`` s; its peak
+    RSS from the kernel (``wait4``)."""
+    import threading
+
+    process = subprocess.Popen(["prlimit", f"--as={ADDRESS_SPACE}", str(CLI), *args], env=env, cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
+    killer = threading.Timer(timeout, process.kill)
+    killer.start()
+    output: dict[str, bytes] = {}
+    readers = [threading.Thread(target=lambda name=name, stream=stream: output.__setitem__(name, stream.read()))
+               for name, stream in (("out", process.stdout), ("err", process.stderr))]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    killer.cancel()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    for reader in readers:
+        reader.join()
+    assert seconds < timeout, f"arr-sessions {' '.join(args)} was still running after {timeout} s"
+    result = Bounded(process.returncode, output["out"].decode(errors="replace"), output["err"].decode(errors="replace"),
+                     seconds, usage.ru_maxrss / 1024)
+    for secret in SECRETS:
+        assert secret not in result.out + result.err
+    return result
+
+
+def assert_a_message(result: Bounded, code: int, *words: str) -> None:
+    """Exit ``code``, ``Error: ...`` naming ``words``, no traceback, no raw control character, a small RSS."""
+    assert result.code == code, result
+    assert result.err.startswith("Error: ") and "Traceback" not in result.err, result
+    for word in words:
+        assert word in result.err, result
+    assert not any(c in result.out + result.err for c in RAW), result
+    assert result.rss_mb < MAX_RSS_MB, result
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom", "directory", "default /dev/zero"])
+def test_an_arrconfig_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """Before: a FIFO blocked for ever, /dev/zero grew to gigabytes (here: MemoryError under 1 GiB)."""
+    path = tmp_path / "arrconfig.json"
+    not_a_regular_file(path, kind.split()[-1])
+    args = ["list"] if kind.startswith("default") else ["list", "--config", str(path)]
+    result = cli_bounded(*args, env=clean_env(), cwd=tmp_path, timeout=15)
+    assert_a_message(result, 2, f"{path}: is not a regular file")
+    assert result.seconds < 5, result
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("[" * DEPTH + "]" * DEPTH, "nested more than"),
+    ('{"accountSettings": {}}' + " " * (2 * 1024 * 1024), "larger than 1 MiB"),
+])
+def test_an_arrconfig_too_deep_or_too_large_is_a_message(tmp_path: Path, content: str, words: str) -> None:
+    path = tmp_path / "arrconfig.json"
+    path.write_text(content)
+    assert_a_message(cli_bounded("list", "--config", str(path), env=clean_env(), cwd=tmp_path), 2, words)
+
+
+ACCOUNT = "00000000-0000-0000-0000-00000000bad1"
+ESCAPING_SESSION = {  # the app's session view, every text field built to reach the terminal raw
+    "id": "s1", "status": "Ready", "size": "Standard", "leaseMinutes": 60, "remainingMinutes": 50,
+    "hostname": "arr\u202eexample", "handshakePort": 50389, "createdAt": "2026-11-01T10:00:00Z",
+    "requestedBy": TITLE, "reason": "why\x9b31m", "labels": {"k": TITLE},
+    "error": {"code": "Boom\x1b[31m", "message": TITLE}}
+ESCAPING_ARR_SESSION = {  # ARR's shape of the same
+    "id": "s1", "status": "Ready", "size": "Standard", "maxLeaseTimeMinutes": 60, "elapsedTimeMinutes": 10,
+    "hostname": "arr\u202eexample", "handshakePort": 50389, "teraflops": 8.1,
+    "creationTime": "2026-11-01T10:00:00Z", "error": {"code": "Boom\x1b[31m", "message": TITLE}}
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[str]:
+    """One server on a free loopback port, in the role of the app (``/<mode>/api/...``), of ARR
+    (``/<mode>/accounts/...``) and of the STS (``/sts/...``, which hands out a token). Each mode answers every
+    call the same bad way: ``wrong-type`` (``{"sessions": "notalist"}``, a session whose teraflops are a string),
+    ``deep`` (30000 levels), ``huge`` (300 MB), ``trickle`` (a byte every 3 s), ``escapes`` (terminal escapes and
+    bidi overrides in every text, an error's title included)."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    token = "e30." + base64.urlsafe_b64encode(json.dumps({"exp": time.time() + 3600}).encode()).decode() + ".x"
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _json(self, status: int, body: Any, content_type: str = "application/json") -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: C901 - one branch per bad answer
+            mode, path = self.path.split("?")[0].split("/", 2)[1], self.path.split("?")[0]
+            is_arr, listing = "/accounts/" in path, path.endswith("/sessions")
+            try:
+                if mode == "sts":
+                    self._json(200, {"AccessToken": token})
+                elif mode == "wrong-type":
+                    self._json(200, {"sessions": "notalist"} if listing else
+                               {**(ESCAPING_ARR_SESSION if is_arr else ESCAPING_SESSION), "teraflops": "lots",
+                                "error": None, "hostname": "h", "requestedBy": None, "reason": None, "labels": {}})
+                elif mode == "deep":
+                    body = b'{"sessions": ' + b"[" * DEPTH + b"]" * DEPTH + b"}"
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                elif mode == "huge":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                     b"Content-Length: %d\r\n\r\n" % HUGE)
+                    self.wfile.write(b'{"sessions": [')
+                    chunk = b" " * (1024 * 1024)
+                    for _ in range(HUGE // len(chunk)):
+                        self.wfile.write(chunk)
+                elif mode == "trickle":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                     b"Content-Length: 100\r\n\r\n")
+                    for _ in range(100):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(TRICKLE_SECONDS)
+                elif mode == "escapes" and is_arr:
+                    if listing:
+                        self._json(200, {"sessions": [ESCAPING_ARR_SESSION,
+                                                      {**ESCAPING_ARR_SESSION, "id": "s2\u202e\x1b[2J"}]})
+                    elif path.endswith("/s1"):
+                        self._json(200, ESCAPING_ARR_SESSION)
+                    else:
+                        self._json(400, {"error": {"code": "Bad\x1b[2J", "message": TITLE + "\u202e"}})
+                elif mode == "escapes":
+                    if listing:
+                        self._json(200, {"sessions": [ESCAPING_SESSION]})
+                    elif path.endswith("/s1"):
+                        self._json(200, ESCAPING_SESSION)
+                    else:
+                        self._json(404, {"type": "about:blank", "title": TITLE, "status": 404,
+                                         "detail": "\u202enot found", "sessionId": TITLE,
+                                         "correlationId": "cv\x1b[2J"}, "application/problem+json")
+                else:
+                    self._json(404, {})
+            except OSError:
+                pass  # the CLI hung up, as it should
+            self.close_connection = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def hostile_app(hostile: str, mode: str, **extra: str) -> dict[str, str]:
+    return clean_env(ARR_SESSIONS_APP_URL=f"{hostile}/{mode}", **extra)
+
+
+def hostile_arr(hostile: str, mode: str, **extra: str) -> dict[str, str]:
+    return clean_env(ARR_ACCOUNT_ID=ACCOUNT, ARR_ACCOUNT_KEY="k", ARR_STS_ENDPOINT=f"{hostile}/sts",
+                     ARR_ENDPOINT=f"{hostile}/{mode}", **extra)
+
+
+@pytest.mark.parametrize("target", ["app", "arr"])
+@pytest.mark.parametrize(("mode", "args", "words"), [
+    ("wrong-type", ["list"], "sessions"),
+    ("wrong-type", ["list", "--json"], "sessions"),
+    ("wrong-type", ["get", "s1"], "teraflops"),
+    ("deep", ["list"], "nested"),
+    ("huge", ["list"], "larger than 16 MiB"),
+])
+def test_an_answer_that_cannot_be_read_is_a_message_and_exit_5(hostile: str, tmp_path: Path, target: str, mode: str,
+                                                                 args: list[str], words: str) -> None:
+    """Before, through the app: a traceback and exit 1 (which means "the session ended"), a 300 MB answer read
+    whole (here: MemoryError under 1 GiB). Directly to ARR, a deep answer was a traceback too."""
+    env = hostile_app(hostile, mode) if target == "app" else hostile_arr(hostile, mode)
+    result = cli_bounded(*args, env=env, cwd=tmp_path)
+    said_by_arr_core = target == "arr" and mode != "huge"  # ARR's client says only "without a session ... it can read"
+    assert_a_message(result, 5, "could not be read", *([] if said_by_arr_core else [words]))
+    assert result.seconds < 10, result
+
+
+@pytest.mark.parametrize("target", ["app", "arr"])
+def test_an_answer_that_trickles_in_ends_within_the_call_limit(hostile: str, tmp_path: Path, target: str) -> None:
+    """A byte every 3 s: no read waits long, so only a limit on the whole exchange ends it. Before, through the app,
+    `list` waited past 130 s (here: killed after 20 s). ARR directly retries a call that timed out once."""
+    limit = {"ARR_SESSIONS_CALL_TIMEOUT": str(CALL_LIMIT)}
+    env = hostile_app(hostile, "trickle", **limit) if target == "app" else hostile_arr(hostile, "trickle", **limit)
+    result = cli_bounded("list", env=env, cwd=tmp_path)
+    assert_a_message(result, 3, f"the app did not answer within {CALL_LIMIT} s" if target == "app"
+                     else "ARR did not answer in time")
+    calls = 1 if target == "app" else 2
+    assert CALL_LIMIT * calls - 0.5 < result.seconds < CALL_LIMIT * calls + 3, result
+
+
+@pytest.mark.parametrize("target", ["app", "arr"])
+@pytest.mark.parametrize("args", [["list"], ["get", "s1"], ["get", "nope"], ["list", "--json"], ["get", "s1", "-v"]])
+def test_what_a_service_says_reaches_the_terminal_with_its_control_characters_escaped(
+        hostile: str, tmp_path: Path, target: str, args: list[str]) -> None:
+    """Before, a problem's title "\\x1b]0;pwned\\x07\\x1b[2J" set the terminal's title and cleared it."""
+    env = hostile_app(hostile, "escapes") if target == "app" else hostile_arr(hostile, "escapes")
+    result = cli_bounded(*args, env=env, cwd=tmp_path)
+    shown = result.out + result.err
+    assert not any(c in shown for c in RAW), result
+    assert "Traceback" not in shown and result.rss_mb < MAX_RSS_MB, result
+    if args[1:] == ["nope"]:
+        assert result.code == 3, result
+        escaped = r"\x1b]0;pwned\x07\x1b[2J" if target == "app" else r"Bad\x1b[2J"
+        assert escaped in result.err and r"\u202e" in result.err, result
+    elif "--json" in args:
+        assert result.code == 0 and result.json["sessions"][0]["error"]["message"] == TITLE, result
+        assert "\\u202e" in result.out, result  # escaped as JSON escapes: the values stay what the service said
+    elif args == ["list"]:  # the app's table shows who asked; ARR's, a second session's id
+        assert result.code == 0, result
+        assert (r"\x1b]0;pwned\x07\x1b[2J" if target == "app" else r"s2\u202e\x1b[2J") in result.out, result
+    else:
+        assert result.code == 0, result
+        assert r"arr\u202eexample" in result.out and r"\x1b]0;pwned\x07\x1b[2J" in result.out, result

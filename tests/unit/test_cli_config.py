@@ -544,3 +544,280 @@ def test_tables_end_their_lines_with_their_last_word() -> None:
     assert "Session  s2" in lines and "Events of s2" in lines
     assert [line for line in lines if line != line.rstrip()] == []
 
+
+
+# -- what comes from outside: files and answers bounded, checked and shown harmless (issue 19.2) -----------------
+
+RAW = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e", "\u2066", "\u2028")
+TITLE = "\x1b]0;pwned\x07\x1b[2J"
+
+
+def _returns_within(seconds: float, call: Any) -> Any:
+    """``call()``'s result or exception, failing the test if it takes longer than ``seconds`` (a FIFO blocks)."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/urandom", "directory"])
+def test_an_arrconfig_that_is_not_a_regular_file_is_refused_before_a_byte_is_read(tmp_path: Path, kind: str) -> None:
+    from conftest import not_a_regular_file
+
+    path = tmp_path / "arrconfig.json"
+    not_a_regular_file(path, kind)
+    with pytest.raises(UsageError) as caught:
+        _returns_within(5, lambda: load_arrconfig(path))
+    assert caught.value.message.startswith(f"{path}: is not a regular file (it is ")
+    assert caught.value.exit_code == 2
+    with pytest.raises(UsageError, match="is not a regular file"):  # ./arrconfig.json too, not passed over
+        _returns_within(5, lambda: resolve(Flags(), {}, tmp_path))
+
+
+def test_a_link_to_a_regular_file_is_read() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        real = write(Path(folder), filled(), name="real.json")
+        link = Path(folder) / "arrconfig.json"
+        link.symlink_to(real)
+        assert load_arrconfig(link).account_id == ACCOUNT
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b'{"accountSettings": {}}' + b" " * (1024 * 1024), "is larger than 1 MiB"),
+    (b"[" * 30000 + b"]" * 30000, "nested more than 64 levels deep"),
+    (b'{"a":' * 65 + b"1" + b"}" * 65, "nested more than 64 levels deep"),
+    (b'{"accountSettings": {"arrAccountId": ' + b"1" * 5000 + b"}}", "not valid JSON: Exceeds the limit"),
+    (b'{"accountSettings": {"arrAccountId": "\xff"}}', "not UTF-8"),
+])
+def test_an_arrconfig_too_large_too_deep_or_unreadable_is_a_message(tmp_path: Path, content: bytes,
+                                                                    words: str) -> None:
+    path = tmp_path / "arrconfig.json"
+    path.write_bytes(content)
+    with pytest.raises(UsageError) as caught:
+        load_arrconfig(path)
+    assert words in caught.value.message and caught.value.exit_code == 2
+
+
+def test_an_arrconfig_of_exactly_1_mib_is_read(tmp_path: Path) -> None:
+    from arr_cli.config import MAX_CONFIG_BYTES
+
+    text = json.dumps(filled()).encode()
+    path = tmp_path / "arrconfig.json"
+    path.write_bytes(text + b" " * (MAX_CONFIG_BYTES - len(text)))
+    assert load_arrconfig(path).account_id == ACCOUNT
+
+
+def test_the_call_limit_comes_from_the_environment(tmp_path: Path) -> None:
+    assert resolve(Flags(app="http://app"), {}, tmp_path).call_timeout is None
+    assert resolve(Flags(app="http://app"), {"ARR_SESSIONS_CALL_TIMEOUT": "2"}, tmp_path).call_timeout == 2
+    assert resolve(Flags(app="http://app"), {"ARR_SESSIONS_CALL_TIMEOUT": "2m"}, tmp_path).call_timeout == 120
+    with pytest.raises(ConfigError, match="ARR_SESSIONS_CALL_TIMEOUT must be a duration"):
+        resolve(Flags(app="http://app"), {"ARR_SESSIONS_CALL_TIMEOUT": "soon"}, tmp_path)
+
+
+def test_control_characters_are_shown_escaped() -> None:
+    from arr_cli.untrusted import printable
+
+    assert printable(TITLE) == r"\x1b]0;pwned\x07\x1b[2J"
+    assert printable("a\u202eb\u2066c\x9bd\x7fe\u2028") == r"a\u202eb\u2066c\x9bd\x7fe\u2028"
+    assert printable("line\nnext\tcell\r") == r"line\nnext\tcell\r"
+    assert printable("line\nnext\x1b", keep="\n") == "line\nnext\\x1b"
+    text = "Ünïcödé, 日本, emoji 🙂‍↕️"
+    assert printable(text) == text  # text is left alone, a zero-width joiner included
+    assert printable(printable(TITLE)) == printable(TITLE)
+
+
+def test_json_output_escapes_the_same_characters_and_says_the_same() -> None:
+    from arr_cli.untrusted import json_printable
+
+    value = {"title": TITLE, "rtl": "a\u202eb", "c1": "\x9b", "text": "Ünï 日本"}
+    text = json_printable(json.dumps(value, ensure_ascii=False))
+    assert not any(c in text for c in RAW) and "Ünï 日本" in text
+    assert json.loads(text) == value
+
+
+def test_json_nested_past_the_limit_is_a_value_error_never_a_recursion_error() -> None:
+    from arr_cli.untrusted import MAX_DEPTH, parse_json
+
+    assert parse_json("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    for text in ("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), "[" * 30000 + "]" * 30000,
+                 '{"a": ' * 30000 + "1" + "}" * 30000):
+        with pytest.raises(ValueError, match=f"nested more than {MAX_DEPTH} levels deep"):
+            parse_json(text)
+    with pytest.raises(ValueError, match="not JSON: Expecting value at line 1 column 1"):
+        parse_json(b"<html>")
+
+
+def _answer(body: Any, status: int = 200) -> Any:
+    import httpx
+
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.Response(status, content=content, headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize(("model", "body", "words"), [
+    ("SessionList", {"sessions": "notalist"}, "sessions: Input should be a valid list"),
+    ("SessionList", {"sessions": [{"id": "s1"}]}, "sessions.0.status: Field required"),
+    ("SessionList", {"sessions": [{"id": "../../cleanup", "status": "Ready"}]}, "is not a session id"),
+    ("SessionAnswer", {"id": "s1", "status": "Ready", "teraflops": "8.1"}, "teraflops: Input should be a valid number"),
+    ("SessionAnswer", {"id": "s1", "status": "Ready", "leaseMinutes": True}, "leaseMinutes: Input should be"),
+    ("SessionAnswer", {"id": "s1", "status": "Ready", "labels": {"k": 1}}, "labels.k: Input should be a valid str"),
+    ("SessionAnswer", ["s1"], "the answer: Input should be a valid dictionary"),
+    ("HistoryPage", {"sessions": [], "nextLink": 7}, "nextLink"),
+    ("UsageReport", {"rows": [{"key": "day", "billedMinutes": "60"}]}, "rows.0.billedMinutes"),
+    ("CleanupReport", {"stopped": {"id": "s1"}}, "stopped: Input should be a valid list"),
+    ("SessionEvents", {"events": [{"detail": "text"}]}, "events.0.detail"),
+    ("SessionList", b"[" * 30000 + b"]" * 30000, "nested more than 64 levels deep"),
+    ("SessionList", b"<html>", "not JSON"),
+])
+def test_an_answer_of_the_wrong_shape_is_unreadable_naming_the_field(model: str, body: Any, words: str) -> None:
+    from arr_cli import answers
+    from arr_cli.errors import AnswerUnreadable
+
+    with pytest.raises(AnswerUnreadable) as caught:
+        answers.read(_answer(body), getattr(answers, model), "listing sessions")
+    assert caught.value.message.startswith("listing sessions: the app's answer could not be read: ")
+    assert words in caught.value.message and caught.value.exit_code == 5
+
+
+def test_an_answer_that_fits_keeps_what_came_and_adds_nothing() -> None:
+    from arr_cli import answers
+
+    body = {"sessions": [{"id": "s1", "status": "Stopped", "stoppedBy": "ana", "teraflops": 8}],
+            "nightlyShutdown": {"nextAt": "2026-11-02T00:00:00Z"}}
+    assert answers.read(_answer(body), answers.SessionList, "listing sessions") == {
+        "sessions": [{"id": "s1", "status": "Stopped", "stoppedBy": "ana", "teraflops": 8.0}],
+        "nightlyShutdown": {"nextAt": "2026-11-02T00:00:00Z"}}
+    usage = {"from": "2026-11-01T00:00:00Z", "rows": [], "total": {"key": "total", "sessions": 0}}
+    assert answers.read(_answer(usage), answers.UsageReport, "reading usage") == usage
+
+
+def test_a_hostile_problem_document_is_said_clipped_and_escaped() -> None:
+    from arr_cli.errors import problem_error
+
+    problem = problem_error(_answer({"title": TITLE, "status": 404, "detail": "x" * 100_000, "sessionId": TITLE,
+                                     "correlationId": "cv\x1b[2J", "errors": "notalist", "type": {"deep": [1]}},
+                                    404), "reading session s1")
+    assert problem.message.startswith(r"reading session s1: \x1b]0;pwned\x07\x1b[2J - xxx")
+    assert len(problem.message) < 600 and problem.message.endswith("…")
+    assert problem.hint is None  # no command to suggest with an id that is none
+    assert problem.correlation_id == r"cv\x1b[2J" and problem.code == "{'deep': [1]}"
+    deep = problem_error(_answer(b'{"title": ' + b"[" * 30000 + b"]" * 30000 + b"}", 400), "listing sessions")
+    assert deep.message == "listing sessions: the app answered HTTP 400 Bad Request"
+
+
+def test_what_a_service_says_is_rendered_escaped_on_any_console() -> None:
+    import io
+
+    from rich.console import Console
+
+    from arr_cli import render
+    from arr_cli.errors import ServiceFailure
+
+    session = {"id": "s1", "status": "Ready\x1b[31m", "hostname": "h\u202e", "handshakePort": 1,
+               "requestedBy": TITLE, "reason": "r\x9b", "labels": {"k": TITLE}, "createdAt": "not\x1b a date",
+               "error": {"code": "C\x1b", "message": TITLE}}
+    out = io.StringIO()
+    console = Console(file=out, width=200)  # a plain console: the values themselves are escaped
+    console.print(render.sessions_table([session]))
+    console.print(render.session_details(session))
+    console.print(render.events_table({"sessionId": TITLE, "events": [{"type": TITLE, "detail": {"k": TITLE}}]}))
+    console.print(render.cleanup_table({"mode": TITLE, "stopped": [{"id": "s1", "reason": TITLE}]}))
+    render.error(console, ServiceFailure(f"reading: {TITLE}\nsecond line", hint=TITLE, correlation_id=TITLE))
+    shown = out.getvalue()
+    assert not any(c in shown for c in RAW), shown
+    assert r"\x1b]0;pwned\x07\x1b[2J" in shown and r"h\u202e:1" in shown and "\nsecond line" in shown
+
+
+def test_the_cli_console_escapes_whatever_slips_past_the_values() -> None:
+    import io
+
+    from rich.text import Text
+
+    from arr_cli.render import EscapingConsole
+
+    out = io.StringIO()
+    console = EscapingConsole(file=out, width=80, force_terminal=True)
+    console.print(Text(f"raw {TITLE} here", style="bold"))
+    shown = out.getvalue()
+    assert r"raw \x1b]0;pwned\x1b[2J here" in shown  # (Rich's Text itself drops a BEL)
+    assert shown.count("\x1b") == shown.count("\x1b[") and "\x1b]" not in shown  # only its own style codes
+
+
+def test_arrs_unreadable_answers_exit_5_and_its_timeouts_say_so() -> None:
+    import httpx
+
+    from arr_cli.errors import as_cli_error
+    from arr_core.arr.transport import AnswerTooLarge
+    from arr_core.errors import ServiceError, ServiceTimeoutError
+
+    unreadable = as_cli_error(ServiceError("ARR answered 200 without a session the client can read",
+                                           status_code=200, code="InvalidResponse", correlation_id="cv-1"))
+    assert unreadable is not None and unreadable.exit_code == 5 and unreadable.correlation_id == "cv-1"
+    assert unreadable.message == ("ARR's answer could not be read: ARR answered 200 without a session the client "
+                                  "can read")
+    try:
+        raise ServiceError("GET /x: the answer is longer than 16777216 bytes", status_code=200) \
+            from AnswerTooLarge(httpx.Response(200), 16 * 2**20)
+    except ServiceError as exc:
+        too_large = as_cli_error(exc)
+    assert too_large is not None and too_large.exit_code == 5
+    assert too_large.message == "ARR's answer could not be read: it is larger than 16 MiB"
+    slow = as_cli_error(ServiceTimeoutError("GET /x timed out (TimeoutError)"))
+    assert slow is not None and slow.exit_code == 3 and slow.message.startswith("ARR did not answer in time: ")
+    said = as_cli_error(ServiceError(TITLE, status_code=500, code="C\x1b"))
+    assert said is not None and said.message == r"ARR answered 500: C\x1b: \x1b]0;pwned\x07\x1b[2J"
+
+
+def test_the_apps_answer_is_bounded_in_size_and_in_total_time_in_process() -> None:
+    """A MockTransport streaming 17 MiB, and one trickling a byte every 0.2 s: each read is quick, only the limit on
+    the whole call ends it."""
+    import time
+
+    import httpx
+
+    from arr_cli.config import AppConfig
+    from arr_cli.errors import AnswerUnreadable, ServiceFailure
+    from arr_cli.targets.app import AppTarget
+
+    async def huge() -> Any:
+        for _ in range(17):
+            yield b" " * 2**20
+
+    async def trickle() -> Any:
+        for _ in range(100):
+            yield b" "
+            await asyncio.sleep(0.2)
+
+    def app(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=huge() if "huge" in request.url.path else trickle())
+
+    async def list_at(path: str) -> None:
+        target = AppTarget(AppConfig(f"http://app/{path}"), transport=httpx.MockTransport(app), call_seconds=1.0)
+        try:
+            await target.list()
+        finally:
+            await target.aclose()
+
+    with pytest.raises(AnswerUnreadable, match="listing sessions: the app's answer could not be read: it is larger "
+                                               "than 16 MiB"):
+        asyncio.run(list_at("huge"))
+    started = time.monotonic()
+    with pytest.raises(ServiceFailure, match="listing sessions: the app did not answer within 1 s"):
+        asyncio.run(list_at("trickle"))
+    assert 0.9 < time.monotonic() - started < 2
