@@ -5,13 +5,15 @@ drift apart.
 A query model ignores names it does not know (``code``, the function key, rides along on every link); a value of
 a known name that does not fit is a 400 that names it. So is an empty value (``?to=``, ``?status=``): OpenAPI 2.0's
 ``allowEmptyValue`` is false unless a parameter says otherwise, and none here does; leave a parameter out for its
-default. Times (``from``, ``to``, ``before``) are ISO 8601, UTC unless they carry an offset, from 2019 to 2200: the
-document says so in words, as 2.0 has no bounds for a date-time.
+default. Times (``from``, ``to``, ``before``) are ISO 8601, UTC unless they carry an offset, in a year from 2019 to
+2199 as written: 2.0 has no bounds for a date-time, so the document states the years in a pattern (a whole RFC 3339
+date-time, which the app reads as it is written), and in words.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -19,7 +21,7 @@ import azure.functions as func
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from arr_core.api.views import HistoryOrder, ShortText, SizeName
+from arr_core.api.views import LABELS_JSON_TEXT_PATTERN, Documented, HistoryOrder, ShortText, SizeName
 from arr_core.domain.records import RECORD_STATUSES
 from arr_core.errors import InvalidInput
 
@@ -27,8 +29,8 @@ from .http import parse_json, validate
 
 Q = TypeVar("Q", bound=BaseModel)
 
-EARLIEST = datetime(2019, 1, 1, tzinfo=UTC)  # before ARR's first API version
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+FIRST_YEAR = 2019  # of a time given: ARR's first API version is of 2019
+LAST_YEAR = 2199
 MAX_SPAN = timedelta(days=400)
 MAX_TOKEN_CHARS = 2048  # ours are ~300: anything longer was not issued here (and would overflow the filter)
 EMPTY_MESSAGE = "must not be empty: leave it out for its default"
@@ -44,23 +46,29 @@ def _plus_kept(value: object) -> object:
     return value.replace(" ", "+") if isinstance(value, str) else value
 
 
-TIME_RULE = (f"ISO 8601, UTC unless it has an offset, from {EARLIEST.date().isoformat()} to "
-             f"{LATEST.date().isoformat()}")
+YEARS = f"in a year from {FIRST_YEAR} to {LAST_YEAR}"
+TIME_RULE = f"ISO 8601, UTC unless it has an offset, {YEARS} as written"
+# A time as the document states it: an RFC 3339 date-time (with format date-time, which checks the day of the month)
+# in a year from FIRST_YEAR to LAST_YEAR as written, without a leap second (which the app's parser refuses). The app
+# also reads a date alone, or a time without its offset (UTC).
+INSTANT_PATTERN = (r"^(?:2019|20[2-9][0-9]|21[0-9]{2})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+                   r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
+                   r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$")
 
 
 def _in_range(value: datetime) -> datetime:
-    value = value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not EARLIEST <= value <= LATEST:
-        msg = f"must be a date or time from {EARLIEST.date().isoformat()} to {LATEST.date().isoformat()} (UTC)"
+    """The year as written (with its own offset) bounds a time, so that the document's pattern can say it exactly."""
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        msg = f"must be a date or time {YEARS}"
         raise ValueError(msg)
-    return value
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _title_case(value: object) -> object:
     return value.capitalize() if isinstance(value, str) else value
 
 
-Instant = Annotated[datetime, BeforeValidator(_plus_kept), AfterValidator(_in_range)]
+Instant = Annotated[datetime, BeforeValidator(_plus_kept), AfterValidator(_in_range), Documented(INSTANT_PATTERN)]
 RecordStatus = Literal[RECORD_STATUSES]  # type: ignore[valid-type]
 ActiveStatus = Annotated[Literal["Starting", "Ready"], BeforeValidator(_title_case)]
 
@@ -76,8 +84,9 @@ class Query(BaseModel):
 
 
 def _describe_default_start(schema: dict[str, Any], model: type[TimeWindow]) -> None:
-    schema["properties"]["from"]["description"] = (f"Start, inclusive ({TIME_RULE}); default {model.default_days} "
-                                                   "days before `to`.")
+    schema["properties"]["from"]["description"] = (f"Start, inclusive ({TIME_RULE}); before `to` and at most "
+                                                   f"{MAX_SPAN.days} days before it; default {model.default_days} days "
+                                                   "before `to`.")
 
 
 class TimeWindow(Query):
@@ -117,7 +126,8 @@ class HistoryQuery(TimeWindow):
                                 description="oldest (default) or newest: the sessions oldest or newest first, by "
                                 "creation time; nextLink keeps the order, and its token is bound to it.")
     continuation_token: str | None = Field(default=None, max_length=MAX_TOKEN_CHARS,
-                                           description="From a previous page's nextLink.",
+                                           description="From a previous page's nextLink (a token of this app, for "
+                                           "the same filters and order).",
                                            json_schema_extra=_summary("Continuation", **{"x-ms-visibility": "internal"}))
 
 
@@ -211,6 +221,7 @@ def _wire_names(model: type[BaseModel]) -> frozenset[str]:
 # -- documenting ---------------------------------------------------------------------------------------------------
 
 _KEPT = ("type", "format", "enum", "pattern", "minimum", "maximum", "minLength", "maxLength", "default")
+JSON_TEXT_PATTERNS = {"labels": LABELS_JSON_TEXT_PATTERN}  # a query parameter that takes an object, as JSON text
 
 
 def query_parameters(model: type[BaseModel], *, note: str = "") -> list[dict[str, Any]]:
@@ -227,14 +238,15 @@ def query_parameters(model: type[BaseModel], *, note: str = "") -> list[dict[str
             choices = "|".join(shape["items"]["enum"])
             shape = {"type": "string", "pattern": f"^({choices})(,({choices}))*$"}
         elif shape.get("type") == "object":
-            shape, description = {"type": "string"}, f"{description} As JSON text."
+            shape, description = {"type": "string", "pattern": JSON_TEXT_PATTERNS[name]}, f"{description} As JSON text."
         parameter = {"name": name, "in": "query", "required": name in required,
                      **{k: v for k, v in shape.items() if k in _KEPT and v is not None},
                      "description": description + note, "allowEmptyValue": False,
                      **{k: v for k, v in prop.items() if k.startswith("x-ms-")}}
         if "const" in shape:
             parameter["enum"] = [shape["const"]]
-        if parameter["type"] == "string" and not {"enum", "pattern", "minLength"} & parameter.keys():
+        if parameter["type"] == "string" and "enum" not in parameter and not parameter.get("minLength") and \
+                re.search(parameter.get("pattern", ""), ""):
             parameter["minLength"] = 1  # an empty value is refused (parse_query): say so in the schema too
         parameters.append(parameter)
     return parameters

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,11 +18,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
     field_serializer,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from pydantic.alias_generators import to_camel
 
 from ..arr.models import SessionSize, SessionStatus
@@ -30,6 +34,13 @@ from ..domain.notifications import MAX_URL_CHARS, Cause
 
 MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# What _no_controls refuses, as a regular expression's class: Unicode's Cc (exactly U+0000-U+001F and U+007F-U+009F)
+# and BIDI_CONTROLS (tests/unit/test_document_rules.py checks the two against every code point).
+CONTROL_CLASS = r"\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069"
+NO_CONTROLS_PATTERN = rf"^[^{CONTROL_CLASS}]*$"
+MAX_LABELS = 32
+LABEL_KEY_CLASS = "A-Za-z0-9_.:-"  # a label key's characters, as a regular expression's class
+MAX_LABEL_KEY = 64
 
 
 def _no_controls(value: str) -> str:
@@ -50,14 +61,75 @@ def _not_a_boolean(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Documented:
+    """A pattern for the OpenAPI document only: the app enforces the rule with its own validator, whose 400 says
+    what is wrong (a pattern's would only quote the pattern). The pattern is the whole rule (free text, times,
+    labels as JSON text) or the part of it that any pattern can state (callback URLs, whose address rules the
+    descriptions give); tests/unit/test_document_rules.py holds each pattern to its validator."""
+
+    pattern: str
+
+    def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = self.pattern
+        return schema
+
+
+def _hex_class(values: set[int]) -> str:
+    """A regex class of the hex digits ``values`` (0-15), letters in either case: {0, ..., 9, 10} -> ``[0-9Aa]``."""
+    digits = [value for value in sorted(values) if value < 10]
+    consecutive = len(digits) > 2 and digits == list(range(digits[0], digits[-1] + 1))
+    numbers = f"{digits[0]}-{digits[-1]}" if consecutive else "".join(map(str, digits))
+    return f"[{numbers}{''.join(f'{value:X}{value:x}' for value in sorted(values) if value > 9)}]"
+
+
+def _json_escapes(character_class: str) -> str:
+    """JSON's ``\\u00XX`` escapes of the ASCII characters of ``character_class``, as one regex group."""
+    low_digits: dict[int, set[int]] = {}
+    for code in range(0x80):
+        if re.fullmatch(f"[{character_class}]", chr(code)):
+            low_digits.setdefault(code >> 4, set()).add(code & 0xF)
+    return rf"\\u00(?:{'|'.join(f'{high}{_hex_class(lows)}' for high, lows in sorted(low_digits.items()))})"
+
+
+def _labels_as_json_text() -> str:
+    """The pattern of StartSession's ``labels`` query parameter: the JSON text of an object of at most MAX_LABELS
+    entries, each key LabelKey (its characters as themselves or as \\u escapes), each value ShortText (a character
+    as itself or escaped, a surrogate pair one character; no escape of a control character or of half a pair, which
+    the app refuses too), JSON's whitespace around."""
+    space = r"[ \t\n\r]*"
+    key = rf'"(?:[{LABEL_KEY_CLASS}]|{_json_escapes(LABEL_KEY_CLASS)}){{1,{MAX_LABEL_KEY}}}"'
+    character = (rf'[^"\\{CONTROL_CLASS}]'
+                 r'|\\["\\/]'
+                 r"|\\u[Dd][89ABab][0-9A-Fa-f]{2}\\u[Dd][C-Fc-f][0-9A-Fa-f]{2}"
+                 r"|\\u(?!00[01]|007[Ff]|00[89]|202[A-Ea-e]|206[6-9]|[Dd][89A-Fa-f])[0-9A-Fa-f]{4}")
+    value = rf'"(?:{character}){{0,{MAX_TEXT}}}"'
+    entry = f"{key}{space}:{space}{value}{space}"
+    return rf"^{space}\{{{space}(?:{entry}(?:,{space}{entry}){{0,{MAX_LABELS - 1}}})?\}}{space}$"
+
+
+LABELS_JSON_TEXT_PATTERN = _labels_as_json_text()
+# The part of callback_refusal (arr_core/outbound/url_rules.py) that holds wherever the app runs, as a pattern: http
+# or https (in any case), "//" and a host, no credentials (an "@" only as the authority's first character, which
+# names none), no ASCII control character. The rest (https and a public address in Azure, never a link-local or the
+# metadata service's address, a host the DNS can look up) is in the fields' descriptions.
+_URL_CONTROLS = r"\x00-\x1F\x7F"
+CALLBACK_URL_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://@?[^{_URL_CONTROLS}/?#@:][^{_URL_CONTROLS}/?#@]*"
+                        rf"(?:[/?#][^{_URL_CONTROLS}]*)?$")
+CALLBACK_URL_RULE = ("an absolute http(s) URL without credentials, to a host the DNS can look up; in Azure https "
+                     "to a public address; never a link-local or metadata address")
+
 SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN.pattern)]
-ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_controls)]
-LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_controls),
+                      Documented(NO_CONTROLS_PATTERN)]
+LabelKey = Annotated[str, StringConstraints(pattern=rf"^[{LABEL_KEY_CLASS}]{{1,{MAX_LABEL_KEY}}}$")]
 LabelValue = ShortText
 StatusName = Literal[tuple(status.value for status in SessionStatus)]  # type: ignore[valid-type]
 SizeName = Literal["Standard", "Premium"]
 HistoryOrder = Literal["oldest", "newest"]  # of ListHistory's pages: by creation time, either way
-CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS)]  # then callback_refusal
+CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS),  # then callback_refusal
+                        Documented(CALLBACK_URL_PATTERN)]
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$")  # printable ASCII, trimmed
 
 
@@ -81,18 +153,20 @@ class StartSessionRequest(ApiModel):
 
     size: SizeName | None = described("Size", "Server size; default from ARR_DEFAULT_SIZE.", default=None)
     lease_minutes: int | None = described("Lease (minutes)",
-                                          "Minutes the session may run once Ready (ARR's maximum lease).", default=None,
+                                          "Minutes the session may run once Ready (ARR's maximum lease); at most the "
+                                          "app's ARR_MAX_LEASE_MINUTES (480 unless set).", default=None,
                                           ge=0, le=MAX_LEASE_MINUTES)
     session_id: SessionId | None = described("Session id", "Your own id: letters, digits, '-' and '_', up to 256.",
                                              default=None)
     requested_by: ShortText | None = described("Requested by", "Who asked, for history and usage.", default=None)
     reason: ShortText | None = described("Reason", "Why, for history.", default=None)
-    labels: dict[LabelKey, LabelValue] | None = described("Labels", "Free-form string labels kept in history.",
-                                                          default=None, max_length=32)
+    labels: dict[LabelKey, LabelValue] | None = described(
+        "Labels", f"Free-form string labels kept in history: at most {MAX_LABELS}, each key 1-{MAX_LABEL_KEY} letters, "
+        "digits, '_', '.', ':' or '-'.", default=None, max_length=MAX_LABELS)
     keep_alive: bool | None = described("Keep alive overnight", "Exempt from the nightly shutdown.", default=None)
     callback_url: CallbackUrl | None = described(
-        "Callback URL", "The app POSTs the session here once, when it is Ready or ends without being Ready (https in "
-        "Azure).", default=None, json_schema_extra={"x-ms-visibility": "advanced"})
+        "Callback URL", "The app POSTs the session here once, when it is Ready or ends without being Ready: "
+        f"{CALLBACK_URL_RULE}.", default=None, json_schema_extra={"x-ms-visibility": "advanced"})
 
     _lease_is_a_number = field_validator("lease_minutes", mode="before")(_not_a_boolean)
 
@@ -111,9 +185,11 @@ class ExtendSessionRequest(ApiModel):
     """A change to a running session: its lease (a new total, or minutes to add: at most one of the two), its
     keepAlive, or both; who asks and why go to the events it writes."""
 
-    lease_minutes: int | None = described("New total lease (minutes)", "The new total lease, in minutes.", default=None,
-                                          ge=1, le=MAX_LEASE_MINUTES)
-    extend_by_minutes: int | None = described("Minutes to add", "Minutes to add to the lease.", default=None, ge=1,
+    lease_minutes: int | None = described("New total lease (minutes)", "The new total lease, in minutes (not with "
+                                          "extendByMinutes): more than the current one, at most the app's "
+                                          "ARR_MAX_LEASE_MINUTES.", default=None, ge=1, le=MAX_LEASE_MINUTES)
+    extend_by_minutes: int | None = described("Minutes to add", "Minutes to add to the lease (not with leaseMinutes), "
+                                              "up to the app's ARR_MAX_LEASE_MINUTES in all.", default=None, ge=1,
                                               le=MAX_LEASE_MINUTES)
     keep_alive: bool | None = described("Keep alive overnight", "True: exempt from the nightly shutdown; false: "
                                         "stopped by it again.", default=None)
@@ -327,7 +403,7 @@ class SubscriptionRequest(ApiModel):
     """A trigger subscription: the callback URL the workflow platform gives, and optional filters."""
 
     notification_url: CallbackUrl = described(
-        "Notification URL", "Where the app POSTs each change (https in Azure).",
+        "Notification URL", f"Where the app POSTs each change: {CALLBACK_URL_RULE}.",
         json_schema_extra={"x-ms-notification-url": True, "x-ms-visibility": "internal"})
     statuses: list[StatusName] | None = described("Statuses", "Only changes to these statuses; all when empty.",
                                                   default=None, max_length=8)

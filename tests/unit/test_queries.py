@@ -74,6 +74,8 @@ def test_times_keep_an_unencoded_plus_and_default_to_utc() -> None:
     (HistoryQuery, {"from": "yesterday"}, "from"),
     (HistoryQuery, {"from": "1999-01-01"}, "from"),
     (HistoryQuery, {"to": "2300-01-01"}, "to"),
+    (HistoryQuery, {"to": "2200-01-01T00:00:00Z"}, "to"),  # the year as written: 2019 to 2199
+    (HistoryQuery, {"from": "2018-12-31T23:59:59-01:00"}, "from"),
     (UsageQuery, {"groupBy": "colour"}, "groupBy"),
     (CleanupQuery, {"dryRun": "maybe"}, "dryRun"),
     (CleanupQuery, {"mode": "all"}, "mode"),
@@ -137,5 +139,7 @@ def test_the_served_document_lists_each_route_from_its_model() -> None:
     history_from = paths["/history"]["get"]["parameters"][0]
     usage_from = paths["/usage"]["get"]["parameters"][0]
     assert (history_from["description"], usage_from["description"]) == (
-        f"Start, inclusive ({queries.TIME_RULE}); default 7 days before `to`.",
-        f"Start, inclusive ({queries.TIME_RULE}); default 30 days before `to`.")
+        f"Start, inclusive ({queries.TIME_RULE}); before `to` and at most 400 days before it; default 7 days before "
+        "`to`.",
+        f"Start, inclusive ({queries.TIME_RULE}); before `to` and at most 400 days before it; default 30 days before "
+        "`to`.")
