@@ -12,7 +12,7 @@ operations of ``POSITIVE_DATA_EXCLUDED``, each with its reason (nothing else is 
 with a 400 naming the field what OpenAPI 2.0 cannot state: rules across fields (``from`` before ``to`` and at most
 400 days apart; at most one of ``leaseMinutes`` and ``extendByMinutes``), the keys of a body's object, the host and
 address rules of callback URLs, and a setting's bound (``ARR_MAX_LEASE_MINUTES``); the descriptions say them in
-words. The document states the rest (formats, patterns, bounds; tests/unit/test_document_rules.py holds each pattern
+words. The document states the rest (formats, patterns, bounds; tests/artifacts/test_document_rules.py holds each pattern
 to the app's check), so the other ten operations run with every check. Each refusal above is tested on its own:
 tests/unit/test_queries.py (times, spans), tests/integration/test_http_api.py (the extend body, the lease limit),
 tests/unit/test_views.py (labels), tests/unit/test_notifications.py (callback URLs).
