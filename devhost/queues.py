@@ -40,6 +40,7 @@ import logging
 import os
 import random
 import re
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -220,8 +221,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def service_client(connection_string: str) -> QueueServiceClient:
-    """An async Queue service client for a connection string (``UseDevelopmentStorage=true`` included)."""
-    client = QueueServiceClient.from_connection_string(connection_string)
+    """An async Queue service client for a connection string (``UseDevelopmentStorage=true`` included).
+
+    Without aiohttp's ``trust_env`` unless a proxy is set: it would look up ~/.netrc and the proxies in the event
+    loop's default executor on every poll, renewal and delete, so that the app's own use of those threads (a
+    receiver's slow DNS) would stall the host's leases here, which the real host, in its own process, does not."""
+    client = QueueServiceClient.from_connection_string(connection_string,
+                                                       use_env_settings=bool(urllib.request.getproxies()))
     if client.account_name == DEV_ACCOUNT and not _is_loopback(client.primary_hostname):
         msg = (f"the connection string names the development account {DEV_ACCOUNT} but no local QueueEndpoint "
                f"(it would reach {client.primary_hostname}); add QueueEndpoint=http://127.0.0.1:<port>/{DEV_ACCOUNT}")

@@ -10,11 +10,13 @@ address the receiver's name resolves to, just before connecting, and the connect
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -49,10 +51,21 @@ def outcome_of(status_code: int | None) -> str:
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 
+# Receivers' names are looked up on threads of their own. A lookup holds its thread for as long as the receiver's
+# DNS takes (seconds, when a server times out), and the event loop's default executor, where loop.getaddrinfo would
+# run it, is shared by every other client of the process: azure-core's aiohttp transport looks up the storage
+# account's name there, and the ARR client its endpoint's. A few slow receivers held all its threads (min(32,
+# cpus + 4)), and queue sends waited behind them past their 5 s bound (issue 19.6). Here they can delay only each
+# other. As many threads as one host runs deliveries at once (batchSize 16 + newBatchThreshold 8, and some room);
+# a thread is started only when a lookup finds every other one busy.
+RESOLVER_THREADS = 32
+_resolver_threads = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="receiver-dns")
+
 
 async def system_resolver(host: str) -> list[str]:
     """The addresses ``host`` resolves to, in the system's order of preference."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    lookup = functools.partial(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().run_in_executor(_resolver_threads, lookup)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 

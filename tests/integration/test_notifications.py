@@ -5,6 +5,7 @@ function (arr-notify) run as queue triggers, exactly as the Functions host would
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -59,6 +61,10 @@ class Receiver:
                                          f"{[r.body['status'] for r in self.on(path)]})", timeout=timeout, interval=0.1)
 
 
+class Listening(ThreadingHTTPServer):
+    request_queue_size = 128  # the socketserver's 5 would drop connections when many deliveries arrive at once
+
+
 def serve(receiver: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -75,7 +81,7 @@ def serve(receiver: Receiver) -> ThreadingHTTPServer:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    server = Listening(("127.0.0.1", receiver.port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -357,3 +363,53 @@ def test_forged_queue_messages_reach_no_one_and_remove_no_subscription(client: h
     time.sleep(6)  # what a retry of any of them would have waited
     assert receiver.on("/forged") == [] and receiver.on("/attacker") == []
     assert client.delete(victim.split("?")[0]).status_code == 200  # still there, until now
+
+
+# -- the retry of a delivery is queued under load: no duplicates (issue 19.6) ----------------------------------------
+
+_RUN = re.compile(r"notification delivery \(attempt (\d+)\)"  # after a run that ended
+                  r"|DeliverNotification failed on message \S+ \(dequeue count (\d+)\)")  # after one that raised
+
+
+def delivery_runs(log: str) -> list[int]:
+    """The dequeue count of every run of DeliverNotification the host's log tells of (a message run more than once
+    has a count above 1: each of its later runs POSTed a (receiver, event, attempt) that its receiver had)."""
+    return [int(m.group(1) or m.group(2)) for m in _RUN.finditer(log)]
+
+
+def test_receivers_that_resolve_slowly_get_no_duplicate(emulator_process: Emulator, own_azurite_queues: Azurite,
+                                                        receiver: Receiver) -> None:
+    """28 subscriptions whose receivers answer 500, by a name whose lookup takes 6 s (a slow DNS: one resolver
+    timeout; simulated in the host by tests/apps/slow_dns_app.py, nothing leaves the machine). Every delivery's retry
+    is queued: no queue call gives up ("queue arr-notify did not answer within 5 s"), so no message is run twice and
+    no receiver hears an (event, attempt) twice (a receiver cannot tell a repeat from the next attempt: the host's
+    log can, by the message's dequeue count). Before the fix the lookups held every thread of the event loop's
+    default executor, which the queue client needed twice per send (aiohttp's proxy and ~/.netrc lookups)."""
+    emulator_process.reset(startupSeconds=60)  # Starting only, for the whole test
+    paths = [f"/slow{i}" for i in range(28)]
+    host = start_host({**notifying_env(emulator_process, own_azurite_queues), "SLOW_DNS_SECONDS": "6"},
+                      "tests.apps.slow_dns_app", "--no-timers")
+    try:
+        with host.client() as http:
+            session_id = f"d-{uuid.uuid4().hex[:8]}"
+            for path in paths:
+                receiver.script[path] = [500] * 8
+                r = http.post("/api/subscriptions", json={
+                    "notificationUrl": f"http://receiver.slow.localhost:{receiver.port}{path}",
+                    "sessionId": session_id, "statuses": ["Starting"]})
+                assert r.status_code == 201, r.text
+            assert http.post("/api/sessions", json={"sessionId": session_id, "leaseMinutes": 10}).status_code == 202
+            wait_for(lambda: all(receiver.on(path) for path in paths), "every receiver's first delivery",
+                     timeout=20, interval=0.2, fail=False)
+            time.sleep(0.5)  # the last retries are queued
+    finally:
+        host.process.kill()  # not stop(): lookups still sleeping would hold its exit for seconds
+        host.process.wait()
+    log = Path(host.process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+    failures = re.findall(r"queue [\w-]+ (?:did not answer|could not be reached)[^\n]*", log)
+    runs = delivery_runs(log)
+    heard = {path: len(receiver.on(path)) for path in paths}
+    print(f"{len(runs)} delivery runs, {sum(heard.values())} POSTs, {len(failures)} queue failures")
+    assert failures == [], failures[:3]
+    assert [count for count in runs if count > 1] == [], runs
+    assert all(count >= 1 for count in heard.values()), heard  # the deliveries were made (and retries may follow)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from arr_core.outbound.webhooks import Outcome, deliver, pinned
+from arr_core.outbound.webhooks import Outcome, deliver, pinned, system_resolver
 
 from .harness import FakeResolver
 
@@ -145,3 +148,22 @@ async def test_the_apps_delivery_client_ignores_proxy_settings(monkeypatch: pyte
         assert context.notifier.http.trust_env is False
     finally:
         await context.aclose()
+
+
+def test_a_receivers_name_is_looked_up_without_the_event_loops_default_executor() -> None:
+    """Every thread of the loop's default executor held, and a receiver's name still resolves: lookups, which a slow
+    DNS makes last seconds, run on threads of their own and cannot starve the storage and ARR clients, which need
+    that executor (issue 19.6). ``localhost`` is in /etc/hosts: no DNS server is asked."""
+    release = threading.Event()
+
+    async def resolve_while_held() -> list[str]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        held = loop.run_in_executor(None, release.wait)
+        try:
+            return await asyncio.wait_for(system_resolver("localhost"), 2)
+        finally:
+            release.set()
+            await held
+
+    assert "127.0.0.1" in asyncio.run(resolve_while_held())
