@@ -16,9 +16,9 @@ import asyncio
 import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Collection
-from datetime import UTC, datetime
 from typing import Any
 
+from ..store.entities import aware
 from ..store.group_commit import MAX_BATCH_OPS
 from ..store.table import (
     Entity,
@@ -146,14 +146,9 @@ class MemoryTable:
 
 
 def _read(found: tuple[dict[str, Any], str]) -> Entity:
-    """A copy (callers may change it), datetimes as aware UTC, as the SDK gives them."""
+    """A copy (callers may change it), datetimes as aware UTC (a naive one read as UTC), as the SDK gives them."""
     entity, etag = found
-    return Entity({k: _utc(v) if isinstance(v, datetime) else v for k, v in entity.items()}, etag)
-
-
-def _utc(value: datetime) -> datetime:
-    """The table keeps UTC: a naive time is read as UTC, as the SDK reads it."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return Entity({k: aware(v) for k, v in entity.items()}, etag)
 
 
 __all__ = ["MemoryTable"]
