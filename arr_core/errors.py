@@ -18,6 +18,8 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
     │   │   ├── BodyTooLarge, UnsupportedMediaType, InvalidToken
     │   ├── LeaseTooLong, LeaseMustGrow
     │   ├── SessionNotFound, SubscriptionNotFound
+    │   ├── Unauthenticated         a hook's URL secret or signature is missing, wrong or stale
+│   ├── LinkRefused             a signed link that is not valid (changed, expired, not ours)
     │   └── Conflict
     │       ├── SessionEnded        carries the session's status and ARR's error
     │       ├── SessionIdInUse, IdempotencyKeyReused
@@ -213,6 +215,10 @@ class SubscriptionNotFound(Refused):
     """No such subscription (already removed, or never made)."""
 
 
+class LinkRefused(Refused):
+    """A signed link that this app did not sign, that was changed, or that has expired."""
+
+
 class Conflict(Refused):
     """The request contradicts what exists."""
 
@@ -239,6 +245,13 @@ class IdempotencyKeyReused(Conflict):
 
 class CleanupRunning(Conflict):
     """Another run holds the cleanup; this one did nothing (the caller may try again later)."""
+
+
+# -- inbound hooks (issue 20) -----------------------------------------------------------------------------------
+
+class Unauthenticated(Refused):
+    """A hook's URL secret or signature is missing, wrong or stale: nothing in the request is trusted or acted on.
+    The message never holds a secret or the signature given."""
 
 
 # -- the app cannot serve now -----------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ METADATA = [
 ]
 TAGS = {
     "Sessions": ("Start, watch, extend, stop and list rendering sessions.",
-                 ["StartSession", "GetSession", "WaitUntilReady", "ExtendSession", "StopSession", "ListSessions"]),
+                 ["StartSession", "GetSession", "WaitUntilReady", "WaitUntilReadySigned", "ExtendSession", "StopSession",
+                  "ListSessions"]),
     "History and usage": ("Past sessions, their changes, and what they cost.",
                           ["ListHistory", "ListSessionEvents", "GetUsage"]),
     "Triggers": ("Hear when sessions change status.", ["SubscribeSessionChanges", "Unsubscribe"]),

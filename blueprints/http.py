@@ -1,4 +1,4 @@
-"""HTTP adaptation shared by the functions: parsing input, problem+json errors, absolute links that keep ``code``.
+"""HTTP adaptation shared by the functions: parsing input, problem+json errors, links on the app's own URL.
 
 Every handler is wrapped by :func:`handled`, which runs it within the request's time budget and turns every
 failure into a problem+json answer. ``arr_core`` raises domain errors (one tree under ``AppError``, ARR's failures
@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 
@@ -22,6 +23,7 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from arr_core import deadline
+from arr_core.api.signed_links import sign, signed_path
 from arr_core.api.views import FieldError, Problem, SessionLinks
 from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.errors import (
@@ -40,6 +42,7 @@ from arr_core.errors import (
     InvalidRequestError,
     LeaseMustGrow,
     LeaseTooLong,
+    LinkRefused,
     Misconfigured,
     NotFoundError,
     Refused,
@@ -59,7 +62,7 @@ from arr_core.services.settings import ENV_NAMES, AppSettings
 
 log = logging.getLogger("arr_sessions.http")
 MAX_BODY_BYTES = 64 * 1024
-LOCAL_BASE = "http://localhost:7071"  # where `func start` and `make run` serve the app
+LOCAL_BASE = "http://localhost:7071"  # where `func start` serves the app when nothing says otherwise
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -98,6 +101,7 @@ PROBLEMS: dict[type[AppError] | tuple[type[ArrError], int | None], Answer] = {
     LeaseMustGrow: Answer(400, "Lease must grow"),
     SessionNotFound: Answer(404, "Session not found"),
     SubscriptionNotFound: Answer(404, "Subscription not found"),
+    LinkRefused: Answer(403, "Link refused"),
     Conflict: Answer(409, "Conflict"),
     SessionEnded: Answer(409, "Session has ended"),
     SessionIdInUse: Answer(409, "Session id in use"),
@@ -218,56 +222,63 @@ def validate(model: type[M], data: dict[str, Any], *, strict: bool = True) -> M:
 
 # -- links ---------------------------------------------------------------------------------------------------------
 
-def _configured_base() -> str | None:
-    """The app's own base URL: ``ARR_PUBLIC_BASE_URL``, else ``https://$WEBSITE_HOSTNAME`` (Azure sets it to the
-    app's host name); None locally, where the request's own URL is used.
-
-    Never the caller's ``Host`` header: links carry the caller's key, and must not point anywhere else. Read even
-    while another setting is malformed (the OpenAPI document is served then too).
-    """
+def _settings_anyway() -> AppSettings:
+    """The settings, or (while another setting is malformed: the OpenAPI document and links are served then too)
+    the ones that matter here, each read alone."""
     try:
-        configured = load_settings().public_base_url
+        return load_settings()
     except Misconfigured:
-        name = ENV_NAMES["public_base_url"]
-        try:
-            configured = AppSettings.from_env({name: os.environ.get(name, "")}).public_base_url
-        except Misconfigured:
-            configured = None
+        readable: dict[str, str] = {}
+        for field in ("public_base_url", "link_signing_key"):
+            name = ENV_NAMES[field]
+            try:
+                AppSettings.from_env({name: os.environ.get(name, "")})
+                readable[name] = os.environ.get(name, "")
+            except Misconfigured:
+                pass
+        return AppSettings.from_env(readable)
+
+
+def own_base() -> str:
+    """The app's own base URL: ``ARR_PUBLIC_BASE_URL``, else ``$WEBSITE_HOSTNAME`` (Azure sets it to the app's host
+    name, Core Tools and devhost to ``localhost:<port>``: http there), else Core Tools' default address.
+
+    Never the caller's ``Host`` header nor the request's URL: a link must not point anywhere the app is not.
+    """
+    configured = _settings_anyway().public_base_url
     if configured:
         return configured
-    hostname = os.environ.get("WEBSITE_HOSTNAME")
-    return f"https://{hostname}" if hostname else None
+    hostname = os.environ.get("WEBSITE_HOSTNAME", "").strip()
+    if not hostname:
+        return LOCAL_BASE
+    local = urlsplit(f"//{hostname}").hostname in ("localhost", "127.0.0.1", "::1")
+    return f"{'http' if local else 'https'}://{hostname}"
 
 
-def absolute_url(req: func.HttpRequest, path: str, **params: str) -> str:
-    """``/api/<path>`` on the app's base URL, carrying the caller's ``code`` so that polling keeps its key."""
-    base = _configured_base()
-    if base is None:  # local development: the request's own URL
-        parts = urlsplit(req.url)
-        base = f"{parts.scheme}://{parts.netloc}"
+def absolute_url(path: str, **params: str | None) -> str:
+    """``/api/<path>`` on the app's own base URL. No caller's key ever: it would leak with the link."""
     query = {k: v for k, v in params.items() if v is not None}
-    if req.params.get("code"):
-        query["code"] = req.params["code"]
     suffix = f"?{urlencode(query)}" if query else ""
-    return f"{base}/api/{path.lstrip('/')}{suffix}"
+    return f"{own_base()}/api/{path.lstrip('/')}{suffix}"
 
 
-def links_for(req: func.HttpRequest) -> Callable[[str], SessionLinks]:
-    """A session's links for the caller of ``req`` (they keep its ``code``)."""
-    return _links(lambda path: absolute_url(req, path))
+def ready_location(session_id: str) -> str:
+    """Where a poller watches a session start: its signed ready link (which needs no key: Logic Apps and Power
+    Automate poll it as given), or its plain ready URL when no ``ARR_LINK_SIGNING_KEY`` is set."""
+    keys = _settings_anyway().link_signing_keys
+    if not keys:
+        return absolute_url(f"sessions/{session_id}/ready")
+    path = signed_path(session_id)
+    return absolute_url(path, **sign(keys, path, datetime.now(UTC)))
 
 
 def app_links() -> Callable[[str], SessionLinks]:
-    """A session's links with no caller's key, for notifications (they go to third parties). On the configured
-    base URL; locally, where there is none, on Core Tools' default address."""
-    base = _configured_base() or LOCAL_BASE
-    return _links(lambda path: f"{base}/api/{path}")
+    """A session's links, the same for every caller and in notifications: on the app's own base URL, no key."""
+    base = own_base()
 
-
-def _links(url: Callable[[str], str]) -> Callable[[str], SessionLinks]:
     def links(session_id: str) -> SessionLinks:
-        return SessionLinks(self_=url(f"sessions/{session_id}"), ready=url(f"sessions/{session_id}/ready"),
-                            stop=url(f"sessions/{session_id}/stop"))
+        url = f"{base}/api/sessions/{session_id}"
+        return SessionLinks(self_=url, ready=f"{url}/ready", stop=f"{url}/stop")
 
     return links
 
@@ -297,7 +308,7 @@ def app_problem(exc: AppError, req: func.HttpRequest) -> func.HttpResponse:
             extra["arr_error"] = {"code": exc.code, "message": exc.message}
         if answer.names_session and exc.session_id is not None:
             extra["session_id"] = exc.session_id
-            headers["Location"] = absolute_url(req, f"sessions/{exc.session_id}/ready")
+            headers["Location"] = ready_location(exc.session_id)
     if isinstance(exc, ThrottledError) and exc.retry_after is not None and retry_after is not None:
         retry_after = math.ceil(exc.retry_after)  # the wait ARR asked for
     if retry_after is not None:

@@ -12,7 +12,7 @@ from arr_core.api.views import CleanupRuns, HistoryPage, SessionEvent, SessionEv
 from arr_core.errors import CleanupRunning
 from arr_core.services.context import get_context
 
-from .http import Api, absolute_url, app_links, json_response, links_for, session_id_of
+from .http import Api, absolute_url, app_links, json_response, session_id_of
 from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query
 
 bp = Api()
@@ -35,12 +35,12 @@ async def list_history(req: func.HttpRequest) -> func.HttpResponse:
     records, token = await context.queries.history_page(
         start, end, requested_by=query.requested_by, size=query.size, statuses=set(query.status or ()) or None,
         top=query.top, token=query.continuation_token, order=query.order)
-    links = links_for(req)
+    links = app_links()
     next_link = None
     if token is not None:
         params = {k: v for k, v in req.params.items() if k not in ("code", "continuationToken")}
         params |= {"from": start.isoformat(), "to": end.isoformat(), "continuationToken": token}
-        next_link = absolute_url(req, "history", **params)
+        next_link = absolute_url("history", **params)
     views = [build_view(r.session_id, None, r, links) for r in records]
     return json_response(HistoryPage(sessions=views, next_link=next_link))
 
@@ -74,7 +74,7 @@ async def list_cleanup_runs(req: func.HttpRequest) -> func.HttpResponse:
     runs = await context.queries.runs(query.before or datetime.now(UTC), query.top)
     next_link = None
     if len(runs) == query.top:
-        next_link = absolute_url(req, "cleanup/runs", before=runs[-1].ran_at.isoformat(), top=str(query.top))
+        next_link = absolute_url("cleanup/runs", before=runs[-1].ran_at.isoformat(), top=str(query.top))
     return json_response(CleanupRuns(runs=runs, next_link=next_link))
 
 

@@ -37,7 +37,7 @@ async def subscribe(req: func.HttpRequest) -> func.HttpResponse:
     request = read_body(req, SubscriptionRequest)
     context = await get_context()
     subscription = await context.notifier.subscribe(request)
-    location = absolute_url(req, f"subscriptions/{subscription.id}")
+    location = absolute_url(f"subscriptions/{subscription.id}")
     return json_response(_view(subscription), 201, headers={"Location": location})
 
 

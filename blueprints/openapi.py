@@ -39,6 +39,7 @@ from .queries import (
     HistoryQuery,
     ListQuery,
     RunsQuery,
+    SignedLinkQuery,
     StartQuery,
     StopQuery,
     UsageQuery,
@@ -133,6 +134,7 @@ ERROR_TEXTS = {400: "The request is invalid (a value that does not fit, or an em
                     "the fields.",
                401: "No function key, or a wrong one: send a key of the app in the x-functions-key header or the code "
                     "query parameter. Answered by the Functions host (locally as problem+json, in Azure with no body).",
+               403: "The signed link was changed, has expired, or was not signed by this app: poll from a new Location.",
                404: "No such session.",
                409: "Conflict (or a cleanup already running): see the problem's detail.",
                413: "The body is larger than 64 KiB.",
@@ -205,6 +207,14 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "whether or not it was Ready before: it will not be Ready again.",
             [SESSION_ID_PARAM], {200: ("Ready.", view), 202: ("Still starting.", view),
                                  **errors(400, 404, 409, 502, 503, 504)})},
+        "/signed/sessions/{id}/ready": {"get": operation(
+            "WaitUntilReadySigned", "Wait until ready on a signed link",
+            "WaitUntilReady on the link a 202's Location gives when the app has a signing key (ARR_LINK_SIGNING_KEY): "
+            "no function key, so that a workflow that holds none can poll it as given. The link is good for 24 "
+            "hours and for this one session; a link changed, expired or not signed by the app is a 403.",
+            [SESSION_ID_PARAM, *query_parameters(SignedLinkQuery)],
+            {200: ("Ready.", view), 202: ("Still starting; poll the new Location.", view),
+             **errors(400, 403, 404, 409, 502, 503, 504)}, anonymous=True)},
         "/sessions/{id}/stop": {"post": operation(
             "StopSession", "Stop a session",
             "Stops the session so that billing ends; a session that has already ended is returned as it is.",

@@ -180,6 +180,15 @@ class StopQuery(Query):
                                            description="Who asks for the stop, as the body's requestedBy.")
 
 
+class SignedLinkQuery(Query):
+    """A signed link's parameters (arr_core/api/signed_links.py): when it expires, and the app's signature."""
+
+    expires: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$", json_schema_extra=_summary("Expires"),
+                                description="When the link expires, in seconds since 1970 (UTC); set by the app.")
+    signature: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$", json_schema_extra=_summary("Signature"),
+                                  description="The app's signature of the link; set by the app.")
+
+
 # -- parsing -------------------------------------------------------------------------------------------------------
 
 @functools.cache

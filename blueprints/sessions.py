@@ -6,11 +6,13 @@ Apps and Power Automate (202 + Location + Retry-After while a session starts).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel
 
+from arr_core.api import signed_links
 from arr_core.api.present import build_view
 from arr_core.api.views import (
     IDEMPOTENCY_KEY,
@@ -23,7 +25,7 @@ from arr_core.api.views import (
 )
 from arr_core.arr.models import SessionStatus
 from arr_core.errors import InvalidInput, Misconfigured
-from arr_core.services.context import get_context
+from arr_core.services.context import get_context, load_settings
 
 if TYPE_CHECKING:
     from arr_core.services.sessions import SessionState
@@ -33,27 +35,28 @@ from .http import (
     absolute_url,
     app_links,
     json_response,
-    links_for,
     read_body,
     read_json_object,
+    ready_location,
     session_id_of,
     validate,
 )
 from .openapi import openapi_document
-from .queries import ListQuery, StartQuery, StopQuery, parse_query
+from .queries import ListQuery, SignedLinkQuery, StartQuery, StopQuery, parse_query
 
 bp = Api()
 R = TypeVar("R", bound=BaseModel)
 
 
-def _view(req: func.HttpRequest, state: SessionState) -> func.HttpResponse:
-    return json_response(build_view(state.session_id, state.arr, state.record, links_for(req)))
+def _view(state: SessionState) -> func.HttpResponse:
+    return json_response(build_view(state.session_id, state.arr, state.record, app_links()))
 
 
-def _pending(req: func.HttpRequest, state: SessionState, poll_seconds: int) -> func.HttpResponse:
-    """202 with Location (the ready monitor) and Retry-After: Logic Apps' asynchronous pattern."""
-    view = build_view(state.session_id, state.arr, state.record, links_for(req))
-    return json_response(view, 202, headers={"Location": view.links.ready, "Retry-After": str(poll_seconds)})
+def _pending(state: SessionState, poll_seconds: int) -> func.HttpResponse:
+    """202 with Location (the signed ready monitor) and Retry-After: Logic Apps' asynchronous pattern."""
+    view = build_view(state.session_id, state.arr, state.record, app_links())
+    headers = {"Location": ready_location(state.session_id), "Retry-After": str(poll_seconds)}
+    return json_response(view, 202, headers=headers)
 
 
 def _query_wins(from_body: R, from_query: BaseModel) -> R:
@@ -87,22 +90,36 @@ async def start_session(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     result = await context.sessions.start(request, key)
     await context.notifier.started(result, app_links())
-    return _pending(req, result, context.settings.poll_seconds)
+    return _pending(result, context.settings.poll_seconds)
 
 
 @bp.endpoint("GetSession", "GET", "sessions/{id}")
 async def get_session(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
-    return _view(req, await context.sessions.read(session_id_of(req)))
+    return _view(await context.sessions.read(session_id_of(req)))
 
 
 @bp.endpoint("WaitUntilReady", "GET", "sessions/{id}/ready")
 async def wait_until_ready(req: func.HttpRequest) -> func.HttpResponse:
+    return await _ready_or_pending(session_id_of(req))
+
+
+@bp.endpoint("WaitUntilReadySigned", "GET", "signed/sessions/{id}/ready", anonymous=True)
+async def wait_until_ready_signed(req: func.HttpRequest) -> func.HttpResponse:
+    """The same monitor on a link the app signed (the Location of a 202): pollers that hold no key use it."""
+    session_id = session_id_of(req)
+    query = parse_query(req, SignedLinkQuery)
+    signed_links.check(load_settings().link_signing_keys, signed_links.signed_path(session_id), query.expires,
+                       query.signature, datetime.now(UTC))
+    return await _ready_or_pending(session_id)
+
+
+async def _ready_or_pending(session_id: str) -> func.HttpResponse:
     context = await get_context()
-    state = await context.sessions.wait_until_ready(session_id_of(req))  # SessionEnded once it has ended
+    state = await context.sessions.wait_until_ready(session_id)  # SessionEnded once it has ended
     if state.status == SessionStatus.READY:
-        return _view(req, state)
-    return _pending(req, state, context.settings.poll_seconds)
+        return _view(state)
+    return _pending(state, context.settings.poll_seconds)
 
 
 @bp.endpoint("ExtendSession", "PATCH", "sessions/{id}")
@@ -110,7 +127,7 @@ async def extend_session(req: func.HttpRequest) -> func.HttpResponse:
     session_id = session_id_of(req)
     request = read_body(req, ExtendSessionRequest)
     context = await get_context()
-    return _view(req, await context.sessions.extend(session_id, request))
+    return _view(await context.sessions.extend(session_id, request))
 
 
 @bp.endpoint("StopSession", "POST", "sessions/{id}/stop")
@@ -120,7 +137,7 @@ async def stop_session(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     state = await context.sessions.stop(session_id, request.reason, actor=request.requested_by)
     await context.notifier.changed(state.record, app_links())
-    return _view(req, state)
+    return _view(state)
 
 
 @bp.endpoint("ListSessions", "GET", "sessions")
@@ -128,7 +145,7 @@ async def list_sessions(req: func.HttpRequest) -> func.HttpResponse:
     statuses = parse_query(req, ListQuery).status
     context = await get_context()
     active = await context.sessions.list_active(set(statuses) if statuses else None)
-    links = links_for(req)
+    links = app_links()
     return json_response(SessionList(sessions=[build_view(s.session_id, s.arr, s.record, links) for s in active.states],
                                      history="ok" if active.history_available else "unavailable",
                                      nightly_shutdown=context.maintenance.next_nightly_shutdown()))
@@ -147,5 +164,4 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.endpoint("OpenApi", "GET", "openapi.json", anonymous=True)
 async def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    host_url = absolute_url(req, "")
-    return json_response(openapi_document(host_url))
+    return json_response(openapi_document(absolute_url("")))

@@ -40,6 +40,10 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("azure").setLevel(logging.WARNING)
     load_local_settings(args.settings)
+    # The app's own address, as Core Tools sets it (``localhost:<port>``; kept when the environment gives one, as
+    # tests that play Azure do): the app builds its links on it, never on a request's Host header.
+    own = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+    os.environ.setdefault("WEBSITE_HOSTNAME", f"{own}:{args.port}")
     sys.path.insert(0, os.getcwd())
     keys = args.function_key + [k for k in os.environ.get("DEVHOST_FUNCTION_KEYS", "").split(",") if k]
     host = FunctionsHost(find_app(args.module), function_keys=keys, master_key=args.master_key,

@@ -139,6 +139,13 @@ param arrCurrency string = 'USD'
 @description('ARR_PUBLIC_BASE_URL: the app public URL (custom domain, API Management) for Location headers and links. Empty: https://<app>.azurewebsites.net.')
 param arrPublicBaseUrl string = ''
 
+// Generated once by azd (kept in the environment's config, so every `azd up` keeps it) and never prompted for.
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
+@description('ARR_LINK_SIGNING_KEY: the key of signed ready links (a 202 Location that Logic Apps and Power Automate poll without a function key). Several keys separated by spaces rotate it.')
+@minLength(32)
+param arrLinkSigningKey string
+
 @description('ARR_REQUEST_TIMEOUT_SECONDS: time budget of one HTTP request, retries included (5-100).')
 @minValue(5)
 @maxValue(100)
@@ -258,6 +265,7 @@ var arrSettings = {
   ARR_RATE_PREMIUM_PER_HOUR: arrRatePremiumPerHour
   ARR_CURRENCY: arrCurrency
   ARR_PUBLIC_BASE_URL: arrPublicBaseUrl
+  ARR_LINK_SIGNING_KEY: arrLinkSigningKey
   ARR_REQUEST_TIMEOUT_SECONDS: string(arrRequestTimeoutSeconds)
   ARR_CLEANUP_BUDGET_SECONDS: string(arrCleanupBudgetSeconds)
 }

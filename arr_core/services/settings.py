@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ..api.signed_links import MIN_KEY_CHARS
 from ..arr.models import SessionSize
 from ..arr.validation import MAX_LEASE_MINUTES
 from ..domain.cleanup import parse_clock
@@ -47,6 +48,7 @@ ENV_NAMES = {
     "currency": "ARR_CURRENCY",
     "cleanup_schedule": "ARR_CLEANUP_SCHEDULE",
     "public_base_url": "ARR_PUBLIC_BASE_URL",
+    "link_signing_key": "ARR_LINK_SIGNING_KEY",
     "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
 }
@@ -95,6 +97,7 @@ class AppSettings(BaseModel):
     currency: str = "USD"
     cleanup_schedule: str = "0 */5 * * * *"
     public_base_url: str | None = None
+    link_signing_key: str | None = Field(default=None, repr=False)
     request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
     cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
     website_instance_id: str | None = None
@@ -152,6 +155,19 @@ class AppSettings(BaseModel):
         if value is None:
             return None
         return _http_url(value, " without query or fragment, e.g. https://arr.contoso.com", base=True).rstrip("/")
+
+    @field_validator("link_signing_key")
+    @classmethod
+    def _signing_keys(cls, value: str | None) -> str | None:
+        if value is not None and any(len(key) < MIN_KEY_CHARS for key in value.replace(",", " ").split()):
+            msg = f"each key must have at least {MIN_KEY_CHARS} characters (several keys: separated by spaces)"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def link_signing_keys(self) -> tuple[str, ...]:
+        """The keys of signed links, the signing one first (``ARR_LINK_SIGNING_KEY``; spaces or commas between)."""
+        return tuple(self.link_signing_key.replace(",", " ").split()) if self.link_signing_key else ()
 
     @property
     def arr_endpoint(self) -> str:

@@ -64,6 +64,8 @@ KEY_SETTING = "ARR_ACCOUNT_KEY"
 DERIVED = {"ARR_MANAGED_IDENTITY_CLIENT_ID", "ARR_HISTORY_TABLE_ENDPOINT", "ARR_QUEUE_ENDPOINT"}
 # No default: azd asks for them (docs/deploy.md, "Parameters": required).
 REQUIRED = {"ARR_ACCOUNT_ID", "ARR_ACCOUNT_DOMAIN", "ARR_REGION"}
+# No default either, and no question: azd generates them once (``@metadata`` type ``generate``) and keeps them.
+GENERATED = {"ARR_LINK_SIGNING_KEY": "arrLinkSigningKey"}
 
 # azure-functions-doctor warnings that are explained, not fixed (docs/deploy.md). Any other warning fails.
 EXPLAINED_WARNINGS = {
@@ -449,7 +451,8 @@ def deploy(trees: dict[str, Any], **params: Any) -> Deployment:
 
 REQUIRED_PARAMS = {"environmentName": "dev", "location": "westeurope",
                    "arrAccountId": "00000000-0000-0000-0000-0000000000a1",
-                   "arrAccountDomain": "westeurope.mixedreality.azure.com", "arrRegion": "westeurope"}
+                   "arrAccountDomain": "westeurope.mixedreality.azure.com", "arrRegion": "westeurope",
+                   "arrLinkSigningKey": "k" * 48}
 ARR = ("arr-prod", "11111111-1111-1111-1111-111111111111", "rg-rendering")
 ARR_ID = (f"/subscriptions/{ARR[1]}/resourceGroups/{ARR[2]}"
           f"/providers/Microsoft.MixedReality/remoteRenderingAccounts/{ARR[0]}")
@@ -543,7 +546,13 @@ def test_each_setting_comes_from_a_parameter_with_the_apps_default(defaults: Dep
         bicep_default = main.tree["parameters"][param]["default"]
         app_default = AppSettings.model_fields[field_name].default
         app_default = getattr(app_default, "value", app_default)
-        if setting in REQUIRED:
+        if setting in GENERATED:
+            assert param == GENERATED[setting] and bicep_default is None, f"{param}: no default, azd generates it"
+            decorators = main.tree["parameters"][param]["decorators"]
+            assert {"type": "secure"} in decorators, f"{param}: @secure()"
+            assert {"type": "metadata", "argument": {"azd": {"type": "generate", "config": {
+                "length": 48, "noSpecial": True}}}} in decorators, f"{param}: azd generates it"
+        elif setting in REQUIRED:
             assert bicep_default is None, f"{param} must have no default: azd asks for it"
         elif app_default in (None, ""):
             assert bicep_default == "", f"{param}: unset in the app, so '' in Bicep (got {bicep_default!r})"

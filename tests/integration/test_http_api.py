@@ -53,14 +53,15 @@ def follow_like_a_logic_app(http: httpx.Client, response: httpx.Response, emulat
 
 def test_logic_app_flow_start_poll_extend_stop(http: httpx.Client, emulator: Emulator, table: TableClient,
                                                app_host: Host) -> None:
-    """Start (202 + absolute Location with code) -> poll to 200 -> extend -> stop -> read; history is written."""
+    """Start (202 + absolute Location, never with the caller's code) -> poll to 200 -> extend -> stop -> read;
+    history is written."""
     started_at = datetime.now(timezone.utc)
     r = http.post("/api/sessions", params={"code": app_host.key},
                   json={"size": "Standard", "leaseMinutes": 30, "requestedBy": "flow@contoso",
                         "reason": "design review", "labels": {"team": "viz"}, "keepAlive": False})
     assert r.status_code == 202, r.text
     assert r.headers["Location"].startswith(app_host.url + "/api/sessions/")
-    assert r.headers["Location"].endswith(f"/ready?code={app_host.key}")
+    assert r.headers["Location"].endswith("/ready") and app_host.key not in r.text + str(r.headers)
     assert r.headers["Retry-After"] == "3"
     view = r.json()
     session_id = view["id"]
@@ -337,7 +338,8 @@ def test_health_and_openapi(http: httpx.Client, app_host: Host, emulator: Emulat
     validate(doc)
     assert doc["host"] == app_host.url.removeprefix("http://")
     operations = {op["operationId"] for path in doc["paths"].values() for key, op in path.items() if key[0] != "x"}
-    assert operations == {"StartSession", "GetSession", "WaitUntilReady", "ExtendSession", "StopSession",
+    assert operations == {"StartSession", "GetSession", "WaitUntilReady", "WaitUntilReadySigned", "ExtendSession",
+                          "StopSession",
                           "ListSessions", "ListHistory", "GetUsage", "RunCleanup", "Health", "OpenApi",
                           "SubscribeSessionChanges", "Unsubscribe", "ListSessionEvents", "ListCleanupRuns"}
     for path in doc["paths"].values():

@@ -376,7 +376,7 @@ def test_a_handler_raising_deadline_exceeded_is_a_504() -> None:
 def test_a_start_whose_outcome_arr_left_unknown_names_the_session_to_poll(monkeypatch: pytest.MonkeyPatch,
                                                                          kind: str, status: int) -> None:
     """ARR may have created the session: the problem carries sessionId and a Location to its ready monitor
-    (with the caller's code), so a retry polls instead of starting a second billed session."""
+    (never with the caller's code), so a retry polls instead of starting a second billed session."""
     monkeypatch.setenv("ARR_PUBLIC_BASE_URL", "https://arr.contoso.example")
     forget_settings()
     try:
@@ -388,7 +388,7 @@ def test_a_start_whose_outcome_arr_left_unknown_names_the_session_to_poll(monkey
     assert r.status_code == status
     body = json.loads(r.get_body())
     assert body["sessionId"] == "s-1234"
-    assert r.headers["Location"] == "https://arr.contoso.example/api/sessions/s-1234/ready?code=k"
+    assert r.headers["Location"] == "https://arr.contoso.example/api/sessions/s-1234/ready"
     assert r.headers["Retry-After"]
 
 

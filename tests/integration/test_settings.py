@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import azure.functions as func
 import httpx
 import pytest
 from conftest import ROOT, Azurite, Emulator, Host, function_app_env, start_host, stop
@@ -108,27 +107,26 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     context.load_settings.cache_clear()
 
 
-def forged(path: str = "sessions", **params: str) -> func.HttpRequest:
-    """A request as the worker sees it when the caller sent ``Host: evil.example``."""
-    return func.HttpRequest("GET", f"https://evil.example/api/{path}", body=b"", params=params)
-
-
 @pytest.mark.parametrize(("env", "base"), [
     ({"ARR_PUBLIC_BASE_URL": "https://arr.contoso.com/", "WEBSITE_HOSTNAME": "app.azurewebsites.net"},
      "https://arr.contoso.com"),
     ({"ARR_PUBLIC_BASE_URL": "https://apim.contoso.com/arr"}, "https://apim.contoso.com/arr"),
     ({"WEBSITE_HOSTNAME": "app.azurewebsites.net"}, "https://app.azurewebsites.net"),
+    ({"WEBSITE_HOSTNAME": "localhost:7071"}, "http://localhost:7071"),  # as Core Tools sets it
+    ({"WEBSITE_HOSTNAME": "127.0.0.1:8123"}, "http://127.0.0.1:8123"),  # as devhost sets it
     ({"ARR_PUBLIC_BASE_URL": "https://arr.contoso.com", "ARR_TIME_ZONE": "Mars/Base"}, "https://arr.contoso.com"),
-    ({}, "https://evil.example"),  # local development only: nothing says what the app's URL is
+    ({}, "http://localhost:7071"),  # nothing says what the app's URL is: Core Tools' default, never the request's
 ])
-def test_links_use_the_public_url_then_website_hostname_then_the_request(environment: pytest.MonkeyPatch,
-                                                                         env: dict[str, str], base: str) -> None:
-    """ARR_PUBLIC_BASE_URL, else Azure's WEBSITE_HOSTNAME, else (locally) the request URL; the caller's code is
-    kept. A malformed other setting does not drop the public URL."""
+def test_links_use_the_public_url_then_website_hostname_then_core_tools_default(environment: pytest.MonkeyPatch,
+                                                                                env: dict[str, str],
+                                                                                base: str) -> None:
+    """ARR_PUBLIC_BASE_URL, else WEBSITE_HOSTNAME, else Core Tools' address; no request enters into it, so neither
+    its Host nor its code can reach a link. A malformed other setting does not drop the public URL."""
     for name, value in env.items():
         environment.setenv(name, value)
-    assert edge.absolute_url(forged(code="k"), "sessions/s1/ready") == f"{base}/api/sessions/s1/ready?code=k"
-    assert edge.absolute_url(forged(), "history", top="1") == f"{base}/api/history?top=1"
+    assert edge.absolute_url("sessions/s1/ready") == f"{base}/api/sessions/s1/ready"
+    assert edge.absolute_url("history", top="1") == f"{base}/api/history?top=1"
+    assert edge.ready_location("s1") == f"{base}/api/sessions/s1/ready"  # no signing key: the plain link
 
 
 def test_the_request_budget_comes_from_the_setting(environment: pytest.MonkeyPatch) -> None:
@@ -190,25 +188,65 @@ def test_a_bad_setting_makes_every_route_503_misconfigured(host_with: Any, emula
     assert emulator.state()["requests"]["create"] == 0
 
 
-def test_a_forged_host_header_never_reaches_links(host_with: Any, emulator: Emulator) -> None:
-    """The Host header went into Location, links, nextLink and the OpenAPI host, with the caller's code: a link
-    that sends the key elsewhere. Behind ARR_PUBLIC_BASE_URL every URL the app hands out is on that base."""
-    host = host_with(ARR_PUBLIC_BASE_URL="https://arr.contoso.example/")
-    public = "https://arr.contoso.example/api/"
+@pytest.mark.parametrize("public", [None, "https://arr.contoso.example/"])
+def test_a_forged_host_header_never_reaches_links(host_with: Any, emulator: Emulator, public: str | None) -> None:
+    """The Host header went into Location, links, nextLink and the OpenAPI host when no public URL was set (locally),
+    with the caller's code: ``Host: evil.example`` and ``?code=KEY`` gave
+    ``Location: http://evil.example/api/sessions/<id>/ready?code=KEY``. Every URL is now on the app's own address
+    (the public URL, else the address the host was started on) and none carries a key."""
+    host = host_with(**({"ARR_PUBLIC_BASE_URL": public} if public else {}))
+    own = f"{(public or host.url + '/').rstrip('/')}/api/"
     with forging_client(host) as client:
-        started = [client.post("/api/sessions", params={"code": "caller-key"}, json={"leaseMinutes": 5})
+        started = [client.post("/api/sessions", params={"code": host.key}, json={"leaseMinutes": 5})
                    for _ in range(2)]
         for r in started:
             assert r.status_code == 202, r.text[:300]
-            assert r.headers["Location"].startswith(public) and r.headers["Location"].endswith("?code=caller-key")
-            assert all(link.startswith(public) for link in r.json()["links"].values())
-        page = client.get("/api/history", params={"top": "1", "code": "caller-key"}).json()
-        assert page["nextLink"].startswith(public + "history?")
-        assert parse_qs(urlsplit(page["nextLink"]).query)["code"] == ["caller-key"]
+            assert r.headers["Location"].startswith(own + "sessions/"), r.headers["Location"]
+            assert all(link.startswith(own) for link in r.json()["links"].values())
+        page = client.get("/api/history", params={"top": "1", "code": host.key}).json()
+        assert page["nextLink"].startswith(own + "history?")
+        assert "code" not in parse_qs(urlsplit(page["nextLink"]).query)
         document = client.get("/api/openapi.json").json()
-        assert (document["host"], document["schemes"]) == ("arr.contoso.example", ["https"])
+        assert f"{document['schemes'][0]}://{document['host']}{document['basePath']}/" == own
         texts = [r.text + json.dumps(dict(r.headers)) for r in started] + [json.dumps(page), json.dumps(document)]
     assert not any("evil.example" in text for text in texts)
+    assert not any(host.key in text for text in texts)
+
+
+def test_a_signed_location_is_polled_without_a_key_and_only_as_signed(host_with: Any, emulator: Emulator) -> None:
+    """With ARR_LINK_SIGNING_KEY, a 202's Location is a signed link that a poller holding no key (Logic Apps, Power
+    Automate) follows to Ready; changed, moved to another session, or with another key's signature, it is a 403."""
+    signing_key = "s" * 48
+    host = host_with(ARR_LINK_SIGNING_KEY=f"{signing_key} {'o' * 40}")
+    with host.client() as client:
+        r = client.post("/api/sessions", json={"leaseMinutes": 5})
+        other = client.post("/api/sessions", json={"leaseMinutes": 5}).json()["id"]
+    assert r.status_code == 202, r.text[:300]
+    location = r.headers["Location"]
+    session_id = r.json()["id"]
+    assert location.startswith(f"{host.url}/api/signed/sessions/{session_id}/ready?expires=")
+    assert host.key not in location and signing_key not in location
+    with httpx.Client(timeout=60) as anonymous:  # no function key at all
+        assert anonymous.get(f"{host.url}/api/sessions/{session_id}/ready").status_code == 401
+        polled = anonymous.get(location)
+        assert polled.status_code == 202, polled.text[:300]
+        assert polled.headers["Location"].startswith(f"{host.url}/api/signed/sessions/{session_id}/ready?")
+        for _ in range(30):  # as Logic Apps polls: each new Location after Retry-After (on the emulator's clock)
+            if polled.status_code != 202:
+                break
+            emulator.advance(int(polled.headers["Retry-After"]))
+            polled = anonymous.get(polled.headers["Location"])
+        assert polled.status_code == 200 and polled.json()["status"] == "Ready", polled.text[:300]
+        query = parse_qs(urlsplit(location).query)
+        expires, signature = query["expires"][0], query["signature"][0]
+        forged_links = [location.replace(session_id, other),
+                        location.replace(f"expires={expires}", f"expires={int(expires) + 3600}"),
+                        location.replace(signature, ("A" if signature[0] != "A" else "B") + signature[1:]),
+                        location.split("&signature=")[0]]
+        for forged_link in forged_links:
+            refused = anonymous.get(forged_link)
+            assert refused.status_code == 403, (forged_link, refused.text[:300])
+            assert refused.json()["title"] == "Link refused" and signing_key not in refused.text
 
 
 def test_in_azure_without_a_public_url_links_use_website_hostname(host_with: Any, emulator: Emulator) -> None:

@@ -13,6 +13,7 @@ import pytest
 import blueprints.http as edge
 from arr_core import errors
 from arr_core.errors import AppError, ArrError
+from arr_core.services.settings import AppSettings
 
 
 def all_subclasses(root: type) -> list[type]:
@@ -79,7 +80,7 @@ def test_refusals_name_their_field_and_history_trouble_hides_detail() -> None:
 def answered(exc: AppError, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, str], dict[str, object]]:
     """What the edge answers when a handler raises ``exc``: status, the headers that matter, the problem body."""
     monkeypatch.setattr(edge, "_request_seconds", lambda: 5.0)
-    monkeypatch.setattr(edge, "_configured_base", lambda: None)  # links on the request's own URL
+    monkeypatch.setattr(edge, "_settings_anyway", lambda: AppSettings(public_base_url="http://127.0.0.1:7071"))
 
     @edge.handled
     async def failing(req: func.HttpRequest) -> func.HttpResponse:
@@ -97,7 +98,7 @@ def unsettled(exc: errors.ArrError) -> errors.ArrError:
     return exc
 
 
-POLL = "http://127.0.0.1:7071/api/sessions/s-1/ready?code=k"
+POLL = "http://127.0.0.1:7071/api/sessions/s-1/ready"  # never the request's code=k
 ARR_ANSWERS = [
     (unsettled(errors.ThrottledError("slow down", status_code=429, correlation_id="cv", retry_after=12.2)),
      503, {"Retry-After": "13", "Location": POLL},

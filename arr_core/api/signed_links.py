@@ -1,0 +1,51 @@
+"""Signed links: a URL that lets whoever holds it watch one session start, without a function key.
+
+Logic Apps and Power Automate poll the ``Location`` of a 202 exactly as given, with no key of their own. A function
+key in that URL would hand the caller's key to every log and proxy that sees it, and to whatever the link points
+at; so the app signs the one read a poller needs instead: ``signed/sessions/{id}/ready``, good for
+:data:`LINK_SECONDS`, with a key only the app knows (``ARR_LINK_SIGNING_KEY``; several keys for rotation: the
+first signs, any verifies). A signature grants nothing else: not the session's stop, nor another session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..errors import LinkRefused
+
+LINK_SECONDS = 24 * 3600  # a start is Ready in minutes; a day covers any poller's patience and a slow start
+MIN_KEY_CHARS = 32  # 32 characters of a generated key: at least 190 bits
+
+
+def signed_path(session_id: str) -> str:
+    """The path, under ``/api/``, of a session's signed ready link."""
+    return f"signed/sessions/{session_id}/ready"
+
+
+def _mac(key: str, path: str, expires: int) -> str:
+    digest = hmac.new(key.encode(), f"GET\n/api/{path}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign(keys: Sequence[str], path: str, now: datetime) -> dict[str, str]:
+    """The query parameters that make ``path`` a signed link until ``now`` plus :data:`LINK_SECONDS`."""
+    expires = int(now.timestamp()) + LINK_SECONDS
+    return {"expires": str(expires), "signature": _mac(keys[0], path, expires)}
+
+
+def check(keys: Sequence[str], path: str, expires: str | None, signature: str | None, now: datetime) -> None:
+    """Pass a link signed by one of ``keys`` for ``path`` that has not expired; raise :class:`LinkRefused` else.
+    Every refusal says the same, so that a guesser learns nothing from it."""
+    refused = LinkRefused("this link is not valid: it was not signed by this app, was changed, or has expired; "
+                          "start polling again from the Location of a new request")
+    if not keys or not expires or not signature or not expires.isdigit() or len(expires) > 12:
+        raise refused
+    at = int(expires)
+    if at < now.timestamp() or at > now.timestamp() + LINK_SECONDS + 60:
+        raise refused
+    if not any(hmac.compare_digest(_mac(key, path, at), signature) for key in keys):
+        raise refused
