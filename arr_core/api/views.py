@@ -30,16 +30,13 @@ from pydantic.alias_generators import to_camel
 from ..arr.models import SessionSize, SessionStatus
 from ..arr.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 from ..domain.notifications import MAX_URL_CHARS, Cause
+from ..domain.records import LABEL_KEY_CLASS, LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_LABELS, MAX_TEXT
 
-MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value), in bodies and queries
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # What _no_controls refuses, as a regular expression's class: Unicode's Cc (exactly U+0000-U+001F and U+007F-U+009F)
 # and BIDI_CONTROLS (tests/unit/test_document_rules.py checks the two against every code point).
 CONTROL_CLASS = r"\x00-\x1F\x7F-\x9F\u202A-\u202E\u2066-\u2069"
 NO_CONTROLS_PATTERN = rf"^[^{CONTROL_CLASS}]*$"
-MAX_LABELS = 32
-LABEL_KEY_CLASS = "A-Za-z0-9_.:-"  # a label key's characters, as a regular expression's class
-MAX_LABEL_KEY = 64
 
 
 def _no_controls(value: str) -> str:
@@ -122,7 +119,7 @@ CALLBACK_URL_RULE = ("an absolute http(s) URL without credentials, to a host the
 SessionId = Annotated[str, StringConstraints(pattern=SESSION_ID_PATTERN.pattern)]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_no_controls),
                       Documented(NO_CONTROLS_PATTERN)]
-LabelKey = Annotated[str, StringConstraints(pattern=rf"^[{LABEL_KEY_CLASS}]{{1,{MAX_LABEL_KEY}}}$")]
+LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
 LabelValue = ShortText
 StatusName = Literal[tuple(status.value for status in SessionStatus)]  # type: ignore[valid-type]
 SizeName = Literal["Standard", "Premium"]

@@ -19,6 +19,12 @@ ACTIVE_STATUSES = (REQUESTED, SessionStatus.STARTING.value, SessionStatus.READY.
 CLEANUP_ACTOR = "cleanup"  # who a change made by the lease cleanup is recorded as
 NIGHTLY_ACTOR = "nightly"  # and one made by the nightly shutdown
 RUN_MONTHS = 3  # how far back the cleanup runs are listed
+# What a session's free text and labels may be, wherever they come from (the API's bodies and queries, a hook's rule).
+MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value)
+MAX_LABELS = 32
+LABEL_KEY_CLASS = "A-Za-z0-9_.:-"  # a label key's characters, as a regular expression's class
+MAX_LABEL_KEY = 64
+LABEL_KEY_PATTERN = rf"^[{LABEL_KEY_CLASS}]{{1,{MAX_LABEL_KEY}}}$"
 
 
 def utcnow() -> datetime:
