@@ -54,6 +54,7 @@ from arr_core.errors import (
     SubscriptionNotFound,
     ThrottledError,
     TransportError,
+    Unauthenticated,
     Unavailable,
     UnsupportedMediaType,
 )
@@ -102,6 +103,7 @@ PROBLEMS: dict[type[AppError] | tuple[type[ArrError], int | None], Answer] = {
     SessionNotFound: Answer(404, "Session not found"),
     SubscriptionNotFound: Answer(404, "Subscription not found"),
     LinkRefused: Answer(403, "Link refused"),
+    Unauthenticated: Answer(401, "Not authenticated"),
     Conflict: Answer(409, "Conflict"),
     SessionEnded: Answer(409, "Session has ended"),
     SessionIdInUse: Answer(409, "Session id in use"),
@@ -182,17 +184,23 @@ def parse_json(raw: str | bytes, field: str) -> Any:
         raise InvalidInput(f"{field} is nested too deeply", field=field) from exc
 
 
-def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
-    """The body as a JSON object ({} when empty): 413 over 64 KiB, 415 for a non-JSON type, 400 if malformed."""
+def json_body(req: func.HttpRequest, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The raw body of a JSON request: 413 over ``limit`` bytes, 415 for a type other than JSON (or ``+json``)."""
     body = req.get_body() or b""
-    if len(body) > MAX_BODY_BYTES:
-        raise BodyTooLarge(f"the body is larger than {MAX_BODY_BYTES} bytes", field="body")
-    if not body.strip():
-        return {}
+    if len(body) > limit:
+        raise BodyTooLarge(f"the body is larger than {limit} bytes", field="body")
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+    if body.strip() and content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"the body must be JSON sent as Content-Type: application/json, not {content_type}; "
                                    "nothing was done", field="body")
+    return body
+
+
+def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object ({} when empty): 413 over 64 KiB, 415 for a non-JSON type, 400 if malformed."""
+    body = json_body(req)
+    if not body.strip():
+        return {}
     data = parse_json(body, "body")
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
@@ -340,13 +348,14 @@ def check_query_encoding(url: str) -> None:
             raise InvalidInput(f"{shown} is not UTF-8 text", field=shown) from None
 
 
-def handled(handler: Handler) -> Handler:
-    """Run ``handler`` within the request's time budget and turn every failure into problem+json."""
+def handled(handler: Handler, seconds: float | None = None) -> Handler:
+    """Run ``handler`` within the request's time budget (``seconds``, else the setting's) and turn every failure
+    into problem+json."""
 
     @functools.wraps(handler)
     async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
         try:
-            async with deadline.budget(_request_seconds()):
+            async with deadline.budget(seconds or _request_seconds()):
                 check_query_encoding(req.url)
                 return await handler(req)
         except AppError as exc:  # the one root of what arr_core raises
@@ -363,10 +372,12 @@ class Api(func.Blueprint):
     """A blueprint whose HTTP functions are declared in one line: ``@bp.endpoint("GetSession", "GET",
     "sessions/{id}")`` names the function, routes it, and runs it through :func:`handled`."""
 
-    def endpoint(self, name: str, method: str, route: str, *, anonymous: bool = False) -> Callable[[Handler], Any]:
+    def endpoint(self, name: str, method: str, route: str, *, anonymous: bool = False,
+                 seconds: float | None = None) -> Callable[[Handler], Any]:
         auth = {"auth_level": func.AuthLevel.ANONYMOUS} if anonymous else {}
 
         def register(handler: Handler) -> Any:
-            return self.function_name(name)(self.route(route=route, methods=[method], **auth)(handled(handler)))
+            wrapped = handled(handler, seconds)
+            return self.function_name(name)(self.route(route=route, methods=[method], **auth)(wrapped))
 
         return register

@@ -189,6 +189,13 @@ class SignedLinkQuery(Query):
                                   description="The app's signature of the link; set by the app.")
 
 
+class HookQuery(Query):
+    """A hook's query: ``dryRun`` shows what its rules would do with the delivery, and does nothing."""
+
+    dry_run: bool | None = Field(default=None, json_schema_extra=_summary("Dry run"),
+                                 description="Decide and show, but record and do nothing.")
+
+
 # -- parsing -------------------------------------------------------------------------------------------------------
 
 @functools.cache

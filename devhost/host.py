@@ -25,7 +25,7 @@ import os
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +123,13 @@ def _not_found(request: Request) -> Response:
     return host_problem(404, "Not found", f"no function answers {request.method} {path[:200]!r}")
 
 
+def disabled(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """The app setting ``AzureWebJobs.<name>.Disabled`` (true or 1) turns a function off, as in Azure: its trigger
+    does not run (an HTTP route is then not found)."""
+    value = (os.environ if environ is None else environ).get(f"AzureWebJobs.{name}.Disabled", "")
+    return value.strip().lower() in ("true", "1")
+
+
 class FunctionsHost:
     """Serves one ``func.FunctionApp`` as an ASGI app."""
 
@@ -151,6 +158,9 @@ class FunctionsHost:
             trigger = function.get_trigger()
             name = function.get_function_name()
             kind = trigger.get_binding_name()
+            if disabled(name):
+                log.info("function %s is disabled (AzureWebJobs.%s.Disabled)", name, name)
+                continue
             if kind == "httpTrigger":
                 methods = frozenset(str(getattr(m, "value", m)).upper() for m in (trigger.methods or []))
                 self.http.append(HttpFunction(

@@ -139,6 +139,17 @@ param arrCurrency string = 'USD'
 @description('ARR_PUBLIC_BASE_URL: the app public URL (custom domain, API Management) for Location headers and links. Empty: https://<app>.azurewebsites.net.')
 param arrPublicBaseUrl string = ''
 
+@description('ARR_HOOK_RULES: the inbound webhooks rules, a JSON array (docs/integrations.md). Empty: every event is acknowledged and ignored.')
+param arrHookRules string = ''
+
+@secure()
+@description('ARR_HOOK_STANDARD_SECRETS: Standard Webhooks secrets (whsec_...), separated by spaces. Empty: /api/hooks/standard refuses every delivery.')
+param arrHookStandardSecrets string = ''
+
+@secure()
+@description('ARR_HOOK_GITHUB_SECRETS: GitHub webhook secrets, separated by spaces. Empty: /api/hooks/github refuses every delivery.')
+param arrHookGithubSecrets string = ''
+
 // Generated once by azd (kept in the environment's config, so every `azd up` keeps it) and never prompted for.
 @secure()
 @metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
@@ -266,6 +277,9 @@ var arrSettings = {
   ARR_CURRENCY: arrCurrency
   ARR_PUBLIC_BASE_URL: arrPublicBaseUrl
   ARR_LINK_SIGNING_KEY: arrLinkSigningKey
+  ARR_HOOK_RULES: arrHookRules
+  ARR_HOOK_STANDARD_SECRETS: arrHookStandardSecrets
+  ARR_HOOK_GITHUB_SECRETS: arrHookGithubSecrets
   ARR_REQUEST_TIMEOUT_SECONDS: string(arrRequestTimeoutSeconds)
   ARR_CLEANUP_BUDGET_SECONDS: string(arrCleanupBudgetSeconds)
 }

@@ -23,12 +23,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
-from pydantic.alias_generators import to_camel
 
 from ..arr.models import SessionSize, SessionStatus
 from ..arr.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
+from ..domain.hooks.rules import HookAction
 from ..domain.notifications import MAX_URL_CHARS, Cause
 from ..domain.records import LABEL_KEY_CLASS, LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_LABELS, MAX_TEXT
 
@@ -426,6 +427,30 @@ class StatusNotification(ApiModel):
                                             "The status announced before; null for a session's first.")
     status: StatusName = described("Status", "The session's status now.")
     cause: Cause = described("Cause", "Who made the change: a caller's stop, the lease cleanup, the nightly shutdown, "
-                             "or ARR itself.")
+                             "a webhook's rule, or ARR itself.")
     actor: str | None = described("Actor", "Who stopped the session, when someone did.")
     session: SessionView = described("Session", "The session as it is now.")
+
+
+# -- inbound webhooks (not in the served document: senders, not connectors, call the hooks) ------------------------
+
+class HookOutcome(ApiModel):
+    """What became of one event a hook received."""
+
+    delivery_id: str  # the sender's own id (Event Grid's event id, Standard Webhooks' webhook-id, ...)
+    type: str
+    outcome: Literal["queued", "done", "ignored", "wouldAct"]  # wouldAct: a dry run's
+    duplicate: bool = False  # the sender delivered it before: nothing new is done
+    actions: list[HookAction] = []
+    reason: str | None = None  # why it is ignored
+    results: list[str] = []  # what each action did, once done
+
+
+class HookReceipt(ApiModel):
+    """A hook's answer to its sender."""
+
+    events: list[HookOutcome]
+
+    @property
+    def queued(self) -> bool:
+        return any(event.outcome == "queued" for event in self.events)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from ..arr.models import SessionStatus
-from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord
+from .records import CLEANUP_ACTOR, HOOK_ACTOR_PREFIX, NIGHTLY_ACTOR, REQUESTED, SessionRecord
 
 WATCH_QUEUE = "arr-watch"  # {"sessionId": ...}: read the session again and announce what changed
 NOTIFY_QUEUE = "arr-notify"  # one notification to one receiver, with its attempt number
@@ -37,6 +37,7 @@ class Cause(StrEnum):
     CALLER = "caller"
     LEASE_CLEANUP = "lease-cleanup"
     NIGHTLY_SHUTDOWN = "nightly-shutdown"
+    HOOK = "hook"
     ARR = "arr"
 
 
@@ -100,6 +101,8 @@ def cause_of(record: SessionRecord) -> str:
         return Cause.NIGHTLY_SHUTDOWN
     if record.stopped_by == CLEANUP_ACTOR:
         return Cause.LEASE_CLEANUP
+    if record.stopped_by and record.stopped_by.startswith(HOOK_ACTOR_PREFIX):
+        return Cause.HOOK
     return Cause.CALLER
 
 

@@ -18,6 +18,7 @@ RECORD_STATUSES = (REQUESTED, *(status.value for status in SessionStatus))
 ACTIVE_STATUSES = (REQUESTED, SessionStatus.STARTING.value, SessionStatus.READY.value)
 CLEANUP_ACTOR = "cleanup"  # who a change made by the lease cleanup is recorded as
 NIGHTLY_ACTOR = "nightly"  # and one made by the nightly shutdown
+HOOK_ACTOR_PREFIX = "hook:"  # and one a webhook asked for: hook:<sender>
 RUN_MONTHS = 3  # how far back the cleanup runs are listed
 # What a session's free text and labels may be, wherever they come from (the API's bodies and queries, a hook's rule).
 MAX_TEXT = 256  # characters of a free-text field (reason, requestedBy, a label value)

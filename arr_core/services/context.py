@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, a
     from ..store.azure_queues import StorageQueues
     from ..store.azure_table import StorageTarget
     from ..store.history import HistoryStore
+    from .hooks import HookService
     from .maintenance import Maintenance
     from .notifier import Notifier
     from .queries import HistoryQueries
@@ -93,11 +94,13 @@ class AppContext:
     maintenance: Maintenance
     notifier: Notifier
     queries: HistoryQueries
+    hooks: HookService
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> AppContext:
         import httpx  # noqa: PLC0415
 
+        from .hooks import HookService  # noqa: PLC0415
         from .maintenance import Maintenance  # noqa: PLC0415
         from .notifier import Notifier  # noqa: PLC0415
         from .queries import HistoryQueries  # noqa: PLC0415
@@ -106,10 +109,12 @@ class AppContext:
         arr, history = build_arr_client(settings), build_history(settings)
         sessions = SessionService(arr, history, settings)
         # Deliveries ignore proxy settings: a proxy would look the receiver's name up again (see webhooks.pinned).
-        notifier = Notifier(sessions, history, build_queues(settings), httpx.AsyncClient(trust_env=False),
+        queues = build_queues(settings)
+        notifier = Notifier(sessions, history, queues, httpx.AsyncClient(trust_env=False),
                             poll_seconds=settings.poll_seconds, development=settings.development)
         maintenance = Maintenance(sessions, notifier, history=history, settings=settings)
-        return cls(settings, arr, history, sessions, maintenance, notifier, HistoryQueries(history, settings))
+        hooks = HookService(sessions, history, queues, notifier, settings.rules)
+        return cls(settings, arr, history, sessions, maintenance, notifier, HistoryQueries(history, settings), hooks)
 
     async def aclose(self) -> None:
         await self.arr.aclose()

@@ -14,6 +14,8 @@ from ..api.signed_links import MIN_KEY_CHARS
 from ..arr.models import SessionSize
 from ..arr.validation import MAX_LEASE_MINUTES
 from ..domain.cleanup import parse_clock
+from ..domain.hooks.rules import HookRule, parse_rules
+from ..domain.hooks.signatures import standard_webhook_key
 from ..errors import Misconfigured
 
 # The Functions host reads the timer's schedule itself: NCRONTAB with six fields (seconds first), or a TimeSpan.
@@ -49,6 +51,9 @@ ENV_NAMES = {
     "cleanup_schedule": "ARR_CLEANUP_SCHEDULE",
     "public_base_url": "ARR_PUBLIC_BASE_URL",
     "link_signing_key": "ARR_LINK_SIGNING_KEY",
+    "hook_rules": "ARR_HOOK_RULES",
+    "hook_standard_secrets": "ARR_HOOK_STANDARD_SECRETS",
+    "hook_github_secrets": "ARR_HOOK_GITHUB_SECRETS",
     "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
 }
@@ -65,6 +70,11 @@ def _http_url(value: str, example: str, *, base: bool = False) -> str:
         msg = f"must be an absolute http(s) URL{example}"
         raise ValueError(msg)
     return value
+
+
+def _several(value: str | None) -> tuple[str, ...]:
+    """A setting that holds several secrets or keys, for rotation: separated by spaces or commas."""
+    return tuple(value.replace(",", " ").split()) if value else ()
 
 
 class AppSettings(BaseModel):
@@ -98,6 +108,9 @@ class AppSettings(BaseModel):
     cleanup_schedule: str = "0 */5 * * * *"
     public_base_url: str | None = None
     link_signing_key: str | None = Field(default=None, repr=False)
+    hook_rules: str | None = None
+    hook_standard_secrets: str | None = Field(default=None, repr=False)
+    hook_github_secrets: str | None = Field(default=None, repr=False)
     request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
     cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
     website_instance_id: str | None = None
@@ -159,15 +172,42 @@ class AppSettings(BaseModel):
     @field_validator("link_signing_key")
     @classmethod
     def _signing_keys(cls, value: str | None) -> str | None:
-        if value is not None and any(len(key) < MIN_KEY_CHARS for key in value.replace(",", " ").split()):
+        if any(len(key) < MIN_KEY_CHARS for key in _several(value)):
             msg = f"each key must have at least {MIN_KEY_CHARS} characters (several keys: separated by spaces)"
             raise ValueError(msg)
         return value
 
+    @field_validator("hook_rules")
+    @classmethod
+    def _rules(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rules(value)
+        return value
+
+    @field_validator("hook_standard_secrets")
+    @classmethod
+    def _standard_secrets(cls, value: str | None) -> str | None:
+        for secret in _several(value):
+            standard_webhook_key(secret)
+        return value
+
+    @property
+    def rules(self) -> tuple[HookRule, ...]:
+        """The hook rules (``ARR_HOOK_RULES``, a JSON array; checked when the settings load)."""
+        return parse_rules(self.hook_rules) if self.hook_rules else ()
+
+    @property
+    def standard_secrets(self) -> tuple[str, ...]:
+        return _several(self.hook_standard_secrets)
+
+    @property
+    def github_secrets(self) -> tuple[str, ...]:
+        return _several(self.hook_github_secrets)
+
     @property
     def link_signing_keys(self) -> tuple[str, ...]:
         """The keys of signed links, the signing one first (``ARR_LINK_SIGNING_KEY``; spaces or commas between)."""
-        return tuple(self.link_signing_key.replace(",", " ").split()) if self.link_signing_key else ()
+        return _several(self.link_signing_key)
 
     @property
     def arr_endpoint(self) -> str:

@@ -19,6 +19,7 @@ lease         ``lease``                           the job (``cleanup``)         
 cleanup run   ``run-<yyyymm>``                    inverted ticks                      newest first
 nightly mark  ``nightly``                         local date                          once per night
 subscription  ``sub``                             subscription id                     trigger webhooks
+hook delivery ``hook``                            sha256 of sender and delivery id    a sender's retry is known
 ============  ==================================  ==================================  =============================
 
 Stored rows are their own format, never the HTTP API's JSON: renaming a field of the API changes no row. A cleanup
@@ -34,6 +35,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..api.views import CleanupAction, CleanupReport, CleanupRun
+from ..domain.hooks.deliveries import HookDelivery
+from ..domain.hooks.rules import HookAction
 from ..domain.notifications import Subscription
 from ..domain.records import Event, IdempotencyClaim, Mutation, SessionRecord, idempotency_row
 
@@ -43,6 +46,7 @@ META = "meta"
 LEASE = "lease"
 NIGHTLY = "nightly"
 SUBSCRIPTION_PARTITION = "sub"  # one row per subscription, RowKey its id
+HOOK_PARTITION = "hook"  # one row per hook delivery, RowKey delivery_key(sender, delivery id)
 MAX_TICKS = 3155378975999999999  # .NET's DateTime.MaxValue in ticks: run rows sort newest first
 RUN_SCHEMA = 2  # 1: the API's CleanupReport as JSON in ``Report``; 2: our own columns (below)
 MAX_ACTION_CHARS = 30_000  # a string property holds 32K UTF-16 code units; the actions a run row keeps fit in this
@@ -192,6 +196,26 @@ def subscription_from_entity(entity: dict[str, Any]) -> Subscription:
                         created_at=aware(entity["CreatedAt"]),
                         statuses=frozenset(statuses.split(",")) if statuses else None,
                         session_id=entity.get("SessionId"), requested_by=entity.get("RequestedBy"))
+
+
+def delivery_to_entity(delivery: HookDelivery) -> dict[str, Any]:
+    """A hook delivery's row. Its actions are bounded by the rules (at most 100, 32 labels each): too many for one
+    property is refused by the table (a 400 for the sender: the rules must be smaller), never cut."""
+    entity = {"PartitionKey": HOOK_PARTITION, "RowKey": delivery.key, "Sender": delivery.sender,
+              "DeliveryId": delivery.delivery_id, "EventType": delivery.event_type,
+              "ReceivedAt": delivery.received_at,
+              "Actions": json.dumps([a.model_dump(mode="json", by_alias=True) for a in delivery.actions]),
+              "Ignored": delivery.ignored, "DoneAt": delivery.done_at,
+              "Results": json.dumps(list(delivery.results)) if delivery.results else None}
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def delivery_from_entity(entity: dict[str, Any]) -> HookDelivery:
+    return HookDelivery(sender=entity["Sender"], delivery_id=entity["DeliveryId"], event_type=entity["EventType"],
+                        received_at=aware(entity["ReceivedAt"]),
+                        actions=tuple(HookAction.model_validate(a) for a in json.loads(entity.get("Actions") or "[]")),
+                        ignored=entity.get("Ignored"), done_at=aware(entity["DoneAt"]) if entity.get("DoneAt") else None,
+                        results=tuple(json.loads(entity["Results"])) if entity.get("Results") else ())
 
 
 def ticks(at: datetime) -> int:

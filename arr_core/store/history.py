@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .. import deadline
 from ..api.views import CleanupReport, CleanupRun, HistoryOrder
+from ..domain.hooks.deliveries import HookDelivery, delivery_key
 from ..domain.lifecycle import restore
 from ..domain.notifications import Subscription
 from ..domain.records import RUN_MONTHS, Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
@@ -86,6 +87,9 @@ class History(Protocol):
     async def remove_subscription(self, subscription_id: str) -> Subscription | None: ...
     async def subscription(self, subscription_id: str) -> Subscription | None: ...
     async def subscriptions(self) -> list[Subscription]: ...
+    async def record_delivery(self, delivery: HookDelivery) -> tuple[HookDelivery, bool]: ...
+    async def delivery(self, sender: str, delivery_id: str) -> HookDelivery | None: ...
+    async def finish_delivery(self, delivery: HookDelivery, results: tuple[str, ...]) -> None: ...
 
 
 class HistoryStore:
@@ -385,6 +389,40 @@ class HistoryStore:
 
     async def subscriptions(self) -> list[Subscription]:
         return [rows.subscription_from_entity(row) for row in await self.query(Query(rows.SUBSCRIPTION_PARTITION))]
+
+    # -- hook deliveries ----------------------------------------------------------------------------------
+
+    async def record_delivery(self, delivery: HookDelivery) -> tuple[HookDelivery, bool]:
+        """Remember ``delivery`` unless its sender delivered it before: (the one remembered, whether it is new).
+        One older than KEEP_DELIVERIES is taken over (the sender no longer retries it)."""
+        entity = rows.delivery_to_entity(delivery)
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            try:
+                await self._call(self.table.insert, entity)
+                return delivery, True
+            except EntityExists:
+                existing = await self._call(self.table.get, rows.HOOK_PARTITION, delivery.key)
+                if existing is None:
+                    continue
+                known = rows.delivery_from_entity(existing)
+                if not known.expired(self._clock()):
+                    return known, False
+                try:
+                    await self._call(self.table.replace, entity, existing.etag)
+                    return delivery, True
+                except (EntityChanged, EntityMissing):
+                    continue
+        msg = "hook delivery contention did not settle"
+        raise HistoryConflict(msg)
+
+    async def delivery(self, sender: str, delivery_id: str) -> HookDelivery | None:
+        entity = await self._call(self.table.get, rows.HOOK_PARTITION, delivery_key(sender, delivery_id))
+        return rows.delivery_from_entity(entity) if entity is not None else None
+
+    async def finish_delivery(self, delivery: HookDelivery, results: tuple[str, ...]) -> None:
+        """Mark it carried out, with what each action did (a later message for it then does nothing)."""
+        done = replace(delivery, done_at=self._clock(), results=results)
+        await self._call(self.table.replace, rows.delivery_to_entity(done), None)
 
     # -- queries --------------------------------------------------------------------------------------------
 

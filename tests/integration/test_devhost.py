@@ -105,3 +105,14 @@ def test_timers_on_schedule_and_on_demand(sample_host: Host) -> None:
         assert r.status_code == 202
         missing = http.post("/admin/functions/nope", headers={"x-functions-key": "test-master-key"})
         assert missing.status_code == 404
+
+
+def test_a_function_turned_off_by_its_app_setting_does_not_run() -> None:
+    """``AzureWebJobs.<name>.Disabled`` (true or 1), as Azure reads it: the route is not found, the others serve."""
+    host = start_host({"SAMPLE_SCHEDULE": "0 0 0 1 1 *", "AzureWebJobs.open_route.Disabled": "true"},
+                      "tests.apps.sample_app")
+    try:
+        assert httpx.get(f"{host.url}/api/open").status_code == 404
+        assert httpx.get(f"{host.url}/api/items/1/parts", headers={"x-functions-key": FUNCTION_KEY}).status_code == 200
+    finally:
+        stop(host.process)

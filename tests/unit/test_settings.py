@@ -30,7 +30,8 @@ def test_every_default() -> None:
         "max_lease_minutes": 480, "poll_seconds": 10, "nightly_shutdown_at": None, "time_zone": "UTC",
         "max_session_minutes": None, "stuck_starting_minutes": 30, "stop_concurrency": 16,
         "rate_standard_per_hour": None, "rate_premium_per_hour": None, "currency": "USD",
-        "cleanup_schedule": "0 */5 * * * *", "public_base_url": None, "link_signing_key": None,
+        "cleanup_schedule": "0 */5 * * * *", "public_base_url": None, "link_signing_key": None, "hook_rules": None,
+        "hook_standard_secrets": None, "hook_github_secrets": None,
         "request_timeout_seconds": 90.0,
         "cleanup_budget_seconds": 60.0, "queue_endpoint": None, "website_instance_id": None,
     }
