@@ -11,6 +11,7 @@ lease are idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("arr_sessions.hooks")
 Links = Callable[[str], SessionLinks]
 LEASE_SECONDS = 120  # one host carries a delivery out at a time; a host that dies frees it after this
+RECEIVE_CONCURRENCY = 16  # table writes and queue sends in flight for one delivery's events
 
 
 @dataclass
@@ -48,31 +50,37 @@ class HookService:
     clock: Callable[[], datetime] = utcnow
 
     async def receive(self, events: Sequence[HookEvent], *, dry_run: bool = False) -> HookReceipt:
-        """Decide on each event, and (unless a dry run) remember it and queue its actions. A retried event gets
-        the outcome of its first delivery and is not queued again once it is done."""
-        outcomes = []
-        for event in events:
-            decision = decide(self.rules, event)
-            if dry_run:
-                outcomes.append(HookOutcome(delivery_id=event.delivery_id, type=event.type,
-                                            outcome="wouldAct" if decision.actions else "ignored",
-                                            actions=list(decision.actions), reason=decision.ignored))
-                continue
-            delivery, new = await self.history.record_delivery(HookDelivery(
-                sender=event.sender, delivery_id=event.delivery_id, event_type=event.type,
-                received_at=self.clock(), actions=decision.actions, ignored=decision.ignored))
-            if delivery.actions and delivery.done_at is None:
-                # Again for a retry that finds it not done: the first may have died between its record and its
-                # message. Carrying out twice does no harm (see the module); finding it done, nothing.
-                message = HookMessage(sender=event.sender, delivery_id=event.delivery_id)
-                await self.queues.send(HOOK_QUEUE, message.model_dump(by_alias=True))
-            outcome = "done" if delivery.done_at else "queued" if delivery.actions else "ignored"
-            outcomes.append(HookOutcome(delivery_id=event.delivery_id, type=delivery.event_type, outcome=outcome,
-                                        duplicate=not new, actions=list(delivery.actions), reason=delivery.ignored,
-                                        results=list(delivery.results)))
-            log.info("hook %s delivery %s (%s): %s%s", event.sender, event.delivery_id[:128], event.type, outcome,
-                     " (a duplicate)" if not new else "")
-        return HookReceipt(events=outcomes)
+        """Decide on each event, and (unless a dry run) remember it and queue its actions, RECEIVE_CONCURRENCY at
+        a time (an Event Grid batch holds up to 5,000). A retried event gets the outcome of its first delivery and
+        is not queued again once it is done."""
+        gate = asyncio.Semaphore(RECEIVE_CONCURRENCY)
+
+        async def one(event: HookEvent) -> HookOutcome:
+            async with gate:
+                return await self._receive(event, dry_run=dry_run)
+
+        return HookReceipt(events=list(await asyncio.gather(*(one(event) for event in events))))
+
+    async def _receive(self, event: HookEvent, *, dry_run: bool) -> HookOutcome:
+        decision = decide(self.rules, event)
+        if dry_run:
+            return HookOutcome(delivery_id=event.delivery_id, type=event.type,
+                               outcome="wouldAct" if decision.actions else "ignored",
+                               actions=list(decision.actions), reason=decision.ignored)
+        delivery, new = await self.history.record_delivery(HookDelivery(
+            sender=event.sender, delivery_id=event.delivery_id, event_type=event.type,
+            received_at=self.clock(), actions=decision.actions, ignored=decision.ignored))
+        if delivery.actions and delivery.done_at is None:
+            # Again for a retry that finds it not done: the first may have died between its record and its
+            # message. Carrying out twice does no harm (see the module); finding it done, nothing.
+            message = HookMessage(sender=event.sender, delivery_id=event.delivery_id)
+            await self.queues.send(HOOK_QUEUE, message.model_dump(by_alias=True))
+        outcome = "done" if delivery.done_at else "queued" if delivery.actions else "ignored"
+        log.info("hook %s delivery %s (%s): %s%s", event.sender, event.delivery_id[:128], event.type, outcome,
+                 "" if new else " (a duplicate)")
+        return HookOutcome(delivery_id=event.delivery_id, type=delivery.event_type, outcome=outcome,
+                           duplicate=not new, actions=list(delivery.actions), reason=delivery.ignored,
+                           results=list(delivery.results))
 
     async def carry_out(self, body: Any, links: Links) -> str:
         """Do what a queued delivery says, unless it is done or another host is doing it; what happened."""

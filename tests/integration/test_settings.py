@@ -40,6 +40,9 @@ BAD = [
     ("ARR_REQUEST_TIMEOUT_SECONDS", "4.9"), ("ARR_REQUEST_TIMEOUT_SECONDS", "101"),
     ("ARR_REQUEST_TIMEOUT_SECONDS", "soon"), ("ARR_REQUEST_TIMEOUT_SECONDS", "nan"),
     ("ARR_CLEANUP_BUDGET_SECONDS", "4"), ("ARR_CLEANUP_BUDGET_SECONDS", "91"), ("ARR_CLEANUP_BUDGET_SECONDS", "inf"),
+    ("ARR_HOOK_RULES", "{}"), ("ARR_HOOK_RULES", '[{"name": "r1", "sender": "eventgrid"}]'),
+    ("ARR_HOOK_RULES", '[{"name": "r1", "sender": "mail", "action": {"kind": "stopAll"}}]'),
+    ("ARR_HOOK_STANDARD_SECRETS", "whsec_not base64!"), ("ARR_LINK_SIGNING_KEY", "too-short"),
 ]
 EXTRA = {"ARR_DEFAULT_LEASE_MINUTES": {"ARR_MAX_LEASE_MINUTES": "480"}}  # 600 is within ARR's 1440, above the max
 
@@ -165,7 +168,8 @@ def host_with(emulator: Emulator, azurite: Azurite) -> Iterator[Any]:
         stop(host.process)
 
 
-@pytest.mark.parametrize(("name", "value"), [("ARR_TIME_ZONE", "Mars/Base"), ("ARR_NIGHTLY_SHUTDOWN_AT", "ten")])
+@pytest.mark.parametrize(("name", "value"), [("ARR_TIME_ZONE", "Mars/Base"), ("ARR_NIGHTLY_SHUTDOWN_AT", "ten"),
+                                            ("ARR_HOOK_RULES", '[{"name": "bad-rule", "sender": "eventgrid"}]')])
 def test_a_bad_setting_makes_every_route_503_misconfigured(host_with: Any, emulator: Emulator, name: str,
                                                             value: str) -> None:
     """Every route, health included, was a 500. Now each is 503 problem+json "The function app is misconfigured"
@@ -185,6 +189,8 @@ def test_a_bad_setting_makes_every_route_503_misconfigured(host_with: Any, emula
     assert set(report) == {"status", "arr", "history"} and report["status"] == "misconfigured"
     assert report["arr"]["status"] == report["history"]["status"] == "misconfigured"
     assert name in report["history"]["detail"]
+    if name == "ARR_HOOK_RULES":  # the rule is named too
+        assert "'bad-rule': action" in report["history"]["detail"], report
     assert emulator.state()["requests"]["create"] == 0
 
 

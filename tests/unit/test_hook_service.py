@@ -131,3 +131,12 @@ async def test_storage_trouble_is_the_senders_retry_and_an_old_delivery_is_new_a
     world.advance((KEEP_DELIVERIES + timedelta(minutes=1)).total_seconds())
     renewed = await hooks.receive([blob()])  # Event Grid stopped retrying it days ago: this one is new
     assert (renewed.events[0].outcome, renewed.events[0].duplicate) == ("queued", False)
+
+
+async def test_a_batch_is_recorded_in_parallel_and_answered_in_its_order(world: World) -> None:
+    hooks, queues = hooks_for(world)
+    ids = [f"e-{n:03d}" for n in range(200)]
+    receipt = await hooks.receive([blob(i, f"{i}.arrAsset") for i in ids])
+    assert [e.delivery_id for e in receipt.events] == ids and {e.outcome for e in receipt.events} == {"queued"}
+    assert sorted(m["deliveryId"] for m in queues.take(HOOK_QUEUE)) == ids
+    assert world.history.calls["record_delivery"] == 200
