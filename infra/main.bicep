@@ -167,6 +167,55 @@ param arrRequestTimeoutSeconds int = 90
 @maxValue(90)
 param arrCleanupBudgetSeconds int = 60
 
+// ---- optional: senders of the inbound webhooks (app/hooks.bicep; all off by default) --------------------------------
+// Turn them on only once the code is deployed (after the first `azd up`), then `azd provision`: see app/hooks.bicep.
+
+@description('Resource id of an existing storage account whose Microsoft.Storage.BlobCreated events go to POST /api/hooks/eventgrid (an Event Grid subscription on it). Empty: none.')
+param hooksEventGridStorageAccountResourceId string = ''
+
+@description('Event Grid subject filter, e.g. /blobServices/default/containers/converted/blobs/. Empty: any blob of the account.')
+param hooksEventGridSubjectBeginsWith string = ''
+
+@description('Event Grid subject filter, e.g. .arrAsset. Empty: any.')
+param hooksEventGridSubjectEndsWith string = ''
+
+@description('Event Grid delivery attempts of one event (Event Grid default 30): a BlobCreated delivered hours late starts a session nobody may want.')
+@minValue(1)
+@maxValue(30)
+param hooksEventGridMaxDeliveryAttempts int = 10
+
+@description('Minutes Event Grid keeps trying one event (Event Grid default 1440).')
+@minValue(1)
+@maxValue(1440)
+param hooksEventGridEventTimeToLiveInMinutes int = 60
+
+@description('An action group (ag-arr-hooks-<token>) whose webhook receiver posts to POST /api/hooks/alerts, common alert schema: attach it to your alert rules.')
+param hooksAlerts bool = false
+
+@description('Also e-mail this address from that action group (and from the budget). Empty: no e-mail.')
+param hooksAlertEmail string = ''
+
+@description('Monthly budget of the resource group, in the billing currency; at 100% of actual cost it notifies the action group, which posts to the alert hook. 0: no budget.')
+@minValue(0)
+param hooksMonthlyBudget int = 0
+
+@description('The budget\'s start: the first day of a month, yyyy-MM-01, not before this month. Azure cannot change it later: set it once and keep it.')
+param hooksBudgetStartDate string = ''
+
+// Generated once by azd, like arrLinkSigningKey: the values of the function keys that the Event Grid subscription
+// and the action group put in their URLs (a key of EventGridHook only, and one of AlertHook only).
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
+@description('Key of the EventGridHook function that the Event Grid subscription sends (?code=).')
+@minLength(32)
+param hooksEventGridKey string
+
+@secure()
+@metadata({ azd: { type: 'generate', config: { length: 48, noSpecial: true } } })
+@description('Key of the AlertHook function that the action group sends (?code=).')
+@minLength(32)
+param hooksAlertKey string
+
 // ---- names --------------------------------------------------------------------------------------------------------------
 
 var abbrs = loadJsonContent('./abbreviations.json')
@@ -343,6 +392,32 @@ module arrRbac './app/rbac-arr.bicep' = if (arrAccountGiven) {
   params: {
     principalId: identity.outputs.principalId
     arrAccountName: arrAccountName
+  }
+}
+
+// The inbound webhooks' senders, only when a hooks* parameter asks for one. (Written with ?: rather than ||, which
+// the offline checks in tests/artifacts/test_infra.py do not evaluate.) A key is passed only to a sender that uses it.
+var hooksEventGrid = !empty(hooksEventGridStorageAccountResourceId)
+var hooksActionGroup = hooksAlerts ? true : hooksMonthlyBudget > 0
+module hooks './app/hooks.bicep' = if (hooksEventGrid ? true : hooksActionGroup) {
+  name: 'hooks-${resourceToken}'
+  scope: rg
+  params: {
+    appName: api.outputs.name
+    appUri: api.outputs.uri
+    tags: tags
+    resourceToken: resourceToken
+    eventGridStorageAccountResourceId: hooksEventGridStorageAccountResourceId
+    eventGridSubjectBeginsWith: hooksEventGridSubjectBeginsWith
+    eventGridSubjectEndsWith: hooksEventGridSubjectEndsWith
+    eventGridMaxDeliveryAttempts: hooksEventGridMaxDeliveryAttempts
+    eventGridEventTimeToLiveInMinutes: hooksEventGridEventTimeToLiveInMinutes
+    eventGridKey: hooksEventGrid ? hooksEventGridKey : ''
+    alertActionGroup: hooksAlerts
+    alertEmail: hooksAlertEmail
+    alertKey: hooksActionGroup ? hooksAlertKey : ''
+    monthlyBudget: hooksMonthlyBudget
+    budgetStartDate: hooksBudgetStartDate
   }
 }
 

@@ -193,3 +193,16 @@ def test_make_run_and_the_receiver_in_one_pasted_block_fail() -> None:
     assert any("make run" in p and "goes on" in p for p in problems), problems
     assert any(p.startswith("make run") for p in problems), problems  # a bash block: pasted and run
     assert any("one terminal" in p for p in problems), problems
+
+
+def test_the_documented_hook_rules_are_rules_the_app_accepts() -> None:
+    """The example a user copies into ARR_HOOK_RULES loads, with a rule for each kind of action."""
+    from arr_core.domain.hooks.rules import parse_rules
+    from arr_core.services.settings import AppSettings
+
+    text = INTEGRATIONS.read_text(encoding="utf-8")
+    example = re.search(r"Save it as `hook-rules.json`:\n\n```\n(.*?)\n```", text, re.DOTALL)
+    assert example, "the rules example of docs/integrations.md is gone"
+    rules = parse_rules(example.group(1))
+    assert {rule.action.kind for rule in rules} == {"start", "stop", "stopAll", "extend"}
+    assert AppSettings.from_env({"ARR_HOOK_RULES": example.group(1)}).rules == rules
