@@ -73,6 +73,7 @@ bench: install
 	$(PY) bench/nightly_stop.py
 	$(PY) bench/notify_duplicates.py --subscriptions 28 --resolve-seconds 3 --trace
 	$(PY) bench/notify_duplicates.py --subscriptions 100 --resolve-seconds 3 --trace
+	$(PY) bench/hook_deliveries.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ class HookService:
     notifier: Notifier
     rules: Sequence[HookRule]
     clock: Callable[[], datetime] = utcnow
+    _scoped: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def receive(self, events: Sequence[HookEvent], *, dry_run: bool = False) -> HookReceipt:
         """Decide on each event, and (unless a dry run) remember it and queue its actions, RECEIVE_CONCURRENCY at
@@ -94,6 +95,11 @@ class HookService:
         if not await self.history.take_lease(job, holder, LEASE_SECONDS):
             return "another host is carrying it out"
         try:
+            # Read again under the lease: a run that held it a moment ago may have finished it (a second message
+            # for one delivery is usual: a sender's retry queues it again while it is not done).
+            delivery = await self.history.delivery(message.sender, message.delivery_id)
+            if delivery is None or delivery.done_at is not None:
+                return "done already"
             results = tuple([await self._act(delivery, action, links) for action in delivery.actions])
             await self.history.finish_delivery(delivery, results)
         finally:
@@ -109,19 +115,21 @@ class HookService:
         try:
             if action.kind == "start":
                 return await self._start(delivery, action, links)
-            targets = await self._targets(action)
             done = []
-            for state in targets:
-                if action.kind == "extend":
-                    try:
-                        await self.sessions.extend(state.session_id, ExtendSessionRequest(
-                            lease_minutes=action.lease_minutes, requested_by=actor, reason=action.reason))
-                        done.append(state.session_id)
-                    except (LeaseMustGrow, SessionEnded):
-                        continue  # at that lease already (a repeat), or ended meanwhile
-                else:
-                    stopped = await self.sessions.stop(state.session_id, action.reason, actor=actor,
-                                                       known=state.arr, record=state.record)
+            async with self._scoped:  # this host's scope actions one at a time: each sees the last one's stops
+                for state in await self._targets(action):
+                    if action.kind == "extend":
+                        try:
+                            await self.sessions.extend(state.session_id, ExtendSessionRequest(
+                                lease_minutes=action.lease_minutes, requested_by=actor, reason=action.reason))
+                            done.append(state.session_id)
+                        except (LeaseMustGrow, SessionEnded):
+                            pass  # at that lease already (a repeat), or ended meanwhile
+                        continue
+                    current = await self.sessions.arr_view(state.session_id)  # the list may be seconds old
+                    if current is None or current.status.is_terminal:
+                        continue
+                    stopped = await self.sessions.stop(state.session_id, action.reason, actor=actor, known=current)
                     await self.notifier.changed(stopped.record, links)
                     done.append(state.session_id)
         except Refused as exc:

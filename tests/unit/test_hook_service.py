@@ -17,6 +17,7 @@ from arr_core.domain.hooks.senders import HookEvent
 from arr_core.errors import HistoryUnavailable
 from arr_core.services.hooks import HookService
 from arr_core.services.notifier import Notifier
+from arr_core.services.sessions import SessionService
 from arr_core.testing.memory_queues import MemoryQueues
 
 from .harness import World
@@ -140,3 +141,50 @@ async def test_a_batch_is_recorded_in_parallel_and_answered_in_its_order(world: 
     assert [e.delivery_id for e in receipt.events] == ids and {e.outcome for e in receipt.events} == {"queued"}
     assert sorted(m["deliveryId"] for m in queues.take(HOOK_QUEUE)) == ids
     assert world.history.calls["record_delivery"] == 200
+
+
+async def two_budget_sessions(world: World) -> None:
+    for session_id in ("s-a", "s-b"):
+        await world.service.start(StartSessionRequest(session_id=session_id, lease_minutes=30))
+    world.advance(60)
+
+
+async def test_a_second_message_that_read_the_delivery_before_it_was_done_does_nothing(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by bench/hook_deliveries.py: a retry's message read the delivery not done, took the lease once the
+    first run released it, and did it all again (a second ARR stop, and results overwritten with "stopped 0")."""
+    hooks, queues = hooks_for(world)
+    await two_budget_sessions(world)
+    await hooks.receive([budget()])
+    stale = await world.history.delivery("budget", "b-1")
+    await hooks.receive([budget()])  # the sender's retry: queued again while not done
+    first, second = queues.take(HOOK_QUEUE)
+    assert (await hooks.carry_out(first, links)).startswith("budget: stopped 2")
+    reads = iter([stale])
+    real = world.history.delivery
+
+    async def read_stale_first(sender: str, delivery_id: str) -> Any:
+        return next(reads, None) or await real(sender, delivery_id)
+
+    monkeypatch.setattr(world.history, "delivery", read_stale_first)
+    stops = world.emulator.requests["stop"]
+    assert await hooks.carry_out(second, links) == "done already"
+    assert world.emulator.requests["stop"] == stops
+    done = await real("budget", "b-1")
+    assert done is not None and done.results[0].startswith("budget: stopped 2")
+
+
+async def test_another_hosts_stale_list_stops_nothing_twice(world: World) -> None:
+    """Two budget deliveries on two hosts: the second host's list (cached for seconds) still shows the sessions
+    the first one stopped; each is read afresh before it is stopped."""
+    hooks, queues = hooks_for(world)
+    other_service = SessionService(world.arr, world.history, world.settings, clock=world.clock)
+    other = HookService(other_service, world.history, queues, hooks.notifier, RULES, clock=world.clock)
+    await two_budget_sessions(world)
+    assert len((await other_service.list_active()).states) == 2  # the other host's list, cached
+    await hooks.receive([budget("b-1"), budget("b-2")])
+    first, second = queues.take(HOOK_QUEUE)
+    assert (await hooks.carry_out(first, links)).startswith("budget: stopped 2")
+    stops = world.emulator.requests["stop"]
+    assert await other.carry_out(second, links) == "budget: stopped 0"
+    assert world.emulator.requests["stop"] == stops
