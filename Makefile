@@ -64,7 +64,7 @@ browser:
 # other), then every test runs.
 test:
 	$(MAKE) --no-print-directory -j4 install runtime-venv iac-tools browser
-	$(PY) -m pytest --cov --cov-report=term --durations=25
+	$(PY) -m pytest -n 2 --dist loadfile --cov --cov-report=term --durations=25
 
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -210,11 +210,13 @@ class Host:
         return httpx.Client(base_url=self.url, headers={"x-functions-key": self.key}, timeout=60, **kwargs)
 
 
-def start_host(env: dict[str, str], module: str = "function_app", *extra_args: str) -> Host:
+def start_host(env: dict[str, str], module: str = "function_app", *extra_args: str, measured: bool = True) -> Host:
+    """The app on the local host; ``measured=False`` leaves coverage's tracer out of it (for a host whose every
+    line other tests measure, and whose speed is what the test needs)."""
     port = free_port()
     command = [sys.executable, "-m", "devhost", "--port", str(port), "--settings", "/nonexistent",
                "--module", module, "--function-key", FUNCTION_KEY, "--master-key", "test-master-key", *extra_args]
-    return Host(f"http://127.0.0.1:{port}", start(command, port, env))
+    return Host(f"http://127.0.0.1:{port}", start(command, port, env, measured=measured))
 
 
 @pytest.fixture(scope="module")

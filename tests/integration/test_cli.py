@@ -59,8 +59,11 @@ def installed() -> None:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any ARR or Azure setting of the machine's, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARR_", "AZURE_", "MSI_", "IDENTITY_"))}
+    """The test's environment without any ARR or Azure setting of the machine's, nor the terminal size a test runner
+    may set (pytest-xdist's workers set COLUMNS=80: the CLI would fold its lines there, as on a terminal), plus
+    ``extra``: the CLI runs as in a pipe."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ARR_", "AZURE_", "MSI_", "IDENTITY_")) and k not in ("COLUMNS", "LINES")}
     return {**env, **extra}
 
 
