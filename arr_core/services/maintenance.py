@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .. import deadline
 from ..api.views import CleanupAction, CleanupReport, NightlyShutdown
 from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, next_shutdown, nightly_due
+from ..domain.hooks.deliveries import KEEP_DELIVERIES
 from ..domain.lifecycle import observe, vanished
 from ..domain.notifications import pending_change
 from ..domain.records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
@@ -169,7 +170,21 @@ class Maintenance:
         if night is not None and not report.errors and not report.deferred:
             await self.history.mark_night(night, now)
         await self.history.record_run(report)
+        await self._purge_deliveries(now, ends)
         return report
+
+    async def _purge_deliveries(self, now: datetime, ends: float) -> None:
+        """Hook deliveries older than their senders retry (KEEP_DELIVERIES, and a day more) are forgotten, a slice a
+        run, while time is left: best effort, the next run does the rest."""
+        if asyncio.get_running_loop().time() > ends - 1:
+            return
+        try:
+            purged = await self.history.purge_deliveries(now - KEEP_DELIVERIES - timedelta(days=1))
+        except (HistoryError, DeadlineExceeded) as exc:
+            log.warning("old hook deliveries not purged: %s", exc)
+            return
+        if purged:
+            log.info("purged %d hook deliveries older than %d days", purged, KEEP_DELIVERIES.days + 1)
 
     async def _carry_out(self, d: Decision, report: CleanupReport, cutoff: datetime | None,
                          since: datetime | None, changed: list[SessionRecord]) -> None:

@@ -56,6 +56,7 @@ MAX_UPDATE_ATTEMPTS = 8
 MAX_REMEMBERED_WRITES = 4096
 CALL_SECONDS = 5.0  # one Table call (or one page of a query): an outage answers 503 in seconds, not minutes
 _CALLER_HANDLES = (EntityExists, EntityChanged, EntityMissing, TableMissing)  # a lost race, an absent entity
+PURGE_SCAN_ROWS = 2000  # hook deliveries a cleanup run looks at for old ones: two pages, a second or so
 
 
 @runtime_checkable
@@ -90,6 +91,7 @@ class History(Protocol):
     async def record_delivery(self, delivery: HookDelivery) -> tuple[HookDelivery, bool]: ...
     async def delivery(self, sender: str, delivery_id: str) -> HookDelivery | None: ...
     async def finish_delivery(self, delivery: HookDelivery, results: tuple[str, ...]) -> None: ...
+    async def purge_deliveries(self, before: datetime, *, scan: int = ...) -> int: ...
 
 
 class HistoryStore:
@@ -423,6 +425,24 @@ class HistoryStore:
         """Mark it carried out, with what each action did (a later message for it then does nothing)."""
         done = replace(delivery, done_at=self._clock(), results=results)
         await self._call(self.table.replace, rows.delivery_to_entity(done), None)
+
+    async def purge_deliveries(self, before: datetime, *, scan: int = PURGE_SCAN_ROWS) -> int:
+        """Delete the hook deliveries received before ``before``, among the first ``scan`` rows of their partition
+        (keys are digests, so any slice holds its share of old ones); how many. Another writer's change wins."""
+        purged = 0
+        seen = 0
+        async with aclosing(self.rows(Query(rows.HOOK_PARTITION))) as found:
+            async for row in found:
+                seen += 1
+                if rows.aware(row["ReceivedAt"]) < before:
+                    try:
+                        await self._call(self.table.delete, rows.HOOK_PARTITION, row["RowKey"], row.etag)
+                        purged += 1
+                    except EntityChanged:
+                        pass
+                if seen >= scan:
+                    break
+        return purged
 
     # -- queries --------------------------------------------------------------------------------------------
 

@@ -188,3 +188,15 @@ async def test_another_hosts_stale_list_stops_nothing_twice(world: World) -> Non
     stops = world.emulator.requests["stop"]
     assert await other.carry_out(second, links) == "budget: stopped 0"
     assert world.emulator.requests["stop"] == stops
+
+
+async def test_the_cleanup_forgets_deliveries_older_than_their_senders_retry(world: World) -> None:
+    hooks, _ = hooks_for(world)
+    await hooks.receive([blob("old-1"), blob("old-2")])
+    world.advance(timedelta(days=6).total_seconds())
+    await hooks.receive([blob("recent")])
+    world.advance(timedelta(days=2, hours=1).total_seconds())  # old-*: 8 days and an hour; recent: 2 days
+    await world.maintenance().run_cleanup()
+    assert await world.history.delivery("eventgrid", "old-1") is None
+    assert await world.history.delivery("eventgrid", "old-2") is None
+    assert await world.history.delivery("eventgrid", "recent") is not None
