@@ -158,6 +158,9 @@ class ArrClient:
         async def attempt() -> httpx.Response:
             return await self._send_authorized(method, url, **kwargs)
 
+        # The token first, with the exchange's own retries: inside the call's retries an unreachable STS was tried
+        # attempts x attempts times. The attempts then find it cached (or refresh it once, on a 401).
+        await self.tokens.get_token()
         return await self.retry.call(attempt, what=f"ARR {method} {httpx.URL(url).path}")
 
     async def _send_authorized(

@@ -232,6 +232,29 @@ async def test_transport_errors_are_retried_then_raised() -> None:
     assert caught.value.status_code is None
 
 
+async def test_an_unreachable_sts_is_tried_as_often_as_one_call_not_once_per_retry_of_the_call() -> None:
+    """Found by the idle-cost estimate (issue 23): with the STS unreachable, each of the call's 5 attempts ran the
+    token exchange's own 5: 25 tries, ~50 s and ~50 warnings a cleanup run. The token is obtained once per call,
+    with its own retries; ARR's answers are then retried with it."""
+    sts = 0
+
+    async def unreachable_sts(request: httpx.Request) -> httpx.Response:
+        nonlocal sts
+        if request.url.host.startswith("sts."):
+            sts += 1
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=session_json(), headers={"MS-CV": "cv.0"})
+
+    clock = FakeClock()
+    client = ArrClient(ENDPOINT, ACCOUNT, DOMAIN, AccountKeyCredential(SECRET_KEY),
+                       http_client=httpx.AsyncClient(transport=httpx.MockTransport(unreachable_sts)),
+                       retry=RetryPolicy(attempts=5, sleep=clock.sleep, clock=clock))
+    async with client:
+        with pytest.raises(TransportError):
+            await client.get_session("s1")
+    assert sts == 5
+
+
 async def test_timeout_is_a_service_timeout() -> None:
     """A read timeout becomes ServiceTimeoutError (the HTTP layer answers 504 for it)."""
 
