@@ -17,7 +17,7 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
     │   ├── InvalidInput            malformed input (``errors``: one per field)
     │   │   ├── BodyTooLarge, UnsupportedMediaType, InvalidToken
     │   ├── LeaseTooLong, LeaseMustGrow
-    │   ├── SessionNotFound, SubscriptionNotFound
+    │   ├── SessionNotFound, SubscriptionNotFound, OverrideNotFound
     │   ├── Unauthenticated         a hook's URL secret or signature is missing, wrong or stale
 │   ├── LinkRefused             a signed link that is not valid (changed, expired, not ours)
     │   └── Conflict
@@ -213,6 +213,10 @@ class SessionNotFound(Refused):
 
 class SubscriptionNotFound(Refused):
     """No such subscription (already removed, or never made)."""
+
+
+class OverrideNotFound(Refused):
+    """No such override (lifted already, ended by itself, or never made)."""
 
 
 class LinkRefused(Refused):

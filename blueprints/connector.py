@@ -55,14 +55,17 @@ TAGS = {
     "History and usage": ("Past sessions, their changes, and what they cost.",
                           ["ListHistory", "ListSessionEvents", "GetUsage"]),
     "Triggers": ("Hear when sessions change status.", ["SubscribeSessionChanges", "Unsubscribe"]),
-    "Operations": ("Cleanup and health of the app.", ["RunCleanup", "ListCleanupRuns", "Health", "OpenApi"]),
+    "Operations": ("Cleanup, its overrides, and health of the app.",
+                   ["RunCleanup", "ListCleanupRuns", "AddOverride", "ListOverrides", "RemoveOverride", "Health",
+                    "OpenApi"]),
 }
 # Where the served document says nothing (Health and OpenApi are internal there already).
 OPERATION_VISIBILITY = {"StartSession": "important", "GetSession": "important", "StopSession": "important",
                         "ExtendSession": "important", "ListSessions": "important", "WaitUntilReady": "advanced",
                         "ListHistory": "advanced", "GetUsage": "advanced", "RunCleanup": "advanced",
                         "SubscribeSessionChanges": "important", "ListSessionEvents": "advanced",
-                        "ListCleanupRuns": "advanced"}
+                        "ListCleanupRuns": "advanced", "AddOverride": "important", "ListOverrides": "advanced",
+                        "RemoveOverride": "advanced"}
 ADVANCED_PARAMETERS = {"StartSession": {"Idempotency-Key"}, "ListHistory": {"requestedBy", "size", "top"},
                        "RunCleanup": {"mode"}}
 ADVANCED_BODY_FIELDS = {"StartSessionRequest": {"sessionId", "labels", "keepAlive"}}

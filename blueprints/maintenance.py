@@ -1,4 +1,5 @@
-"""Functions that keep sessions from being forgotten: the cleanup (timer and on demand), history and usage."""
+"""Functions that keep sessions from being forgotten: the cleanup (timer and on demand), its overrides, history and
+usage."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from arr_core.api.present import build_view
-from arr_core.api.views import CleanupRuns, HistoryPage, SessionEvent, SessionEvents
-from arr_core.errors import CleanupRunning
+from arr_core.api.views import (
+    CleanupRuns,
+    HistoryPage,
+    OverrideList,
+    OverrideRequest,
+    OverrideView,
+    SessionEvent,
+    SessionEvents,
+)
+from arr_core.domain.overrides import OVERRIDE_ID, Override
+from arr_core.errors import CleanupRunning, OverrideNotFound
 from arr_core.services.context import get_context
 
-from .http import Api, absolute_url, app_links, json_response, session_id_of
+from .http import Api, absolute_url, app_links, json_response, read_body, session_id_of
 from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query
 
 bp = Api()
@@ -85,3 +95,35 @@ async def list_session_events(req: func.HttpRequest) -> func.HttpResponse:
     events = [SessionEvent(seq=seq, type=e.type, at=e.at, from_status=e.from_status, to_status=e.to_status,
                            actor=e.actor, detail=e.detail) for seq, e in await context.queries.events(session_id)]
     return json_response(SessionEvents(session_id=session_id, events=events))
+
+
+# -- overrides of the nightly shutdown ---------------------------------------------------------------------------
+
+def _override_view(override: Override) -> OverrideView:
+    return OverrideView(id=override.id, session_id=override.session_id, labels=override.labels or None,
+                        until=override.until, reason=override.reason, requested_by=override.requested_by,
+                        created_at=override.created_at)
+
+
+@bp.endpoint("AddOverride", "POST", "overrides")
+async def add_override(req: func.HttpRequest) -> func.HttpResponse:
+    request = read_body(req, OverrideRequest)
+    context = await get_context()
+    override = await context.maintenance.add_override(request)
+    return json_response(_override_view(override), 201,
+                         headers={"Location": absolute_url(f"overrides/{override.id}")})
+
+
+@bp.endpoint("ListOverrides", "GET", "overrides")
+async def list_overrides(req: func.HttpRequest) -> func.HttpResponse:
+    context = await get_context()
+    return json_response(OverrideList(overrides=[_override_view(o) for o in await context.maintenance.list_overrides()]))
+
+
+@bp.endpoint("RemoveOverride", "DELETE", "overrides/{id}")
+async def remove_override(req: func.HttpRequest) -> func.HttpResponse:
+    override_id = req.route_params.get("id", "")
+    if not OVERRIDE_ID.fullmatch(override_id):
+        raise OverrideNotFound(f"no override {override_id[:64]!r}", field="id")
+    context = await get_context()
+    return json_response(_override_view(await context.maintenance.remove_override(override_id)))

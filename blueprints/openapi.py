@@ -20,6 +20,9 @@ from arr_core.api.views import (
     ExtendSessionRequest,
     Health,
     HistoryPage,
+    OverrideList,
+    OverrideRequest,
+    OverrideView,
     Problem,
     SessionEvents,
     SessionList,
@@ -33,6 +36,7 @@ from arr_core.api.views import (
 )
 from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.domain.notifications import SUBSCRIPTION_ID
+from arr_core.domain.overrides import OVERRIDE_ID
 
 from .queries import (
     CleanupQuery,
@@ -124,12 +128,14 @@ SESSION_ID_PARAM = _param("id", "path", "The session id.", "Session ID", require
 SUBSCRIPTION_ID_PARAM = _param("id", "path", "The subscription id, from the Location of its creation.",
                                "Subscription ID", required=True, pattern=SUBSCRIPTION_ID.pattern,
                                **{"x-ms-url-encoding": "single"})
+OVERRIDE_ID_PARAM = _param("id", "path", "The override id, from the Location of its creation.", "Override ID",
+                           required=True, pattern=f"^{OVERRIDE_ID.pattern}$", **{"x-ms-url-encoding": "single"})
 IDEMPOTENCY_KEY_PARAM = _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
                                "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern)
 POLLING_HEADERS = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
                    "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."}}
 RESPONSE_HEADERS = {202: POLLING_HEADERS, 201: {"Location": {"type": "string",
-                                                             "description": "DELETE this URL to unsubscribe."}}}
+                                                             "description": "DELETE this URL to undo it (unsubscribe, lift)."}}}
 ERROR_TEXTS = {400: "The request is invalid (a value that does not fit, or an empty query parameter); `errors` names "
                     "the fields.",
                401: "No function key, or a wrong one: send a key of the app in the x-functions-key header or the code "
@@ -247,6 +253,25 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "ListCleanupRuns", "List cleanup runs",
             "The cleanup runs of the last three months, newest first, with what each stopped.",
             query_parameters(RunsQuery), {200: ("A page of runs.", d.ref(CleanupRuns)), **errors(400, 503, 504)})},
+        "/overrides": {
+            "post": operation(
+                "AddOverride", "Exempt from the nightly shutdown",
+                "Exempts one session, or every session with some labels, from the nightly shutdown until a time "
+                "(at most 31 days ahead); the exemption ends by itself. The cleanup reads the overrides again right "
+                "before each nightly stop.",
+                [body(OverrideRequest, "Override", "sessionId or labels, until when, why and who asks.",
+                      required=True)],
+                {201: ("Made; DELETE the Location to lift it.", d.ref(OverrideView)),
+                 **errors(400, 413, 415, 503, 504)}),
+            "get": operation("ListOverrides", "List overrides", "The overrides of the nightly shutdown not yet "
+                             "ended, the longest first.", [],
+                             {200: ("The overrides.", d.ref(OverrideList)), **errors(503, 504)}),
+        },
+        "/overrides/{id}": {"delete": operation(
+            "RemoveOverride", "Lift an override", "Ends an override now; the next nightly shutdown stops what it "
+            "exempted.", [OVERRIDE_ID_PARAM],
+            {200: ("Lifted; the override as it was.", d.ref(OverrideView)),
+             **errors(404, 503, 504, e404="No such override.")})},
         "/subscriptions": {"post": operation(
             "SubscribeSessionChanges", "When a session changes status",
             "Calls the given URL each time a session changes status (Ready, Stopped, Expired, Error), with what "

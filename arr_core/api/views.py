@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -430,6 +431,55 @@ class StatusNotification(ApiModel):
                              "a webhook's rule, or ARR itself.")
     actor: str | None = described("Actor", "Who stopped the session, when someone did.")
     session: SessionView = described("Session", "The session as it is now.")
+
+
+# -- overrides of the nightly shutdown -----------------------------------------------------------------------------
+
+def _instant(value: object) -> object:
+    """An ISO 8601 time from JSON text (a strict model takes no string for a datetime), UTC unless it says."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        msg = "must be an ISO 8601 time, e.g. 2026-12-08T07:00:00Z"
+        raise ValueError(msg) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class OverrideRequest(ApiModel):
+    """Exempt one session, or every session with some labels, from the nightly shutdown until a time."""
+
+    session_id: SessionId | None = described("Session ID", "The session to exempt (not with labels).", default=None)
+    labels: dict[LabelKey, LabelValue] | None = described(
+        "Labels", "Exempt every session that has all these labels (not with sessionId).", default=None,
+        min_length=1, max_length=MAX_LABELS)
+    until: Annotated[datetime, BeforeValidator(_instant)] = described(
+        "Until", "When the exemption ends by itself (ISO 8601, UTC unless it has an offset; at most 31 days ahead).")
+    reason: ShortText | None = described("Reason", "Why, for the cleanup's report and the session's events.",
+                                         default=None)
+    requested_by: ShortText | None = described("Requested By", "Who asks.", default=None)
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> OverrideRequest:
+        if (self.session_id is None) == (self.labels is None):
+            msg = "give sessionId or labels, not both"
+            raise ValueError(msg)
+        return self
+
+
+class OverrideView(ApiModel):
+    id: str = described("Override ID", "The override's id: DELETE /api/overrides/{id} lifts it.")
+    session_id: str | None = described("Session ID", "The session it exempts, if one.")
+    labels: dict[str, str] | None = described("Labels", "The labels a session must all have, if a scope.")
+    until: datetime = described("Until", "When it ends by itself (ISO 8601).")
+    reason: str | None = described("Reason", "Why.")
+    requested_by: str | None = described("Requested By", "Who asked.")
+    created_at: datetime = described("Created At", "When it was made (ISO 8601).")
+
+
+class OverrideList(ApiModel):
+    overrides: list[OverrideView] = described("Overrides", "The overrides not yet ended, the longest first.")
 
 
 # -- inbound webhooks (not in the served document: senders, not connectors, call the hooks) ------------------------

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from ..arr.models import RenderingSession, SessionStatus
 from .lifecycle import adopted_record
+from .overrides import Override, covering
 from .records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, SessionRecord
 
 
@@ -108,11 +109,12 @@ def _started(arr: RenderingSession, record: SessionRecord | None) -> datetime | 
 
 def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], now: datetime,
            policy: CleanupPolicy, *, nightly_cutoff: datetime | None = None, history_since: datetime | None = None,
-           requested_grace: timedelta = timedelta(minutes=10)) -> list[Decision]:
+           requested_grace: timedelta = timedelta(minutes=10), overrides: list[Override] | None = None,
+           ) -> list[Decision]:
     """One decision per session. ``nightly_cutoff`` (when the nightly shutdown is due, or forced) stops every
-    session created before it that is not ``keepAlive``. ``history_since`` is when the history table was
-    (re)created: a session ARR runs that history does not know and that is older may have been kept alive by a
-    user, so the nightly shutdown leaves it to its lease."""
+    session created before it that is not ``keepAlive`` nor covered by an active override. ``history_since`` is
+    when the history table was (re)created: a session ARR runs that history does not know and that is older may
+    have been kept alive by a user, so the nightly shutdown leaves it to its lease."""
     by_id = {r.session_id: r for r in records}
     listed = {s.id for s in arr_sessions}
     decisions: list[Decision] = []
@@ -120,9 +122,9 @@ def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], n
         record = by_id.get(arr.id)
         if record is None:
             adopted = adopted_record(arr, now, history_since=history_since)
-            decisions.append(replace(judge(arr, adopted, now, policy, nightly_cutoff), adopt=True))
+            decisions.append(replace(judge(arr, adopted, now, policy, nightly_cutoff, overrides), adopt=True))
         else:
-            decisions.append(judge(arr, record, now, policy, nightly_cutoff))
+            decisions.append(judge(arr, record, now, policy, nightly_cutoff, overrides))
     for record in records:
         if record.session_id in listed or not record.is_active:
             continue
@@ -135,10 +137,13 @@ def decide(arr_sessions: list[RenderingSession], records: list[SessionRecord], n
 
 
 def judge(arr: RenderingSession, record: SessionRecord, now: datetime, policy: CleanupPolicy,
-           nightly_cutoff: datetime | None) -> Decision:
+           nightly_cutoff: datetime | None, overrides: list[Override] | None = None) -> Decision:
     started = _started(arr, record)
     if record.stop_reason:  # ARR still runs it (it is listed), though a stop was asked for: a crash cut it short
         return Decision(arr.id, Action.STOP, f"finishing the stop asked for: {record.stop_reason}", arr, record)
+    exemption = covering(record, overrides or [], now) if nightly_cutoff is not None else None
+    if exemption is not None and record.keep_alive is False and (started is None or started < nightly_cutoff):
+        return Decision(arr.id, Action.KEEP, exemption.describe(), arr, record)
     if nightly_cutoff is not None and record.keep_alive is False and (started is None or started < nightly_cutoff):
         local = nightly_cutoff.astimezone(policy.time_zone)
         return Decision(arr.id, Action.STOP, f"nightly shutdown ({local:%H:%M} {policy.time_zone.key})",

@@ -13,14 +13,23 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import deadline
-from ..api.views import CleanupAction, CleanupReport, NightlyShutdown
+from ..api.views import CleanupAction, CleanupReport, NightlyShutdown, OverrideRequest
 from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, next_shutdown, nightly_due
 from ..domain.hooks.deliveries import KEEP_DELIVERIES
 from ..domain.lifecycle import observe, vanished
 from ..domain.notifications import pending_change
-from ..domain.records import CLEANUP_ACTOR, REQUESTED, Event, SessionRecord, utcnow
-from ..errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, Unavailable
-from .sessions import ACTIVE_WINDOW, SessionService
+from ..domain.overrides import MAX_OVERRIDE, Override, covering, new_override_id
+from ..domain.records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, Event, SessionRecord, utcnow
+from ..errors import (
+    ArrError,
+    CleanupRunning,
+    DeadlineExceeded,
+    HistoryError,
+    InvalidInput,
+    OverrideNotFound,
+    Unavailable,
+)
+from .sessions import ACTIVE_WINDOW, SessionService, StopWithdrawn
 from .settings import AppSettings
 
 if TYPE_CHECKING:
@@ -31,6 +40,7 @@ log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
 T = TypeVar("T")
 LEASE_MARGIN_SECONDS = 60.0  # a holder that died frees the cleanup this long after its budget
+OVERRIDES_SECONDS = 1.0  # a nightly stop sees an override made up to this long before it
 BOOKKEEPING_SECONDS = 15.0  # after acting: the nightly mark, the run record, the lease release (5 s each at most)
 
 
@@ -92,12 +102,40 @@ class Maintenance:
         # One run at a time: in this process by a lock, across instances by a lease row held in this process's
         # name (so a lease whose write timed out, and landed later, is ours to take again, not a 75 s block).
         self._running = asyncio.Lock()
+        self._overrides_read = float("-inf")  # when this run's overrides were read (the loop's clock)
         self._holder = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def next_nightly_shutdown(self) -> NightlyShutdown | None:
         """When the next nightly shutdown runs, in the configured time zone; None when none is configured."""
         at = next_shutdown(self._clock(), self.policy)
         return None if at is None else NightlyShutdown(next_at=at, time_zone=self.policy.time_zone.key)
+
+    # -- overrides ------------------------------------------------------------------------------------------
+
+    async def add_override(self, request: OverrideRequest) -> Override:
+        """Exempt a session or a label scope from the nightly shutdown until ``request.until`` (in the future, at
+        most MAX_OVERRIDE ahead: longer is keepAlive's job)."""
+        now = self._clock()
+        until = request.until if request.until.tzinfo else request.until.replace(tzinfo=now.tzinfo)
+        if until <= now:
+            raise InvalidInput("until must be in the future", field="until")
+        if until > now + MAX_OVERRIDE:
+            raise InvalidInput(f"until must be at most {MAX_OVERRIDE.days} days ahead (for longer, set keepAlive)",
+                               field="until")
+        override = Override(id=new_override_id(), until=until, created_at=now, session_id=request.session_id,
+                            labels=dict(request.labels or {}), reason=request.reason,
+                            requested_by=request.requested_by)
+        await self.history.add_override(override)
+        return override
+
+    async def list_overrides(self) -> list[Override]:
+        return sorted(await self.history.overrides(), key=lambda o: o.until, reverse=True)
+
+    async def remove_override(self, override_id: str) -> Override:
+        removed = await self.history.remove_override(override_id)
+        if removed is None:
+            raise OverrideNotFound(f"no override {override_id[:64]!r}", field="id")
+        return removed
 
     # -- cleanup --------------------------------------------------------------------------------------------
 
@@ -148,7 +186,10 @@ class Maintenance:
             if due is not None:
                 night, cutoff = due
         since = await self.history.since()
-        decisions = decide(arr_sessions, records, now, self.policy, nightly_cutoff=cutoff, history_since=since)
+        overrides = await self.history.overrides() if cutoff is not None else []
+        self._overrides_read = asyncio.get_running_loop().time()
+        decisions = decide(arr_sessions, records, now, self.policy, nightly_cutoff=cutoff, history_since=since,
+                           overrides=overrides)
         report = CleanupReport(ran_at=now, dry_run=dry_run, mode="nightly" if cutoff else "lease",
                                stopped=[], kept=[], reconciled=[], errors=[])
         if dry_run:
@@ -161,7 +202,7 @@ class Maintenance:
         changed: list[SessionRecord] = []
 
         async def carry_out(d: Decision) -> None:
-            await self._guard(report, d, self._carry_out(d, report, cutoff, since, changed))
+            await self._guard(report, d, self._carry_out(d, report, cutoff, changed, overrides))
 
         left = await side_by_side(decisions, carry_out, limit=self.settings.stop_concurrency, ends=ends)
         report.deferred.extend(_deferred(d) for d in left)
@@ -172,6 +213,25 @@ class Maintenance:
         await self.history.record_run(report)
         await self._purge_deliveries(now, ends)
         return report
+
+    async def _exemption(self, overrides: list[Override]) -> Callable[[SessionRecord], str | None]:
+        """What a nightly stop asks, at its conditional write, of the record as it is then: a keepAlive or an
+        override that arrived since the run decided wins (AVD's race: a host stopped just after a user joined).
+        The record costs no read (a change since the run read it fails the write, which reads it again); the
+        overrides are read again at most every OVERRIDES_SECONDS."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._overrides_read > OVERRIDES_SECONDS:
+            overrides[:] = await self.history.overrides()
+            self._overrides_read = loop.time()
+        now = self._clock()
+
+        def exempt(record: SessionRecord) -> str | None:
+            if record.keep_alive:
+                return "keepAlive (set while the nightly shutdown ran)"
+            override = covering(record, overrides, now)
+            return override.describe() if override is not None else None
+
+        return exempt
 
     async def _purge_deliveries(self, now: datetime, ends: float) -> None:
         """Hook deliveries older than their senders retry (KEEP_DELIVERIES, and a day more) are forgotten, a slice a
@@ -187,7 +247,7 @@ class Maintenance:
             log.info("purged %d hook deliveries older than %d days", purged, KEEP_DELIVERIES.days + 1)
 
     async def _carry_out(self, d: Decision, report: CleanupReport, cutoff: datetime | None,
-                         since: datetime | None, changed: list[SessionRecord]) -> None:
+                         changed: list[SessionRecord], overrides: list[Override]) -> None:
         now = self._clock()
         record = d.record
         if d.adopt:
@@ -197,7 +257,7 @@ class Maintenance:
             if wrote:
                 report.reconciled.append(CleanupAction(id=d.session_id, reason="adopted into history"))
             else:  # someone else wrote it meanwhile (a lost race is no error): judge on what they wrote
-                d = judge(d.arr, record, now, self.policy, cutoff)
+                d = judge(d.arr, record, now, self.policy, cutoff, overrides)
         if d.action is Action.RECONCILE:
             changed.extend(r for r in [await self._reconcile(d, report)] if r is not None)
             return
@@ -207,7 +267,13 @@ class Maintenance:
             return
         if d.action is Action.STOP:
             reason, actor = d.stop_as
-            state = await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record)
+            unless = await self._exemption(overrides) if d.actor == NIGHTLY_ACTOR else None
+            try:
+                state = await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record,
+                                                 unless=unless)
+            except StopWithdrawn as kept:
+                report.kept.append(CleanupAction(id=d.session_id, reason=kept.reason))
+                return
             changed.extend(r for r in [state.record] if r is not None)
             report.stopped.append(CleanupAction(id=d.session_id, reason=d.reason))
             return

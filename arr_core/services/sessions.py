@@ -256,18 +256,33 @@ class SessionService:
     # -- stop ----------------------------------------------------------------------------------------------
 
     async def stop(self, session_id: str, reason: str | None = None, actor: str | None = None,
-                   known: RenderingSession | None = None, record: SessionRecord | None = None) -> SessionState:
+                   known: RenderingSession | None = None, record: SessionRecord | None = None,
+                   unless: Callable[[SessionRecord], str | None] | None = None) -> SessionState:
         """Stop the session; one that has already ended is simply returned.
 
         The reason is noted before ARR is asked, so a crash in between loses neither the reason nor the stop
         (the cleanup finishes it). A start ARR never had is cancelled, so no later poll or retry starts it.
         ``known`` is ARR's view from just before (the cleanup's list): then the stop costs one ARR call, not
-        two; ``record`` (read with its ETag just before) saves a table read.
+        two; ``record`` (read with its ETag just before) saves a table read. ``unless`` is asked about the record
+        as the conditional write finds it (so about a change that came after ``record`` was read, at no extra
+        read): a reason it gives withdraws the stop (:class:`StopWithdrawn`) before ARR is asked.
         """
         reason = reason or "stopped on request"
         now = self._clock()
+        withdrawn: list[str] = []
+
+        def noted(r: SessionRecord) -> Change:
+            withdrawn.clear()  # of an earlier try, on a record a race replaced
+            why = unless(r) if unless is not None else None
+            if why is not None:
+                withdrawn.append(why)
+                return None
+            return request_stop(r, reason, actor, now)
+
         with _history_optional(session_id):
-            record = await self.history.update(session_id, lambda r: request_stop(r, reason, actor, now), record)
+            record = await self.history.update(session_id, noted, record)
+        if withdrawn:
+            raise StopWithdrawn(withdrawn[-1])
         try:
             await self._changing(self.arr.stop_session(session_id))
         except NotFoundError:
@@ -375,6 +390,14 @@ class SessionService:
         adopted = adopted_record(arr_session, now, history_since=await self.history.since())
         await self.history.claim(adopted, Event("adopted", now, to_status=REQUESTED))
         return await self.history.update(session_id, mutate) or await self.history.get(session_id)
+
+
+class StopWithdrawn(Exception):  # noqa: N818 - a decision, not a failure
+    """An automatic stop withdrawn because the session's record, as written, says to keep it (the reason)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @contextmanager

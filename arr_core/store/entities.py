@@ -20,6 +20,7 @@ cleanup run   ``run-<yyyymm>``                    inverted ticks                
 nightly mark  ``nightly``                         local date                          once per night
 subscription  ``sub``                             subscription id                     trigger webhooks
 hook delivery ``hook``                            sha256 of sender and delivery id    a sender's retry is known
+override      ``override``                        override id                         nightly exemptions
 ============  ==================================  ==================================  =============================
 
 Stored rows are their own format, never the HTTP API's JSON: renaming a field of the API changes no row. A cleanup
@@ -38,6 +39,7 @@ from ..api.views import CleanupAction, CleanupReport, CleanupRun
 from ..domain.hooks.deliveries import HookDelivery
 from ..domain.hooks.rules import HookAction
 from ..domain.notifications import Subscription
+from ..domain.overrides import Override
 from ..domain.records import Event, IdempotencyClaim, Mutation, SessionRecord, idempotency_row
 
 INDEX = "id"
@@ -46,6 +48,7 @@ META = "meta"
 LEASE = "lease"
 NIGHTLY = "nightly"
 SUBSCRIPTION_PARTITION = "sub"  # one row per subscription, RowKey its id
+OVERRIDE_PARTITION = "override"  # one row per override, RowKey its id
 HOOK_PARTITION = "hook"  # one row per hook delivery, RowKey delivery_key(sender, delivery id)
 MAX_TICKS = 3155378975999999999  # .NET's DateTime.MaxValue in ticks: run rows sort newest first
 RUN_SCHEMA = 2  # 1: the API's CleanupReport as JSON in ``Report``; 2: our own columns (below)
@@ -216,6 +219,20 @@ def delivery_from_entity(entity: dict[str, Any]) -> HookDelivery:
                         actions=tuple(HookAction.model_validate(a) for a in json.loads(entity.get("Actions") or "[]")),
                         ignored=entity.get("Ignored"), done_at=aware(entity["DoneAt"]) if entity.get("DoneAt") else None,
                         results=tuple(json.loads(entity["Results"])) if entity.get("Results") else ())
+
+
+def override_to_entity(override: Override) -> dict[str, Any]:
+    entity = {"PartitionKey": OVERRIDE_PARTITION, "RowKey": override.id, "Until": override.until,
+              "CreatedAt": override.created_at, "SessionId": override.session_id,
+              "Labels": _json(override.labels) if override.labels else None, "Reason": override.reason,
+              "RequestedBy": override.requested_by}
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def override_from_entity(entity: dict[str, Any]) -> Override:
+    return Override(id=entity["RowKey"], until=aware(entity["Until"]), created_at=aware(entity["CreatedAt"]),
+                    session_id=entity.get("SessionId"), labels=json.loads(entity.get("Labels") or "{}"),
+                    reason=entity.get("Reason"), requested_by=entity.get("RequestedBy"))
 
 
 def ticks(at: datetime) -> int:

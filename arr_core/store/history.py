@@ -32,6 +32,7 @@ from ..api.views import CleanupReport, CleanupRun, HistoryOrder
 from ..domain.hooks.deliveries import HookDelivery, delivery_key
 from ..domain.lifecycle import restore
 from ..domain.notifications import Subscription
+from ..domain.overrides import Override
 from ..domain.records import RUN_MONTHS, Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
 from ..errors import HistoryConflict, HistoryUnavailable
 from . import entities as rows
@@ -92,6 +93,9 @@ class History(Protocol):
     async def delivery(self, sender: str, delivery_id: str) -> HookDelivery | None: ...
     async def finish_delivery(self, delivery: HookDelivery, results: tuple[str, ...]) -> None: ...
     async def purge_deliveries(self, before: datetime, *, scan: int = ...) -> int: ...
+    async def add_override(self, override: Override) -> None: ...
+    async def overrides(self) -> list[Override]: ...
+    async def remove_override(self, override_id: str) -> Override | None: ...
 
 
 class HistoryStore:
@@ -391,6 +395,29 @@ class HistoryStore:
 
     async def subscriptions(self) -> list[Subscription]:
         return [rows.subscription_from_entity(row) for row in await self.query(Query(rows.SUBSCRIPTION_PARTITION))]
+
+    # -- overrides of the nightly shutdown ---------------------------------------------------------------
+
+    async def add_override(self, override: Override) -> None:
+        await self._call(self.table.insert, rows.override_to_entity(override))
+
+    async def overrides(self) -> list[Override]:
+        """Every override not yet past its time (older ones are deleted here: they end by themselves)."""
+        now = self._clock()
+        found = [rows.override_from_entity(row) for row in await self.query(Query(rows.OVERRIDE_PARTITION))]
+        for ended in (o for o in found if o.until <= now):
+            try:
+                await self._call(self.table.delete, rows.OVERRIDE_PARTITION, ended.id, None)
+            except (EntityChanged, EntityMissing):
+                pass
+        return [o for o in found if o.until > now]
+
+    async def remove_override(self, override_id: str) -> Override | None:
+        entity = await self._call(self.table.get, rows.OVERRIDE_PARTITION, override_id)
+        if entity is None:
+            return None
+        await self._call(self.table.delete, rows.OVERRIDE_PARTITION, override_id, None)
+        return rows.override_from_entity(entity)
 
     # -- hook deliveries ----------------------------------------------------------------------------------
 

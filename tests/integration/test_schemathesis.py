@@ -52,6 +52,8 @@ POSITIVE_DATA_EXCLUDED = {
     "ListHistory": "across parameters: from before to (which defaults to now), at most 400 days apart; a "
                    "continuationToken only as this app issued it, for the same filters and order",
     "GetUsage": "across parameters: from before to (which defaults to now), at most 400 days apart",
+    "AddOverride": "across fields: sessionId or labels, one of the two; until in the future and at most 31 days "
+                   "ahead (the document states ISO 8601 only: 2.0 has no bounds for a date-time)",
     "SubscribeSessionChanges": "notificationUrl's host and address (one that httpx and IDNA can read, DNS labels of "
                                "1-63 characters; never a link-local or metadata address; https and a public address "
                                "in Azure)",
