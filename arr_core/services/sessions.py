@@ -392,7 +392,7 @@ class SessionService:
         return await self.history.update(session_id, mutate) or await self.history.get(session_id)
 
 
-class StopWithdrawn(Exception):  # noqa: N818 - a decision, not a failure
+class StopWithdrawn(Exception):  # a decision, not a failure
     """An automatic stop withdrawn because the session's record, as written, says to keep it (the reason)."""
 
     def __init__(self, reason: str) -> None:

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+import arr_core.services.maintenance as maintenance_module
 from arr_core.api.views import ExtendSessionRequest, OverrideRequest
 from arr_core.errors import InvalidInput, OverrideNotFound
 from arr_core.store.table import Query
-
-import arr_core.services.maintenance as maintenance_module
 
 from .harness import World
 from .test_maintenance import EVENING, NIGHTLY, NIGHTLY_REASON, actions, start_request
