@@ -71,6 +71,7 @@ bench: install
 	$(PY) bench/import_time.py
 	$(PY) bench/start_requests.py
 	$(PY) bench/nightly_stop.py
+	$(PY) bench/cold_start.py
 	$(PY) bench/notify_duplicates.py --subscriptions 28 --resolve-seconds 3 --trace
 	$(PY) bench/notify_duplicates.py --subscriptions 100 --resolve-seconds 3 --trace
 	$(PY) bench/hook_deliveries.py

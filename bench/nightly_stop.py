@@ -4,8 +4,14 @@ Measured in one run, on one machine:
 - ours: ``Maintenance.run_cleanup(mode="nightly")`` as the timer runs it (bounded concurrency, history kept in
   Azurite, changes announced);
 - the lower bound ``ceil(N / C) x RTT`` for C concurrent stops of RTT each;
-- the same job as a user would write it with the official SDK: list, then a loop over ``stop_rendering_session``.
-Prints the times and their ratios. Not a test: the numbers depend on the machine.
+- the same job as a user would write it with the official SDK: list, then a loop over ``stop_rendering_session``;
+- the best a Python user would write with it: the SDK's async client (``azure.mixedreality.remoterendering.aio``)
+  driven with ``asyncio`` at the same concurrency (a semaphore of C), writing one history row per stopped session
+  with the async ``azure.data.tables.aio.TableClient`` to Azurite (the least one needs to know later what was
+  stopped: which session, when, why).
+Prints wall time and CPU per stop (this process's ``time.process_time()``; ours and both peers run in it, the
+emulator and Azurite in their own processes) for each, and the goals of issue 24 as ratios, PASS or FAIL; also this
+process's peak RSS during our nightly run. Exits 0 either way. Not a test: the numbers depend on the machine.
 
 ``BENCH_PROFILE=1`` also profiles our process (cProfile) during the starts and during the nightly run, and prints
 the top 30 functions of each by cumulative and by own time (``BENCH_PROFILE_OUT=DIR`` keeps the raw ``.prof``
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +107,28 @@ async def create_directly(url: str, count: int) -> None:
     await http.aclose()
 
 
-async def ours(url: str, azurite_port: int) -> tuple[float, int, float, float]:
-    """Wall time of the nightly run, sessions stopped, and this process's CPU seconds per start and per stop."""
+def _status_kb(field: str) -> int | None:
+    """A ``/proc/self/status`` field in kB (VmRSS, VmHWM), or None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Start VmHWM again from the current RSS (Linux >= 4.0: ``5`` to ``clear_refs``); False if not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+async def ours(url: str, azurite_port: int) -> tuple[float, int, float, float, dict[str, Any]]:
+    """Wall time of the nightly run, sessions stopped, this process's CPU seconds per start and per stop, memory."""
     settings = AppSettings(account_id=ACCOUNT_ID, account_domain="bench", endpoint=url, sts_endpoint=url,
                            account_key=ACCOUNT_KEY, storage_connection=azurite_connection_string(azurite_port),
                            history_table=f"bench{uuid.uuid4().hex[:8]}", stop_concurrency=CONCURRENCY)
@@ -118,6 +145,8 @@ async def ours(url: str, azurite_port: int) -> tuple[float, int, float, float]:
         await asyncio.gather(*(start(i) for i in range(N)))
     cpu_per_start = (time.process_time() - cpu) / N
     control(url, "config", {"latencyMs": LATENCY_MS})
+    memory: dict[str, Any] = {"after_starts_hwm": _status_kb("VmHWM"), "before_rss": _status_kb("VmRSS")}
+    memory["reset"] = _reset_peak_rss()
     started, cpu = time.perf_counter(), time.process_time()
     with _Profiled("nightly"):
         # With links, as the app's timer runs it: its changes are announced (nobody listens here, so each ended
@@ -125,24 +154,70 @@ async def ours(url: str, azurite_port: int) -> tuple[float, int, float, float]:
         report = await context.maintenance.run_cleanup(mode="nightly", budget_seconds=90, links=app_links())
     elapsed = time.perf_counter() - started
     cpu_per_stop = (time.process_time() - cpu) / max(1, len(report.stopped))
+    memory["nightly_hwm"] = _status_kb("VmHWM")
     await context.aclose()
-    return elapsed, len(report.stopped), cpu_per_start, cpu_per_stop
+    return elapsed, len(report.stopped), cpu_per_start, cpu_per_stop, memory
+
+
+def emulator_token(url: str) -> str:
+    """An access token from the emulator's STS, as the sequential peer has always used (static for the run)."""
+    return httpx.get(f"{url}/Accounts/{ACCOUNT_ID}/token", params={"api-version": "2019-02-28-preview"},
+                     headers={"Authorization": f"Bearer {ACCOUNT_ID}:{ACCOUNT_KEY}"}).json()["AccessToken"]
 
 
 def sdk_loop(url: str) -> tuple[float, int, float]:
     from azure.core.credentials import AccessToken
     from azure.mixedreality.remoterendering import RemoteRenderingClient
 
-    token = httpx.get(f"{url}/Accounts/{ACCOUNT_ID}/token", params={"api-version": "2019-02-28-preview"},
-                      headers={"Authorization": f"Bearer {ACCOUNT_ID}:{ACCOUNT_KEY}"}).json()["AccessToken"]
     client = RemoteRenderingClient(endpoint=url, account_id=ACCOUNT_ID, account_domain="bench",
-                                   credential=AccessToken(token, int(time.time()) + 3600))
+                                   credential=AccessToken(emulator_token(url), int(time.time()) + 3600))
     started, cpu = time.perf_counter(), time.process_time()
     stopped = 0
     for session in list(client.list_rendering_sessions(enforce_https=False)):  # what a user writes
         client.stop_rendering_session(session.id, enforce_https=False)
         stopped += 1
     return time.perf_counter() - started, stopped, (time.process_time() - cpu) / max(1, stopped)
+
+
+async def sdk_concurrent(url: str, azurite_port: int) -> tuple[float, int, float]:
+    """The SDK's async client at C concurrent stops, one history row per stopped session in Azurite.
+
+    Wall time, sessions stopped and CPU seconds per stop, from the list to the last row written. The table is
+    created before the clock starts (ours has its table from the starts, and the token cached, before its run).
+    """
+    from azure.core.credentials import AccessToken
+    from azure.data.tables.aio import TableClient
+    from azure.mixedreality.remoterendering.aio import RemoteRenderingClient
+
+    client = RemoteRenderingClient(endpoint=url, account_id=ACCOUNT_ID, account_domain="bench",
+                                   credential=AccessToken(emulator_token(url), int(time.time()) + 3600))
+    table = TableClient.from_connection_string(azurite_connection_string(azurite_port),
+                                               table_name=f"peer{uuid.uuid4().hex[:8]}")
+    async with client, table:
+        await table.create_table()
+        limit = asyncio.Semaphore(CONCURRENCY)
+        run = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+        async def stop(session_id: str) -> None:
+            async with limit:
+                await client.stop_rendering_session(session_id, enforce_https=False)
+                await table.create_entity({"PartitionKey": run, "RowKey": session_id, "reason": "nightly",
+                                           "stoppedAt": datetime.now(UTC)})
+
+        started, cpu = time.perf_counter(), time.process_time()
+        sessions = [session.id async for session in await client.list_rendering_sessions(enforce_https=False)]
+        await asyncio.gather(*(stop(session_id) for session_id in sessions))
+        elapsed, cpu_used = time.perf_counter() - started, time.process_time() - cpu
+        written = 0
+        async for _ in table.list_entities(select=["RowKey"]):
+            written += 1
+        if written != len(sessions):
+            raise SystemExit(f"the concurrent peer wrote {written} history rows for {len(sessions)} stops")
+    return elapsed, len(sessions), cpu_used / max(1, len(sessions))
+
+
+def _goal(label: str, value: float, goal: str, passed: bool) -> str:
+    return f"{label:<52} {value:7.2f}  goal {goal:<6} {'PASS' if passed else 'FAIL'}"
 
 
 def main() -> None:
@@ -157,26 +232,44 @@ def main() -> None:
     try:
         wait_for_port(azurite_port, processes[0])
         wait_for_port(emulator_port, processes[1])
-        our_time, our_count, cpu_start, cpu_stop = asyncio.run(ours(url, azurite_port))
-        control(url, "reset")
-        control(url, "config", {"latencyMs": 0})
-        asyncio.run(create_directly(url, N))
-        control(url, "config", {"latencyMs": LATENCY_MS})
-        sdk_time, sdk_count, sdk_cpu_stop = sdk_loop(url)
+        began = time.perf_counter()
+        our_time, our_count, cpu_start, cpu_stop, memory = asyncio.run(ours(url, azurite_port))
+        for_peer: dict[str, tuple[float, int, float]] = {}
+        for name in ("loop", "async"):
+            control(url, "reset")
+            control(url, "config", {"latencyMs": 0})
+            asyncio.run(create_directly(url, N))
+            control(url, "config", {"latencyMs": LATENCY_MS})
+            for_peer[name] = sdk_loop(url) if name == "loop" else asyncio.run(sdk_concurrent(url, azurite_port))
+        total = time.perf_counter() - began
     finally:
         for process in processes:
             process.terminate()
+    (loop_time, loop_count, loop_cpu), (peer_time, peer_count, peer_cpu) = for_peer["loop"], for_peer["async"]
     bound = math.ceil(N / CONCURRENCY) * LATENCY_MS / 1000
     print(f"sessions {N}, injected latency {LATENCY_MS:.0f} ms per ARR call, stop concurrency {CONCURRENCY}")
-    print(f"ours (run_cleanup nightly, with history)   {our_time:7.2f} s  stopped {our_count}")
-    print(f"lower bound ceil(N/C) x RTT                {bound:7.2f} s")
-    print(f"SDK loop over stop_rendering_session        {sdk_time:7.2f} s  stopped {sdk_count}")
-    print(f"ratio ours / lower bound  = {our_time / bound:.2f}")
-    print(f"ratio SDK loop / ours     = {sdk_time / our_time:.2f}")
-    print(f"app CPU per start (intent + ARR + history)  {cpu_start * 1000:6.2f} ms")
-    print(f"app CPU per stop, ours (intent, ARR, history) {cpu_stop * 1000:6.2f} ms")
-    print(f"app CPU per stop, SDK loop (ARR only)       {sdk_cpu_stop * 1000:6.2f} ms")
-    print(f"ratio CPU per stop SDK / ours = {sdk_cpu_stop / cpu_stop:.2f}")
+    print(f"{'':<52} {'wall s':>7}  {'CPU/stop ms':>11}  stopped")
+    rows = [("ours (run_cleanup nightly, history, announced)", our_time, cpu_stop, our_count),
+            (f"SDK async client, {CONCURRENCY} concurrent + 1 Table row each", peer_time, peer_cpu, peer_count),
+            ("SDK loop over stop_rendering_session (ARR only)", loop_time, loop_cpu, loop_count),
+            ("lower bound ceil(N/C) x RTT", bound, None, None)]
+    for label, wall, cpu, count in rows:
+        print(f"{label:<52} " + (f"{wall:7.2f}" if wall is not None else " " * 7)
+              + (f"  {cpu * 1000:11.2f}" if cpu is not None else "") + (f"  {count}" if count is not None else ""))
+    print(f"app CPU per start (intent + ARR + history)           {cpu_start * 1000:7.2f} ms")
+    print("goals (issue 24), one run:")
+    print(_goal("ours wall / concurrent peer's wall", our_time / peer_time, "<= 1", our_time <= peer_time))
+    print(_goal("ours CPU per stop / concurrent peer's", cpu_stop / peer_cpu, "<= 1", cpu_stop <= peer_cpu))
+    print(_goal("sequential SDK loop wall / ours", loop_time / our_time, ">= 10", loop_time >= 10 * our_time))
+    print(_goal("ours wall / lower bound", our_time / bound, "<= 3", our_time <= 3 * bound))
+    print(f"(for reference: concurrent peer / lower bound = {peer_time / bound:.2f}, "
+          f"sequential loop / concurrent peer = {loop_time / peer_time:.2f})")
+    if memory["nightly_hwm"] is not None:
+        during = "during the nightly run" if memory["reset"] else "so far (starts and nightly run; reset refused)"
+        print(f"this process's peak RSS {during}: {memory['nightly_hwm'] / 1024:.0f} MiB "
+              f"(RSS before it {memory['before_rss'] / 1024:.0f} MiB; peak over the {N} starts "
+              f"{memory['after_starts_hwm'] / 1024:.0f} MiB); ours runs in-process, not in the host")
+    print(f"bench wall time {total:.1f} s")
 
 
 if __name__ == "__main__":

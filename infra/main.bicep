@@ -216,6 +216,30 @@ param hooksEventGridKey string
 @minLength(32)
 param hooksAlertKey string
 
+// ---- alerts (app/alerts.bicep; docs/operations.md "Alerts") -------------------------------------------------------------
+// The rules are always deployed; the e-mail only when an address is given.
+
+@description('E-mail the alert rules of app/alerts.bicep here (an action group). Empty: no e-mail; the rules still fire in the portal.')
+param alertsEmail string = ''
+
+@description('Minutes without a completed cleanup run before the heartbeat alert: three cleanup intervals (15 for the default schedule, every 5 minutes).')
+@allowed([15, 30, 45])
+param alertsCleanupSilenceMinutes int = 15
+
+@description('Alert when one cleanup run sees more running sessions than this.')
+@minValue(1)
+param alertsMaxSessions int = 10
+
+@description('Alert when sessions have been running, without a pause, for this many minutes.')
+@minValue(60)
+@maxValue(2820)
+param alertsSessionReadyMinutes int = 480
+
+@description('Alert when more than this percent of HTTP requests over 15 minutes are answered 5xx.')
+@minValue(1)
+@maxValue(100)
+param alerts5xxPercent int = 5
+
 // ---- names --------------------------------------------------------------------------------------------------------------
 
 var abbrs = loadJsonContent('./abbreviations.json')
@@ -418,6 +442,23 @@ module hooks './app/hooks.bicep' = if (hooksEventGrid ? true : hooksActionGroup)
     alertKey: hooksActionGroup ? hooksAlertKey : ''
     monthlyBudget: hooksMonthlyBudget
     budgetStartDate: hooksBudgetStartDate
+  }
+}
+
+// The alert rules (always) and their e-mail action group (when alertsEmail is set): docs/operations.md, "Alerts".
+module alerts './app/alerts.bicep' = {
+  name: 'alerts-${resourceToken}'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    alertsEmail: alertsEmail
+    cleanupSilenceMinutes: alertsCleanupSilenceMinutes
+    maxSessions: alertsMaxSessions
+    sessionReadyMinutes: alertsSessionReadyMinutes
+    http5xxPercent: alerts5xxPercent
   }
 }
 
