@@ -339,7 +339,7 @@ def test_health_and_openapi(http: httpx.Client, app_host: Host, emulator: Emulat
     assert doc["host"] == app_host.url.removeprefix("http://")
     operations = {op["operationId"] for path in doc["paths"].values() for key, op in path.items() if key[0] != "x"}
     assert operations == {"StartSession", "GetSession", "WaitUntilReady", "WaitUntilReadySigned", "ExtendSession",
-                          "StopSession",
+                          "StopSession", "AddOverride", "ListOverrides", "RemoveOverride",
                           "ListSessions", "ListHistory", "GetUsage", "RunCleanup", "Health", "OpenApi",
                           "SubscribeSessionChanges", "Unsubscribe", "ListSessionEvents", "ListCleanupRuns"}
     for path in doc["paths"].values():
