@@ -106,7 +106,7 @@ def host_env(connection: str, emulator_url: str, *, trace: bool, lease: float | 
     if lease is not None:
         env["DEVHOST_QUEUE_LEASE_SECONDS"] = str(lease)
     if trace or resolve:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HOOKS), str(ROOT), env.get("PYTHONPATH")]))
         env["BENCH_TRACE"] = "1" if trace else ""
         env["BENCH_SLOW_RESOLVE"] = str(resolve)
     return {k: v for k, v in env.items() if not k.startswith("COVERAGE_")}

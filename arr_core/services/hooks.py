@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..api.views import ExtendSessionRequest, HookOutcome, HookReceipt, SessionLinks, StartSessionRequest
+from ..api.views import ExtendSessionRequest, HookOutcome, HookReceipt, StartSessionRequest
 from ..domain.hooks.deliveries import HOOK_QUEUE, HookDelivery, HookMessage, hook_actor, hook_session_id
 from ..domain.hooks.rules import HookAction, HookRule, decide
 from ..domain.hooks.senders import HookEvent
@@ -29,11 +29,10 @@ from ..errors import LeaseMustGrow, Refused, SessionEnded
 if TYPE_CHECKING:
     from ..store.history import History
     from ..store.queues import Queues
-    from .notifier import Notifier
+    from .notifier import Links, Notifier
     from .sessions import SessionService, SessionState
 
 log = logging.getLogger("arr_sessions.hooks")
-Links = Callable[[str], SessionLinks]
 LEASE_SECONDS = 120  # one host carries a delivery out at a time; a host that dies frees it after this
 RECEIVE_CONCURRENCY = 16  # table writes and queue sends in flight for one delivery's events
 

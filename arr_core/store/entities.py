@@ -202,8 +202,8 @@ def subscription_from_entity(entity: dict[str, Any]) -> Subscription:
 
 
 def delivery_to_entity(delivery: HookDelivery) -> dict[str, Any]:
-    """A hook delivery's row. Its actions are bounded by the rules (at most 100, 32 labels each): too many for one
-    property is refused by the table (a 400 for the sender: the rules must be smaller), never cut."""
+    """A hook delivery's row. Its actions are bounded by the rules (at most 100, 32 labels each); actions too large
+    for one property are refused by the table, never cut."""
     entity = {"PartitionKey": HOOK_PARTITION, "RowKey": delivery.key, "Sender": delivery.sender,
               "DeliveryId": delivery.delivery_id, "EventType": delivery.event_type,
               "ReceivedAt": delivery.received_at,

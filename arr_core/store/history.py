@@ -383,11 +383,8 @@ class HistoryStore:
 
     async def remove_subscription(self, subscription_id: str) -> Subscription | None:
         """Remove it; the one removed, or None when there was none (a repeated DELETE)."""
-        entity = await self._call(self.table.get, rows.SUBSCRIPTION_PARTITION, subscription_id)
-        if entity is None:
-            return None
-        await self._call(self.table.delete, rows.SUBSCRIPTION_PARTITION, subscription_id, None)
-        return rows.subscription_from_entity(entity)
+        entity = await self._remove(rows.SUBSCRIPTION_PARTITION, subscription_id)
+        return rows.subscription_from_entity(entity) if entity is not None else None
 
     async def subscription(self, subscription_id: str) -> Subscription | None:
         entity = await self._call(self.table.get, rows.SUBSCRIPTION_PARTITION, subscription_id)
@@ -413,11 +410,15 @@ class HistoryStore:
         return [o for o in found if o.until > now]
 
     async def remove_override(self, override_id: str) -> Override | None:
-        entity = await self._call(self.table.get, rows.OVERRIDE_PARTITION, override_id)
-        if entity is None:
-            return None
-        await self._call(self.table.delete, rows.OVERRIDE_PARTITION, override_id, None)
-        return rows.override_from_entity(entity)
+        entity = await self._remove(rows.OVERRIDE_PARTITION, override_id)
+        return rows.override_from_entity(entity) if entity is not None else None
+
+    async def _remove(self, partition: str, row: str) -> Entity | None:
+        """Delete a row; it as it was, or None when there was none (a repeated DELETE)."""
+        entity = await self._call(self.table.get, partition, row)
+        if entity is not None:
+            await self._call(self.table.delete, partition, row, None)
+        return entity
 
     # -- hook deliveries ----------------------------------------------------------------------------------
 

@@ -19,26 +19,16 @@ import collections
 import importlib.abc
 import importlib.machinery
 import os
-import socket
 import sys
 import threading
 import time
 
 _SLOW = float(os.environ.get("BENCH_SLOW_RESOLVE", "0") or 0)
 _TRACE = os.environ.get("BENCH_TRACE") == "1"
-_getaddrinfo = socket.getaddrinfo
-
-
-def _slow_getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
-    name = host.decode() if isinstance(host, bytes) else host
-    if isinstance(name, str) and name.rstrip(".").endswith("slow.localhost"):
-        time.sleep(_SLOW)
-        host = "127.0.0.1"
-    return _getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-
-
 if _SLOW:
-    socket.getaddrinfo = _slow_getaddrinfo  # type: ignore[assignment]
+    from devhost.faults import slow_dns  # the repository's root is on PYTHONPATH (bench/notify_duplicates.py)
+
+    slow_dns(_SLOW)
 
 _lock = threading.Lock()
 _state = {"running": 0, "queued": 0, "threads": 0, "max_wait": 0.0}

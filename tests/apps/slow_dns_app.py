@@ -8,24 +8,10 @@ leaves the machine: no DNS server is asked.
 from __future__ import annotations
 
 import os
-import socket
-import time
-from typing import Any
 
+from devhost.faults import slow_dns
 from function_app import app
 
-SLOW_SECONDS = float(os.environ.get("SLOW_DNS_SECONDS", "3"))
-_getaddrinfo = socket.getaddrinfo
-
-
-def _slow_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-    name = host.decode() if isinstance(host, bytes) else host
-    if isinstance(name, str) and name.rstrip(".").endswith("slow.localhost"):
-        time.sleep(SLOW_SECONDS)
-        host = "127.0.0.1"
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.getaddrinfo = _slow_getaddrinfo
+slow_dns(float(os.environ.get("SLOW_DNS_SECONDS", "3")))
 
 __all__ = ["app"]
