@@ -166,7 +166,8 @@
   // The answer, when it is a success (2xx); an ApiError otherwise. A 401 asks for the key.
   async function request(pathOrLink, { method = "GET", params, body } = {}) {
     const headers = { Accept: "application/json" };
-    if (functionKey) headers["x-functions-key"] = functionKey;
+    const sentKey = functionKey;
+    if (sentKey) headers["x-functions-key"] = sentKey;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
     try {
@@ -180,7 +181,8 @@
     if (response.ok) return response;
     const retryAfter = Number(response.headers.get("Retry-After")) || null;
     if (response.status === 401) {
-      askForKey(functionKey ? "refused" : "missing");
+      // A refusal of a key no longer in use (a read still in flight when another key was entered) asks nothing.
+      if (sentKey === functionKey) askForKey(functionKey ? "refused" : "missing");
       throw new ApiError(401, "The function key is missing or wrong", "enter it in the form at the top");
     }
     let title = `HTTP ${response.status}`;
@@ -198,7 +200,8 @@
   }
 
   // -- asking for the key -------------------------------------------------------------------------------------------
-  const keyState = { needed: false };
+  // `epoch` counts the keys entered: what a refresh begun under an earlier key finds must not steer the current one.
+  const keyState = { needed: false, epoch: 0 };
 
   function askForKey(why) {
     const first = !keyState.needed;
@@ -227,6 +230,7 @@
     functionKey = value;
     writeItem("session", KEY_ITEM, value);
     keyState.needed = false;
+    keyState.epoch += 1;
     document.body.classList.remove("needs-key");
     $("key-panel").hidden = true;
     $("key-input").value = "";
@@ -1032,7 +1036,7 @@
   }
 
   // -- refreshing ---------------------------------------------------------------------------------------------------
-  const clock = { sessionsAt: 0, othersAt: 0, sessionsEvery: SESSIONS_EVERY_MS, busy: false, timer: null };
+  const clock = { sessionsAt: 0, othersAt: 0, sessionsEvery: SESSIONS_EVERY_MS, busy: null, timer: null };
 
   function reportFailure(what) {
     return (error) => {
@@ -1047,8 +1051,9 @@
   }
 
   async function refresh({ manual = false } = {}) {
-    if (clock.busy || keyState.needed) return;
-    clock.busy = true;
+    if (clock.busy === keyState.epoch || keyState.needed) return;  // one refresh at a time under each key
+    const epoch = keyState.epoch;
+    clock.busy = epoch;
     clearTimeout(clock.timer);
     const now = Date.now();
     const jobs = [];
@@ -1058,6 +1063,7 @@
       clock.sessionsAt = now;
       jobs.push(loadSessions().then(() => { clock.sessionsEvery = SESSIONS_EVERY_MS; }, (error) => {
         failed = true;
+        if (epoch !== keyState.epoch) return;
         const wait = Math.max(clock.sessionsEvery * 2, (error.retryAfter || 0) * 1000);
         clock.sessionsEvery = Math.min(MAX_BACKOFF_MS, Math.max(SESSIONS_EVERY_MS, wait));
         reportFailure("active sessions")(error);
@@ -1068,10 +1074,11 @@
       jobs.push(refreshTables());
     }
     await Promise.allSettled(jobs);
+    if (epoch !== keyState.epoch) return;  // a newer key's refresh owns the clock now
     if (sessionsDue && !failed && !keyState.needed) {
       $("updated").textContent = `Updated ${timeSecondsFormat.format(new Date())}`;
     }
-    clock.busy = false;
+    clock.busy = null;
     schedule();
   }
 
