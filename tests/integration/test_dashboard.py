@@ -386,6 +386,8 @@ def test_dashboard_in_chromium(browser: Browser, app_host: Host, http: httpx.Cli
             assert headers.get("x-functions-key") == app_host.key, url
     assert not [line for line in traffic.console if app_host.key in line]
     assert not [line for line in traffic.console if line.startswith(("error", "pageerror"))], traffic.console
+    for opened_page in (page, phone):  # left open, they kept polling the host and its 5 s list cache warm
+        opened_page.context.close()
 
     with capsys.disabled():
         print("\ndashboard screenshots:", *(f"  {path.relative_to(ROOT)}" for path in shots), sep="\n")
@@ -461,6 +463,7 @@ def test_reload_without_code_asks_for_the_key(browser: Browser, app_host: Host, 
     """Opened (or reloaded) without ?code on an app with keys, the page asks for the key in a form, says where it
     keeps it (this tab's session storage: not the address, not a cookie); a reload then works in that tab, another
     tab asks again, a wrong key is said to be refused, and "Forget the key" forgets it."""
+    emulator.reset(startupSeconds=0)  # "No active sessions" below: not what an earlier test left running
     context = browser.new_context(locale="en-US", timezone_id="UTC", viewport=DESKTOP)
     page = context.new_page()
     traffic = Traffic()
