@@ -1,7 +1,7 @@
 """arr-sessions: Azure Remote Rendering sessions for automation.
 
-The table of contents: it registers the five blueprints (sessions, maintenance, notifications, dashboard, hooks) and
-nothing else. The list of functions is not kept here, where it went stale: every route, its answers and the
+The table of contents: it registers the six blueprints (sessions, maintenance, notifications, dashboard, hooks, and
+the links of stop warnings) and nothing else. The list of functions is not kept here, where it went stale: every route, its answers and the
 functions without HTTP (timer, queues) are in ``docs/API.md`` (section 1), and the routes in the document the app
 serves at ``/api/openapi.json``. The code's layout is in ``docs/architecture.md``.
 """
@@ -13,6 +13,7 @@ from blueprints.hooks import bp as hooks
 from blueprints.maintenance import bp as maintenance
 from blueprints.notifications import bp as notifications
 from blueprints.sessions import bp as sessions
+from blueprints.stop_links import bp as stop_links
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(sessions)
@@ -20,3 +21,4 @@ app.register_functions(maintenance)
 app.register_functions(notifications)
 app.register_functions(dashboard)
 app.register_functions(hooks)
+app.register_functions(stop_links)

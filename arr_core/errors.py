@@ -23,6 +23,7 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
     │   └── Conflict
     │       ├── SessionEnded        carries the session's status and ARR's error
     │       ├── SessionIdInUse, IdempotencyKeyReused
+    │       ├── LinkUsed            a signed stop-warning link whose one action is done already
     │       └── CleanupRunning      another run holds the cleanup; try again later
     ├── Unavailable                 the app cannot serve now; a retry later may work
     │   ├── HistoryUnavailable      Table Storage did not answer or refused us
@@ -225,6 +226,10 @@ class LinkRefused(Refused):
 
 class Conflict(Refused):
     """The request contradicts what exists."""
+
+
+class LinkUsed(Conflict):
+    """A postpone or keep-tonight link that was used already (or has nothing left to do): nothing changes."""
 
 
 class SessionEnded(Conflict):

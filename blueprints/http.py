@@ -43,6 +43,7 @@ from arr_core.errors import (
     LeaseMustGrow,
     LeaseTooLong,
     LinkRefused,
+    LinkUsed,
     Misconfigured,
     NotFoundError,
     OverrideNotFound,
@@ -105,6 +106,7 @@ PROBLEMS: dict[type[AppError] | tuple[type[ArrError], int | None], Answer] = {
     SubscriptionNotFound: Answer(404, "Subscription not found"),
     OverrideNotFound: Answer(404, "Override not found"),
     LinkRefused: Answer(403, "Link refused"),
+    LinkUsed: Answer(409, "Link used already"),
     Unauthenticated: Answer(401, "Not authenticated"),
     Conflict: Answer(409, "Conflict"),
     SessionEnded: Answer(409, "Session has ended"),
@@ -280,6 +282,13 @@ def ready_location(session_id: str) -> str:
         return absolute_url(f"sessions/{session_id}/ready")
     path = signed_path(session_id)
     return absolute_url(path, **sign(keys, path, datetime.now(UTC)))
+
+
+def signed_url(path: str, until: datetime) -> str | None:
+    """``/api/<path>`` signed until ``until`` (a stop warning's links: good until the stop), on the app's own base
+    URL; None when no ``ARR_LINK_SIGNING_KEY`` is set (the warning then carries no links)."""
+    keys = _settings_anyway().link_signing_keys
+    return absolute_url(path, **sign(keys, path, datetime.now(UTC), until)) if keys else None
 
 
 def app_links() -> Callable[[str], SessionLinks]:

@@ -22,7 +22,7 @@ from arr_core.domain.overrides import OVERRIDE_ID, Override
 from arr_core.errors import CleanupRunning, OverrideNotFound
 from arr_core.services.context import get_context
 
-from .http import Api, absolute_url, app_links, json_response, read_body, session_id_of
+from .http import Api, absolute_url, app_links, json_response, read_body, session_id_of, signed_url
 from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query
 
 bp = Api()
@@ -33,7 +33,8 @@ log = logging.getLogger("arr_sessions.cleanup")
 async def run_cleanup(req: func.HttpRequest) -> func.HttpResponse:
     query = parse_query(req, CleanupQuery)
     context = await get_context()
-    report = await context.maintenance.run_cleanup(dry_run=query.dry_run, mode=query.mode, links=app_links())
+    report = await context.maintenance.run_cleanup(dry_run=query.dry_run, mode=query.mode, links=app_links(),
+                                                   signer=signed_url)
     return json_response(report)
 
 
@@ -68,7 +69,7 @@ async def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 async def lease_cleanup(timer: func.TimerRequest) -> None:
     context = await get_context()
     try:
-        report = await context.maintenance.run_cleanup(links=app_links())
+        report = await context.maintenance.run_cleanup(links=app_links(), signer=signed_url)
     except CleanupRunning as exc:  # every instance's timer fires; one of them runs
         log.info("cleanup skipped: %s", exc)
         return

@@ -14,7 +14,7 @@ from typing import Any
 
 import azure.functions as func
 
-from arr_core.api.views import SubscriptionRequest, SubscriptionView
+from arr_core.api.views import SubscriptionRequest, SubscriptionView, WarningSubscriptionRequest
 from arr_core.domain.notifications import NOTIFY_QUEUE, SUBSCRIPTION_ID, WATCH_QUEUE, Subscription
 from arr_core.errors import SubscriptionNotFound
 from arr_core.services.context import get_context
@@ -41,6 +41,17 @@ async def subscribe(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(_view(subscription), 201, headers={"Location": location})
 
 
+@bp.endpoint("SubscribeStopWarnings", "POST", "warnings/subscriptions")
+async def subscribe_stop_warnings(req: func.HttpRequest) -> func.HttpResponse:
+    """The trigger of stop warnings: its own operation, so a flow gets the warning's own schema (a flow made for
+    status changes never receives one). Removed, as any subscription, by DELETE of its Location."""
+    request = read_body(req, WarningSubscriptionRequest)
+    context = await get_context()
+    subscription = await context.notifier.subscribe(request)
+    location = absolute_url(f"subscriptions/{subscription.id}")
+    return json_response(_view(subscription), 201, headers={"Location": location})
+
+
 @bp.endpoint("Unsubscribe", "DELETE", "subscriptions/{id}")
 async def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
@@ -50,7 +61,7 @@ async def unsubscribe(req: func.HttpRequest) -> func.HttpResponse:
 def _view(subscription: Subscription) -> SubscriptionView:
     return SubscriptionView(id=subscription.id, statuses=sorted(subscription.statuses or ()) or None,
                             session_id=subscription.session_id, requested_by=subscription.requested_by,
-                            created_at=subscription.created_at)
+                            events=sorted(subscription.events), created_at=subscription.created_at)
 
 
 def _message(msg: func.QueueMessage) -> dict[str, Any]:

@@ -30,9 +30,11 @@ from arr_core.api.views import (
     StartSessionRequest,
     StatusNotification,
     StopSessionRequest,
+    StopWarningNotification,
     SubscriptionRequest,
     SubscriptionView,
     UsageReport,
+    WarningSubscriptionRequest,
 )
 from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.domain.notifications import SUBSCRIPTION_ID
@@ -281,6 +283,16 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             {201: ("Subscribed; DELETE the Location to unsubscribe.", d.ref(SubscriptionView)),
              **errors(400, 413, 415, 503, 504)}, **{"x-ms-trigger": "single"}),
             "x-ms-notification-content": {"description": "The status change.", "schema": d.ref(StatusNotification)}},
+        "/warnings/subscriptions": {"post": operation(
+            "SubscribeStopWarnings", "When a session is about to be stopped",
+            "Calls the given URL before the app or ARR stops a session by itself (its lease ends, the maximum run "
+            "time, the nightly shutdown), ARR_STOP_WARNING_MINUTES ahead, with signed links to postpone the stop or "
+            "keep the session tonight; at least once, so deduplicate on eventId.",
+            [body(WarningSubscriptionRequest, "Subscription", "The callback URL and which sessions to hear about.",
+                  required=True)],
+            {201: ("Subscribed; DELETE the Location to unsubscribe.", d.ref(SubscriptionView)),
+             **errors(400, 413, 415, 503, 504)}, **{"x-ms-trigger": "single"}),
+            "x-ms-notification-content": {"description": "The warning.", "schema": d.ref(StopWarningNotification)}},
         "/subscriptions/{id}": {"delete": operation(
             "Unsubscribe", "Stop hearing about session changes",
             "Removes a subscription; the platform calls this when a flow with the trigger is turned off or deleted.",

@@ -167,6 +167,11 @@ param arrRequestTimeoutSeconds int = 90
 @maxValue(90)
 param arrCleanupBudgetSeconds int = 60
 
+@description('ARR_STOP_WARNING_MINUTES: warn subscribers this many minutes before an automatic stop (0: never; 0-240).')
+@minValue(0)
+@maxValue(240)
+param arrStopWarningMinutes int = 30
+
 // ---- optional: senders of the inbound webhooks (app/hooks.bicep; all off by default) --------------------------------
 // Turn them on only once the code is deployed (after the first `azd up`), then `azd provision`: see app/hooks.bicep.
 
@@ -355,6 +360,7 @@ var arrSettings = {
   ARR_HOOK_GITHUB_SECRETS: arrHookGithubSecrets
   ARR_REQUEST_TIMEOUT_SECONDS: string(arrRequestTimeoutSeconds)
   ARR_CLEANUP_BUDGET_SECONDS: string(arrCleanupBudgetSeconds)
+  ARR_STOP_WARNING_MINUTES: string(arrStopWarningMinutes)
 }
 
 // The key, only when one is given: a Key Vault reference resolved by the app identity (keyVaultReferenceIdentity).

@@ -31,8 +31,9 @@ from pydantic_core import CoreSchema
 from ..arr.models import SessionSize, SessionStatus
 from ..arr.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 from ..domain.hooks.rules import HookAction
-from ..domain.notifications import MAX_URL_CHARS, Cause
+from ..domain.notifications import MAX_URL_CHARS, STATUS_CHANGED, Cause
 from ..domain.records import LABEL_KEY_CLASS, LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_LABELS, MAX_TEXT
+from ..domain.warnings import POSTPONE_MINUTES, StopKind
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # What _no_controls refuses, as a regular expression's class: Unicode's Cc (exactly U+0000-U+001F and U+007F-U+009F)
@@ -124,6 +125,7 @@ ShortText = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidato
 LabelKey = Annotated[str, StringConstraints(pattern=LABEL_KEY_PATTERN)]
 LabelValue = ShortText
 StatusName = Literal[tuple(status.value for status in SessionStatus)]  # type: ignore[valid-type]
+StopKindName = Literal[tuple(kind.value for kind in StopKind)]  # type: ignore[valid-type]
 SizeName = Literal["Standard", "Premium"]
 HistoryOrder = Literal["oldest", "newest"]  # of ListHistory's pages: by creation time, either way
 CallbackUrl = Annotated[str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS),  # then callback_refusal
@@ -320,6 +322,8 @@ class CleanupReport(ApiModel):
     errors: list[CleanupAction] = described("Errors", "Sessions the cleanup failed to handle, and why.")
     deferred: list[CleanupAction] = described("Deferred", "Left for the next run: the run's time budget was spent.",
                                               default_factory=list)
+    warned: list[CleanupAction] = described("Warned", "Sessions warned of an automatic stop ahead (in a dry run: "
+                                            "that would be warned), and of which.", default_factory=list)
 
 
 class CleanupRun(ApiModel):
@@ -409,11 +413,22 @@ class SubscriptionRequest(ApiModel):
     requested_by: ShortText | None = described("Requested By", "Only sessions requested by this caller.", default=None)
 
 
+class WarningSubscriptionRequest(ApiModel):
+    """A trigger subscription for stop warnings: the callback URL the workflow platform gives, and filters."""
+
+    notification_url: CallbackUrl = described(
+        "Notification URL", f"Where the app POSTs each warning: {CALLBACK_URL_RULE}.",
+        json_schema_extra={"x-ms-notification-url": True, "x-ms-visibility": "internal"})
+    session_id: SessionId | None = described("Session ID", "Only this session.", default=None)
+    requested_by: ShortText | None = described("Requested By", "Only sessions requested by this caller.", default=None)
+
+
 class SubscriptionView(ApiModel):
     id: str = described("Subscription ID", "The subscription's id.")
     statuses: list[str] | None = described("Statuses", "The statuses it hears about; null for all.")
     session_id: str | None = described("Session ID", "The one session it hears about, if any.")
     requested_by: str | None = described("Requested By", "The caller whose sessions it hears about, if any.")
+    events: list[str] = described("Events", "The kinds of event it hears.", default_factory=lambda: [STATUS_CHANGED])
     created_at: datetime = described("Created At", "When it was made (ISO 8601).")
 
 
@@ -430,6 +445,32 @@ class StatusNotification(ApiModel):
     cause: Cause = described("Cause", "Who made the change: a caller's stop, the lease cleanup, the nightly shutdown, "
                              "a webhook's rule, or ARR itself.")
     actor: str | None = described("Actor", "Who stopped the session, when someone did.")
+    session: SessionView = described("Session", "The session as it is now.")
+
+
+class StopActions(ApiModel):
+    """Signed links that need no function key (they work from a phone), good until the stop. Opening one shows what
+    it will do and a button: a link preview or a mail scanner that opens it changes nothing."""
+
+    postpone: str | None = described("Postpone", f"Adds {POSTPONE_MINUTES} minutes to the lease (capped at the app's "
+                                     "maximum); null when a longer lease does not move this stop.", default=None)
+    keep_tonight: str | None = described("Keep Tonight", "Exempts the session from this night's shutdown only; null "
+                                         "unless the stop is the nightly shutdown.", default=None)
+
+
+class StopWarningNotification(ApiModel):
+    """What the app POSTs before it (or ARR) stops a session by itself. Delivered at least once: deduplicate on
+    ``eventId`` (the same for every warning of the same stop)."""
+
+    event_id: str = described("Event ID", "The same for every delivery of this warning.")
+    event_type: Literal["StopWarning"] = described("Event Type", "Always StopWarning.", default="StopWarning")
+    at: datetime = described("At", "When the warning was sent (ISO 8601).")
+    stop_at: datetime = described("Stop At", "When the session will be stopped (ISO 8601).")
+    minutes_ahead: int = described("Minutes Ahead", "Minutes from the warning to the stop.")
+    kind: StopKindName = described("Kind", "lease-end (ARR ends the lease), lease-cleanup (the app's maximum run time) "
+                               "or nightly-shutdown.")
+    reason: str = described("Reason", "Why the session will be stopped, in words.")
+    actions: StopActions = described("Actions", "What the receiver can do about it, without a function key.")
     session: SessionView = described("Session", "The session as it is now.")
 
 

@@ -31,6 +31,11 @@ ENDED_STATUSES = (SessionStatus.STOPPED.value, SessionStatus.EXPIRED.value, Sess
 
 
 
+STATUS_CHANGED = "SessionStatusChanged"
+STOP_WARNING = "StopWarning"
+DEFAULT_EVENTS = frozenset({STATUS_CHANGED})
+
+
 class Cause(StrEnum):
     """What made a session change status, as a notification names it."""
 
@@ -51,11 +56,19 @@ class Subscription:
     statuses: frozenset[str] | None = None
     session_id: str | None = None
     requested_by: str | None = None
+    events: frozenset[str] = DEFAULT_EVENTS  # which kinds of event it hears: status changes unless it asked
 
     def wants(self, change: StatusChange) -> bool:
-        return ((self.statuses is None or change.status in self.statuses)
-                and (self.session_id is None or change.session_id == self.session_id)
-                and (self.requested_by is None or change.requested_by == self.requested_by))
+        return (STATUS_CHANGED in self.events and (self.statuses is None or change.status in self.statuses)
+                and self._about(change.session_id, change.requested_by))
+
+    def wants_warning(self, record: SessionRecord) -> bool:
+        """A stop warning, to those who asked for them (a flow made for status changes never gets one)."""
+        return STOP_WARNING in self.events and self._about(record.session_id, record.requested_by)
+
+    def _about(self, session_id: str, requested_by: str | None) -> bool:
+        return ((self.session_id is None or session_id == self.session_id)
+                and (self.requested_by is None or requested_by == self.requested_by))
 
 
 SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{32}$")

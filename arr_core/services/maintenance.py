@@ -4,28 +4,41 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import deadline
-from ..api.views import CleanupAction, CleanupReport, NightlyShutdown, OverrideRequest
-from ..domain.cleanup import Action, CleanupPolicy, Decision, decide, judge, next_shutdown, nightly_due
+from ..api import signed_links
+from ..api.views import CleanupAction, CleanupReport, NightlyShutdown, OverrideRequest, StopActions
+from ..domain.cleanup import (
+    Action,
+    CleanupPolicy,
+    Decision,
+    decide,
+    judge,
+    next_shutdown,
+    nightly_due,
+    shutdown_instant,
+)
 from ..domain.hooks.deliveries import KEEP_DELIVERIES
 from ..domain.lifecycle import observe, vanished
 from ..domain.notifications import pending_change
 from ..domain.overrides import MAX_OVERRIDE, Override, covering, new_override_id
 from ..domain.records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, Event, SessionRecord, utcnow
+from ..domain.warnings import UpcomingStop, next_stop, timer_interval, warning_due
 from ..errors import (
     ArrError,
     CleanupRunning,
     DeadlineExceeded,
     HistoryError,
     InvalidInput,
+    LinkUsed,
     OverrideNotFound,
     Unavailable,
 )
@@ -33,8 +46,9 @@ from .sessions import ACTIVE_WINDOW, SessionService, StopWithdrawn
 from .settings import AppSettings
 
 if TYPE_CHECKING:
+    from ..arr.models import RenderingSession
     from ..store.history import History
-    from .notifier import Links, Notifier
+    from .notifier import Links, Notifier, Signer
 
 log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
@@ -140,14 +154,15 @@ class Maintenance:
     # -- cleanup --------------------------------------------------------------------------------------------
 
     async def run_cleanup(self, *, dry_run: bool = False, mode: str = "lease", budget_seconds: float | None = None,
-                          links: Links | None = None) -> CleanupReport:
+                          links: Links | None = None, signer: Signer | None = None) -> CleanupReport:
         """Decide (pure), then act on each session with bounded concurrency; one failure stops nothing else.
 
         One run at a time across instances (a lease row in the table; :class:`CleanupRunning` otherwise). Work
         not done within the time budget is reported as ``deferred`` and left to the next run, so an HTTP caller
         always gets its answer in time. ``dry_run`` decides and reports without acting (and without the lease).
         With ``links`` (key-less: they go to third parties), the changes it made, and any a crash left unannounced,
-        are announced to subscribers.
+        are announced to subscribers, and the automatic stops now near are warned of (with ``signer``'s signed
+        links to postpone them or keep the session tonight).
         """
         loop = asyncio.get_running_loop()
         budget = budget_seconds or self.settings.cleanup_budget_seconds
@@ -156,21 +171,22 @@ class Maintenance:
             budget = max(1.0, min(budget, left - BOOKKEEPING_SECONDS))
         ends = loop.time() + budget
         if dry_run:
-            return await self._run(dry_run, mode, ends, None)
+            return await self._run(dry_run, mode, ends, None, None)
         if self._running.locked():
             raise CleanupRunning("this instance is running the cleanup")
         async with self._running:
             if not await self.history.take_lease(CLEANUP_LEASE, self._holder, budget + LEASE_MARGIN_SECONDS):
                 raise CleanupRunning("another instance is running the cleanup")
             try:
-                return await self._run(dry_run, mode, ends, links)
+                return await self._run(dry_run, mode, ends, links, signer)
             finally:
                 try:
                     await self.history.release_lease(CLEANUP_LEASE, self._holder)
                 except (HistoryError, DeadlineExceeded) as exc:  # it expires by itself
                     log.warning("cleanup lease not released: %s", exc)
 
-    async def _run(self, dry_run: bool, mode: str, ends: float, links: Links | None) -> CleanupReport:
+    async def _run(self, dry_run: bool, mode: str, ends: float, links: Links | None,
+                   signer: Signer | None) -> CleanupReport:
         now = self._clock()
         arr_sessions = await self.sessions.arr_sessions()
         records = [r async for r in self.history.sessions_created(now - ACTIVE_WINDOW, now + timedelta(minutes=5),
@@ -186,7 +202,8 @@ class Maintenance:
             if due is not None:
                 night, cutoff = due
         since = await self.history.since()
-        overrides = await self.history.overrides() if cutoff is not None else []
+        warning = self.settings.stop_warning_minutes > 0
+        overrides = await self.history.overrides() if cutoff is not None or warning else []
         self._overrides_read = asyncio.get_running_loop().time()
         decisions = decide(arr_sessions, records, now, self.policy, nightly_cutoff=cutoff, history_since=since,
                            overrides=overrides)
@@ -198,6 +215,8 @@ class Maintenance:
                     report.reconciled.append(CleanupAction(id=d.session_id, reason="would adopt into history"))
                 bucket = {Action.STOP: report.stopped, Action.KEEP: report.kept}.get(d.action, report.reconciled)
                 bucket.append(CleanupAction(id=d.session_id, reason=d.reason))
+            report.warned.extend(CleanupAction(id=stop.session_id, reason=f"would warn: {stop.reason}")
+                                 for _, _, stop in self._warnings_due(decisions, [], now, overrides))
             return report
         changed: list[SessionRecord] = []
 
@@ -208,11 +227,81 @@ class Maintenance:
         report.deferred.extend(_deferred(d) for d in left)
         if links is not None and self.notifier is not None:
             await self._announce([*(r for r in records if pending_change(r)), *changed], links, ends)
+            await self._warn(self._warnings_due(decisions, changed, now, overrides), report, links, signer, ends)
         if night is not None and not report.errors and not report.deferred:
             await self.history.mark_night(night, now)
         await self.history.record_run(report)
         await self._purge_deliveries(now, ends)
         return report
+
+    # -- warnings before automatic stops ----------------------------------------------------------------------
+
+    def _warnings_due(self, decisions: list[Decision], changed: list[SessionRecord], now: datetime,
+                      overrides: list[Override]) -> list[tuple[RenderingSession, SessionRecord, UpcomingStop]]:
+        """The sessions this run keeps whose next automatic stop is near enough to warn of now (the record as this
+        run last wrote it: a warning already marked is not sent again)."""
+        if self.settings.stop_warning_minutes <= 0:
+            return []
+        lead, tick = timedelta(minutes=self.settings.stop_warning_minutes), timer_interval(
+            self.settings.cleanup_schedule)
+        latest = {r.session_id: r for r in changed}
+        due = []
+        for d in decisions:
+            record = latest.get(d.session_id, d.record)
+            if d.action is not Action.KEEP or d.arr is None or record is None:
+                continue
+            stop = next_stop(d.arr, record, now, self.policy, overrides)
+            if stop is not None and warning_due(stop, record, now, lead=lead, tick=tick):
+                due.append((d.arr, record, stop))
+        return due
+
+    def _actions(self, arr: RenderingSession, stop: UpcomingStop, signer: Signer | None) -> StopActions:
+        """The signed links a warning carries: what can move this stop, good until it happens."""
+        if signer is None:
+            return StopActions()
+        postpone = keep = None
+        lease = self.sessions.postponed_lease(arr.lease_minutes)
+        if stop.postponable and lease is not None:
+            postpone = signer(signed_links.postpone_path(arr.id, lease), stop.at)
+        if stop.keepable_tonight:
+            night = stop.at.astimezone(self.policy.time_zone).date()
+            keep = signer(signed_links.keep_tonight_path(arr.id, night), stop.at)
+        return StopActions(postpone=postpone, keep_tonight=keep)
+
+    async def _warn(self, due: list[tuple[RenderingSession, SessionRecord, UpcomingStop]], report: CleanupReport,
+                    links: Links, signer: Signer | None, ends: float) -> None:
+        """Send the warnings side by side, within the run's budget; best effort as the announcements: one left
+        unsent (a queue outage, out of time) is unmarked, and the next run sends it."""
+        notifier = self.notifier
+        assert notifier is not None
+
+        async def warn(item: tuple[RenderingSession, SessionRecord, UpcomingStop]) -> None:
+            arr, record, stop = item
+            try:
+                await notifier.warn(record, stop, self._actions(arr, stop, signer), links, arr)
+            except (Unavailable, DeadlineExceeded, HistoryError) as exc:
+                log.warning("warning of %s's stop left to the next run: %s", stop.session_id, exc)
+                return
+            report.warned.append(CleanupAction(id=stop.session_id, reason=f"{stop.kind.value} at "
+                                               f"{stop.at:%Y-%m-%d %H:%M} UTC: {stop.reason}"))
+
+        await side_by_side(due, warn, limit=self.settings.stop_concurrency, ends=ends)
+
+    async def keep_tonight(self, session_id: str, night: date, *, actor: str) -> Override:
+        """A keep-tonight link: an override of ``night``'s shutdown for one session, made once (its id comes from
+        the session and the night: a second use finds it and raises :class:`LinkUsed`)."""
+        now = self._clock()
+        at = shutdown_instant(night, self.policy) if self.policy.nightly_at is not None else None
+        if at is None or at + timedelta(hours=self.policy.catch_up_hours) <= now:
+            raise LinkUsed("that night's shutdown is over: this link has nothing left to do")
+        override_id = "ovr-" + hashlib.sha256(f"{session_id}\n{night.isoformat()}".encode()).hexdigest()[:12]
+        if any(o.id == override_id for o in await self.history.overrides()):
+            raise LinkUsed(f"this link was used already: session {session_id} is kept on the night of {night}")
+        override = Override(id=override_id, until=at + timedelta(hours=self.policy.catch_up_hours), created_at=now,
+                            session_id=session_id, reason=f"keep tonight ({night}), from a stop warning",
+                            requested_by=actor)
+        await self.history.add_override(override)
+        return override
 
     async def _exemption(self, overrides: list[Override]) -> Callable[[SessionRecord], str | None]:
         """What a nightly stop asks, at its conditional write, of the record as it is then: a keepAlive or an

@@ -33,11 +33,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ..api.present import build_view
-from ..api.views import SessionLinks, StatusNotification, SubscriptionRequest
+from ..api.views import (
+    SessionLinks,
+    StatusNotification,
+    StopActions,
+    StopWarningNotification,
+    SubscriptionRequest,
+    WarningSubscriptionRequest,
+)
 from ..domain.notifications import (
+    DEFAULT_EVENTS,
     MAX_DELIVERY_ATTEMPTS,
     MAX_URL_CHARS,
     NOTIFY_QUEUE,
+    STOP_WARNING,
     SUBSCRIPTION_ID,
     WATCH_QUEUE,
     WATCHED_STATUSES,
@@ -48,7 +57,8 @@ from ..domain.notifications import (
     pending_change,
     retry_delay,
 )
-from ..domain.records import SessionRecord, utcnow
+from ..domain.records import CLEANUP_ACTOR, SessionRecord, utcnow
+from ..domain.warnings import UpcomingStop, warned
 from ..errors import DeadlineExceeded, SubscriptionNotFound, Unavailable
 from ..outbound.url_rules import require_callback
 from ..outbound.webhooks import Outcome, Resolver, deliver, system_resolver
@@ -57,12 +67,14 @@ from ..store.queues import Queues
 if TYPE_CHECKING:
     import httpx
 
+    from ..arr.models import RenderingSession
     from ..store.history import History
     from .sessions import SessionService, SessionState
 
 log = logging.getLogger("arr_core.notifier")
 SUBSCRIPTIONS_TTL = 10.0  # seconds a process reuses the subscription list (a new one is heard within this)
 Links = Callable[[str], SessionLinks]  # links without any caller's key: a notification goes to a third party
+Signer = Callable[[str, datetime], str | None]  # a signed path's absolute URL good until then; None without a key
 WATCH_FOR = timedelta(hours=2)  # a session still starting after this is the cleanup's (stuck-starting rule)
 
 
@@ -108,11 +120,13 @@ class Notifier:
 
     # -- subscriptions --------------------------------------------------------------------------------------
 
-    async def subscribe(self, request: SubscriptionRequest) -> Subscription:
+    async def subscribe(self, request: SubscriptionRequest | WarningSubscriptionRequest) -> Subscription:
+        """A subscription to status changes, or (a :class:`WarningSubscriptionRequest`) to stop warnings."""
         url = require_callback(request.notification_url, field="notificationUrl", development=self.development)
-        subscription = Subscription(new_subscription_id(), url, self.clock(),
-                                    frozenset(request.statuses) if request.statuses else None,
-                                    request.session_id, request.requested_by)
+        statuses = request.statuses if isinstance(request, SubscriptionRequest) else None
+        events = DEFAULT_EVENTS if isinstance(request, SubscriptionRequest) else frozenset({STOP_WARNING})
+        subscription = Subscription(new_subscription_id(), url, self.clock(), frozenset(statuses) if statuses else None,
+                                    request.session_id, request.requested_by, events)
         await self.history.add_subscription(subscription)
         self._subscriptions = None
         return subscription
@@ -192,6 +206,26 @@ class Notifier:
         # Marked, also when nobody listened to an ended session: the cleanup then stops reading it (a subscription
         # made later hears only later changes).
         await self.history.update(record.session_id, lambda r: _announced(r, change), record)
+        return len(receivers)
+
+    async def warn(self, record: SessionRecord, stop: UpcomingStop, actions: StopActions, links: Links,
+                   arr: RenderingSession | None = None) -> int:
+        """Queue a warning of ``stop`` for every subscription that asked for warnings, then mark the record as
+        warned (with its event); how many were queued. A crash between the two warns again at the next run, with
+        the same event id. Nobody listening: the record is still marked, so the history shows the stop was seen
+        coming."""
+        now = self.clock()
+        receivers = [s for s in await self._current_subscriptions() if s.wants_warning(record)]
+        if receivers:
+            payload = StopWarningNotification(
+                event_id=stop.stop_id, at=now, stop_at=stop.at, minutes_ahead=stop.minutes_ahead(now), kind=stop.kind,
+                reason=stop.reason, actions=actions, session=build_view(record.session_id, arr, record, links),
+            ).model_dump(mode="json", by_alias=True)
+            for subscription in receivers:
+                delivery = Delivery(url=subscription.callback_url, subscription_id=subscription.id,
+                                    event_id=stop.stop_id, payload=payload)
+                await self.queues.send(NOTIFY_QUEUE, delivery.message())
+        await self.history.update(record.session_id, lambda r: warned(r, stop, now, actor=CLEANUP_ACTOR), record)
         return len(receivers)
 
     def _payload(self, record: SessionRecord, change: StatusChange, links: Links,

@@ -29,6 +29,7 @@ from ..domain.lifecycle import (
     view_status,
 )
 from ..domain.records import REQUESTED, Change, Event, Mutation, SessionRecord, idempotency_row, utcnow
+from ..domain.warnings import POSTPONE_MINUTES
 from ..errors import (
     ArrError,
     AuthenticationError,
@@ -39,6 +40,7 @@ from ..errors import (
     InvalidRequestError,
     LeaseMustGrow,
     LeaseTooLong,
+    LinkUsed,
     NotFoundError,
     SessionEnded,
     SessionIdInUse,
@@ -237,6 +239,23 @@ class SessionService:
 
         record = await self._record(session_id, updated, extended, record)
         return SessionState(session_id, updated, record)
+
+    def postponed_lease(self, lease_minutes: int | None) -> int | None:
+        """The total lease a stop warning's postpone link offers: POSTPONE_MINUTES more, within the limit; None
+        when the lease cannot grow."""
+        offered = min((lease_minutes or 0) + POSTPONE_MINUTES, self.lease_limit)
+        return offered if offered > (lease_minutes or 0) else None
+
+    async def postpone(self, session_id: str, lease_minutes: int, *, actor: str) -> SessionState:
+        """A postpone link: the lease becomes ``lease_minutes`` in all (the total the warning offered), once. A
+        second use finds it there already: :class:`LinkUsed`, and nothing changes."""
+        request = ExtendSessionRequest(lease_minutes=min(lease_minutes, self.lease_limit), requested_by=actor,
+                                       reason="postponed from a stop warning")
+        try:
+            return await self.extend(session_id, request)
+        except LeaseMustGrow as exc:
+            raise LinkUsed(f"this link was used already: the lease of session {session_id} is already "
+                           f"{lease_minutes} minutes or more") from exc
 
     def _new_lease(self, current: RenderingSession, request: ExtendSessionRequest) -> tuple[int, int]:
         """(the lease now, the lease asked for): a new total, or the current one plus some minutes; refused above

@@ -56,6 +56,7 @@ ENV_NAMES = {
     "hook_github_secrets": "ARR_HOOK_GITHUB_SECRETS",
     "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
+    "stop_warning_minutes": "ARR_STOP_WARNING_MINUTES",
 }
 PLATFORM_NAMES = {"website_instance_id": "WEBSITE_INSTANCE_ID"}  # set by Azure itself, never by users
 
@@ -113,6 +114,7 @@ class AppSettings(BaseModel):
     hook_github_secrets: str | None = Field(default=None, repr=False)
     request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
     cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
+    stop_warning_minutes: int = Field(default=30, ge=0, le=240)
     website_instance_id: str | None = None
 
     @field_validator("endpoint", "sts_endpoint", "table_endpoint", "queue_endpoint")

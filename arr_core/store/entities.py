@@ -38,7 +38,7 @@ from typing import Any
 from ..api.views import CleanupAction, CleanupReport, CleanupRun
 from ..domain.hooks.deliveries import HookDelivery
 from ..domain.hooks.rules import HookAction
-from ..domain.notifications import Subscription
+from ..domain.notifications import DEFAULT_EVENTS, Subscription
 from ..domain.overrides import Override
 from ..domain.records import Event, IdempotencyClaim, Mutation, SessionRecord, idempotency_row
 
@@ -79,6 +79,7 @@ _RECORD_FIELDS = {
     "elapsed_minutes": "ElapsedMinutes", "error_code": "ErrorCode", "error_message": "ErrorMessage",
     "stop_reason": "StopReason", "stopped_by": "StoppedBy", "idempotency_key": "IdempotencyKey",
     "callback_url": "CallbackUrl", "notified_status": "NotifiedStatus",
+    "warned": "Warned",
     "event_count": "EventCount", "updated_at": "UpdatedAt",
 }
 
@@ -189,7 +190,8 @@ def subscription_to_entity(subscription: Subscription) -> dict[str, Any]:
     entity = {"PartitionKey": SUBSCRIPTION_PARTITION, "RowKey": subscription.id, "Kind": "subscription",
               "CallbackUrl": subscription.callback_url, "CreatedAt": subscription.created_at,
               "Statuses": ",".join(sorted(subscription.statuses)) if subscription.statuses else None,
-              "SessionId": subscription.session_id, "RequestedBy": subscription.requested_by}
+              "SessionId": subscription.session_id, "RequestedBy": subscription.requested_by,
+              "Events": None if subscription.events == DEFAULT_EVENTS else ",".join(sorted(subscription.events))}
     return {k: v for k, v in entity.items() if v is not None}
 
 
@@ -198,7 +200,8 @@ def subscription_from_entity(entity: dict[str, Any]) -> Subscription:
     return Subscription(id=entity["RowKey"], callback_url=entity["CallbackUrl"],
                         created_at=aware(entity["CreatedAt"]),
                         statuses=frozenset(statuses.split(",")) if statuses else None,
-                        session_id=entity.get("SessionId"), requested_by=entity.get("RequestedBy"))
+                        session_id=entity.get("SessionId"), requested_by=entity.get("RequestedBy"),
+                        events=frozenset(entity["Events"].split(",")) if entity.get("Events") else DEFAULT_EVENTS)
 
 
 def delivery_to_entity(delivery: HookDelivery) -> dict[str, Any]:

@@ -34,6 +34,7 @@ def test_every_default() -> None:
         "hook_standard_secrets": None, "hook_github_secrets": None,
         "request_timeout_seconds": 90.0,
         "cleanup_budget_seconds": 60.0, "queue_endpoint": None, "website_instance_id": None,
+        "stop_warning_minutes": 30,
     }
     assert (s.arr_endpoint, s.arr_configured, s.uses_managed_identity, s.development) == ("", False, True, True)
     assert not AppSettings.from_env({"WEBSITE_INSTANCE_ID": "0f1e2d"}).development
