@@ -478,3 +478,21 @@ output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = api.outputs.uri
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_HISTORY_TABLE_ENDPOINT string = historyTableEndpoint
+
+// ---- the workbook (app/workbook.bicep; docs/operations.md "The workbook") ----------------------------------------------
+// Always deployed: sessions, cleanup runs, notifications and HTTP errors from the app's logs, with the dashboard linked.
+module workbook './app/workbook.bicep' = {
+  name: 'workbook-${resourceToken}'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    environmentName: environmentName
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    appUri: api.outputs.uri
+    rateStandardPerHour: arrRateStandardPerHour
+    ratePremiumPerHour: arrRatePremiumPerHour
+    currency: arrCurrency
+  }
+}

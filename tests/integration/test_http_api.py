@@ -341,7 +341,7 @@ def test_health_and_openapi(http: httpx.Client, app_host: Host, emulator: Emulat
     assert operations == {"StartSession", "GetSession", "WaitUntilReady", "WaitUntilReadySigned", "ExtendSession",
                           "StopSession", "AddOverride", "ListOverrides", "RemoveOverride",
                           "ListSessions", "ListHistory", "GetUsage", "RunCleanup", "Health", "OpenApi",
-                          "SubscribeSessionChanges", "Unsubscribe", "ListSessionEvents", "ListCleanupRuns"}
+                          "SubscribeSessionChanges", "SubscribeStopWarnings", "Unsubscribe", "ListSessionEvents", "ListCleanupRuns"}
     for path in doc["paths"].values():
         for op in (op for key, op in path.items() if key[0] != "x"):
             assert op["summary"] and op["description"] and op["summary"] != op["description"]

@@ -57,6 +57,7 @@ POSITIVE_DATA_EXCLUDED = {
     "SubscribeSessionChanges": "notificationUrl's host and address (one that httpx and IDNA can read, DNS labels of "
                                "1-63 characters; never a link-local or metadata address; https and a public address "
                                "in Azure)",
+    "SubscribeStopWarnings": "notificationUrl's host and address, as SubscribeSessionChanges",
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")  # StartSession's payload=ignore: see its docstring
