@@ -75,6 +75,7 @@ bench: install
 	$(PY) bench/notify_duplicates.py --subscriptions 28 --resolve-seconds 3 --trace
 	$(PY) bench/notify_duplicates.py --subscriptions 100 --resolve-seconds 3 --trace
 	$(PY) bench/hook_deliveries.py
+	$(PY) bench/heartbeats.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

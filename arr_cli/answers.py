@@ -12,6 +12,7 @@ The answers' size (16 MiB) and time are bounded where they are read (:mod:`arr_c
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import httpx
@@ -31,6 +32,45 @@ def _session_id(value: str) -> str:
 
 
 SessionId = Annotated[str, AfterValidator(_session_id)]
+
+
+def _override_id(value: str) -> str:
+    from arr_core.domain.overrides import OVERRIDE_ID
+
+    if not OVERRIDE_ID.fullmatch(value):
+        msg = "is not an override id ('ovr-' and 12 hex digits)"
+        raise ValueError(msg)
+    return value
+
+
+OverrideId = Annotated[str, AfterValidator(_override_id)]
+
+
+# The app's own patterns (arr_core.domain.pools.POOL_NAME, arr_core.domain.schedules.SCHEDULE_ID), written out here:
+# those modules need the tzdata package, which the command alone (requirements-cli.txt) does not install. A unit test
+# holds them equal.
+POOL_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
+SCHEDULE_ID = re.compile(r"sch-[0-9a-f]{12}")
+
+
+def _pool_name(value: str) -> str:
+    if not POOL_NAME.fullmatch(value):
+        msg = "is not a pool name (1-31 lowercase letters, digits or '-')"
+        raise ValueError(msg)
+    return value
+
+
+PoolName = Annotated[str, AfterValidator(_pool_name)]
+
+
+def _schedule_id(value: str) -> str:
+    if not SCHEDULE_ID.fullmatch(value):
+        msg = "is not a schedule id ('sch-' and 12 hex digits)"
+        raise ValueError(msg)
+    return value
+
+
+ScheduleId = Annotated[str, AfterValidator(_schedule_id)]
 
 
 class Answer(BaseModel):
@@ -121,6 +161,102 @@ class SessionEvent(Answer):
 class SessionEvents(Answer):
     sessionId: str | None = None
     events: list[SessionEvent] | None = None
+
+
+class OverrideAnswer(Answer):
+    """An override of the nightly shutdown (``OverrideView``); its id goes into the next call's URL."""
+
+    id: OverrideId
+    sessionId: SessionId | None = None
+    labels: dict[str, str] | None = None
+    until: str
+    reason: str | None = None
+    requestedBy: str | None = None
+    createdAt: str | None = None
+
+
+class OverrideList(Answer):
+    overrides: list[OverrideAnswer] | None = None
+
+
+class PoolAnswer(Answer):
+    """A warm pool (``PoolView``); its name goes into a claim's URL."""
+
+    name: PoolName
+    size: str | None = None
+    count: int | None = None
+    days: list[str] | None = None
+    opens: str | None = None
+    closes: str | None = None
+    timeZone: str | None = None
+    open: bool
+    ready: int
+    starting: int | None = None
+    claimed: int | None = None
+    costPerHour: float | None = None
+    currency: str | None = None
+
+
+class PoolList(Answer):
+    pools: list[PoolAnswer] | None = None
+
+
+class BudgetThreshold(Answer):
+    percent: float
+    action: str | None = None
+    crossed: bool
+
+
+class BudgetAnswer(Answer):
+    """The month's budget (``BudgetView``)."""
+
+    amount: float
+    currency: str | None = None
+    timeZone: str | None = None
+    month: str | None = None
+    spent: float
+    percent: float | None = None
+    unpricedMinutes: int | None = None
+    refusingStarts: bool
+    thresholds: list[BudgetThreshold] | None = None
+
+
+class NextOccurrence(Answer):
+    localDate: str | None = None
+    readyBy: str | None = None
+    createAt: str | None = None
+    leadMinutes: float | None = None
+    sessionId: SessionId | None = None
+
+
+class MonthlyDay(Answer):
+    nth: int
+    weekday: str
+
+
+class ScheduleAnswer(Answer):
+    """A schedule (``ScheduleView``); its id goes into the next call's URL."""
+
+    id: ScheduleId
+    description: str | None = None
+    timeZone: str | None = None
+    readyBy: str | None = None
+    durationMinutes: int | None = None
+    size: str | None = None
+    weekdays: list[str] | None = None
+    monthly: MonthlyDay | None = None
+    exceptions: list[str] | None = None
+    fallbacks: list[str] | None = None
+    labels: dict[str, str] | None = None
+    requestedBy: str | None = None
+    enabled: bool | None = None
+    createdAt: str | None = None
+    next: NextOccurrence | None = None
+
+
+class ScheduleList(Answer):
+    schedules: list[ScheduleAnswer] | None = None
+    timeZoneDatabase: str | None = None
 
 
 def read(response: httpx.Response, model: type[Answer], what: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""The commands: start, get, list, extend, stop against ARR or the app; history, usage, cleanup, events, keep-alive
-via the app.
+"""The commands: start, get, list, extend, stop against ARR or the app; history, usage, cleanup, events, keep-alive,
+the overrides of the nightly shutdown (``override add|list|remove``), the warm pools (``pool list|claim``), the
+budget and the schedules (``schedule list|add|remove``) via the app.
 
 Each command resolves its target (:mod:`.config`), does its work in one event loop, and prints through
 :mod:`.render`. Exit codes are those of :mod:`.errors`.
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Annotated
 
@@ -32,7 +34,7 @@ from .waiting import WaitOutcome, wait_for_session
 app = typer.Typer(
     name="arr-sessions",
     help="Start, watch, extend and stop Azure Remote Rendering sessions; with the arr-sessions app also their "
-         "history, usage, cleanup and events.\n\n"
+         "history, usage, cleanup, events, overrides of the nightly shutdown, warm pools, budget and schedules.\n\n"
          "Goes to ARR directly (arrconfig.json of RenderingSession.ps1, ARR_* variables, or flags) or, with "
          "--app URL, through the deployed app.\n\n"
          "The Target and Output options go before or after the command: `arr-sessions -v list` and "
@@ -40,7 +42,8 @@ app = typer.Typer(
          "Exit codes: 0 ok (a stop of an ended session included); 1 the session ended (Error, Expired, Stopped) "
          "while waiting; 2 usage or config error (a function key missing or refused included); 3 service error "
          "(ARR's MS-CV is printed when ARR was asked); 4 --timeout ran out; 5 an answer could not be read (not JSON, "
-         "of another shape, nested too deeply, larger than 16 MiB); 130 Ctrl-C.",
+         "of another shape, nested too deeply, larger than 16 MiB); 6 `pool claim` found the pool empty; 7 `budget`: the "
+         "app has no budget; 130 Ctrl-C.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -544,6 +547,429 @@ def events(common: Common, session_id: SessionIdArg) -> None:
         return OK
 
     _execute(run, "events", work, needs_app=True)
+
+
+# -- overrides of the nightly shutdown ---------------------------------------------------------------------------
+
+override_app = typer.Typer(
+    name="override",
+    help="Overrides of the app's nightly shutdown: a session, or every session with some labels, left running by it "
+         "until a time; each ends by itself (app only).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(override_app, name="override")
+
+_DURATION = re.compile(r"\s*(\d{1,5})\s*([mhd])\s*")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def _until(value: str, now: datetime) -> datetime:
+    """``--until``: a duration from now (``90m``, ``3h``, ``2d``) or an ISO 8601 date or time, UTC unless it carries
+    an offset (as the app reads it); later than ``now``."""
+    match = _DURATION.fullmatch(value)
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        if amount == 0:
+            raise UsageError(f"--until must be later than now, not {value!r}")
+        return now + timedelta(**{_UNITS[unit]: amount})
+    try:
+        until = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"--until must be a duration from now (90m, 3h, 2d) or a time in ISO 8601 "
+                         f"(2026-11-02T09:00, UTC unless it has an offset such as +01:00), not {value!r}") from None
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    if until <= now:
+        raise UsageError(f"--until must be in the future: {value!r} is {render.when(until.isoformat())}, now is "
+                         f"{render.when(now.isoformat())}")
+    return until
+
+
+def _override_id(value: str) -> str:
+    from arr_core.domain.overrides import OVERRIDE_ID
+
+    if not OVERRIDE_ID.fullmatch(value):
+        raise UsageError(f"ID must be an override id, 'ovr-' and 12 hex digits (`arr-sessions override list` shows "
+                         f"them), not {value!r}")
+    return value
+
+
+def _show_override(run: Run, override: dict[str, object], headline: Text) -> None:
+    if run.json:
+        render.print_json(override)
+        return
+    run.out.print(headline)
+    run.out.print(render.override_details(override))
+
+
+@override_app.command("add", epilog=EITHER_SIDE)
+@with_common
+def override_add(
+    common: Common,
+    until: Annotated[str, typer.Option(
+        "--until", metavar="WHEN", show_default=False,
+        help="When it ends by itself: a duration from now (90m, 3h, 2d) or an ISO 8601 time (2026-11-02T09:00, "
+             "UTC unless it has an offset); at most the app's limit ahead (31 days)")],
+    session_id: Annotated[str | None, typer.Option(
+        "--session", metavar="ID", show_default=False, help="The session to keep (not with --label)")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", metavar="KEY=VALUE", show_default=False,
+        help="Keep every session that has all these labels; repeatable (not with --session)")] = None,
+    reason: Annotated[str | None, typer.Option(
+        "--reason", show_default=False, help="Why, for the cleanup's report of what it kept")] = None,
+    requested_by: RequestedBy = None,
+) -> None:
+    """Keep a session, or every session with some labels, out of the nightly shutdown until a time (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        labels = _labels(label or [])
+        if bool(session_id) == bool(labels):
+            raise UsageError("give exactly one of --session ID and --label KEY=VALUE (repeatable)")
+        end = _until(until, datetime.now(UTC))
+        override = await target.add_override({  # type: ignore[attr-defined]
+            "sessionId": _session_id(session_id, "--session") if session_id else None, "labels": labels or None,
+            "until": end.astimezone(UTC).replace(microsecond=0).isoformat(), "reason": reason,
+            "requestedBy": _requester(target, requested_by)})
+        oid = str(override["id"])
+        _show_override(run, override, Text.assemble(
+            "Override ", (oid, "bold"), ": the nightly shutdown leaves ", render.override_scope(override),
+            f" running until {render.when(override.get('until'))} (its lease still ends it).\nLift it with: ",
+            (run.again(f"override remove {oid}"), "bold")))
+        return OK
+
+    _execute(run, "override", work, needs_app=True)
+
+
+@override_app.command("list", epilog=EITHER_SIDE)
+@with_common
+def override_list(common: Common) -> None:
+    """List the overrides not yet ended, the longest first (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        body = await target.list_overrides()  # type: ignore[attr-defined]
+        if run.json:
+            render.print_json(body)
+            return OK
+        overrides = body.get("overrides") or []
+        if overrides:
+            run.out.print(render.overrides_table(overrides))
+        else:
+            run.out.print("No overrides: the nightly shutdown stops every session not kept alive.")
+        return OK
+
+    _execute(run, "override", work, needs_app=True)
+
+
+@override_app.command("remove", epilog=EITHER_SIDE)
+@with_common
+def override_remove(common: Common, override_id: Annotated[str, typer.Argument(
+        metavar="ID", help="The override's id (ovr-...; `arr-sessions override list` shows them)",
+        show_default=False)]) -> None:
+    """Lift an override now: the next nightly shutdown stops what it kept (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        oid = _override_id(override_id)
+        override = await target.remove_override(oid)  # type: ignore[attr-defined]
+        _show_override(run, override, Text.assemble(
+            "Lifted override ", (oid, "bold"), ": the next nightly shutdown stops ", render.override_scope(override),
+            ", unless keepAlive or another override keeps it."))
+        return OK
+
+    _execute(run, "override", work, needs_app=True)
+
+
+# -- warm pools ------------------------------------------------------------------------------------------------
+
+pool_app = typer.Typer(
+    name="pool",
+    help="The app's warm pools (ARR_POOLS): sessions kept Ready during a team's hours, one handed to whoever claims "
+         "it (app only).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(pool_app, name="pool")
+
+
+def _pool_name(value: str) -> str:
+    from .answers import POOL_NAME
+
+    if not POOL_NAME.fullmatch(value):
+        raise UsageError(f"NAME must be a pool's name, 1-31 lowercase letters, digits or '-' (`arr-sessions pool "
+                         f"list` shows them), not {value!r}")
+    return value
+
+
+@pool_app.command("list", epilog=EITHER_SIDE)
+@with_common
+def pool_list(common: Common) -> None:
+    """List the warm pools: open or closed, sessions Ready to claim, starting and claimed, window, cost per hour
+    (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        body = await target.list_pools()  # type: ignore[attr-defined]
+        if run.json:
+            render.print_json(body)
+            return OK
+        pools = body.get("pools") or []
+        if pools:
+            run.out.print(render.pools_table(pools))
+        else:
+            run.out.print("No pools: the app has no ARR_POOLS.")
+        return OK
+
+    _execute(run, "pool", work, needs_app=True)
+
+
+@pool_app.command("claim", epilog=EITHER_SIDE)
+@with_common
+def pool_claim(
+    common: Common,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The pool's name (`arr-sessions pool list` shows them)",
+                                        show_default=False)],
+    lease: Annotated[str | None, typer.Option(
+        "--lease", metavar="MINUTES|HH:MM:SS", show_default=False,
+        help="Minutes the session must still run from now (90, or 1:30:00) \\[default: the app's]")] = None,
+    requested_by: Annotated[str | None, typer.Option(
+        "--requested-by", metavar="NAME", show_default=False,
+        help="Whose the session becomes, in history and usage \\[default: your user name]")] = None,
+) -> None:
+    """Claim a Ready session of a warm pool: it is yours at once (exit 6 when the pool has none Ready now). A retry
+    of the claim by the command itself never takes a second session (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        pool = _pool_name(name)
+        minutes = lease_minutes(lease, what="--lease") if lease is not None else None
+        if minutes == 0:
+            raise UsageError("--lease must be more than 0 minutes")
+        who = _requester(target, requested_by)
+        if not who:
+            raise UsageError("a claim says whose the session becomes, and no user name is known here",
+                             hint="Give --requested-by NAME.")
+        session = await target.claim_pool(pool, requested_by=who,  # type: ignore[attr-defined]
+                                          lease_minutes=minutes)
+        sid = str(session["id"])
+        run.session_id = sid
+        left = session.get("remainingMinutes")
+        lease_left = f", {left} minutes left on its lease" if left is not None else ""
+        _show_session(run, session, Text.assemble(
+            "Claimed session ", (sid, "bold"), f" from pool {pool} for {printable(str(session.get('requestedBy') or who))}"
+            f"{lease_left}. It is billed until it is stopped.\nStop it with: ", (run.again(f"stop {sid}"), "bold")))
+        return OK
+
+    _execute(run, "pool", work, needs_app=True)
+
+
+# -- the budget ----------------------------------------------------------------------------------------------------
+
+@app.command("budget", epilog=EITHER_SIDE)
+@with_common
+def budget(common: Common) -> None:
+    """The app's monthly budget: spent of the amount, the thresholds crossed, whether starts are refused (exit 7
+    when the app has none; app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        body = await target.budget()  # type: ignore[attr-defined]
+        if run.json:
+            render.print_json(body)
+            return OK
+        run.out.print(render.budget_details(body))
+        return OK
+
+    _execute(run, "budget", work, needs_app=True)
+
+
+# -- schedules ------------------------------------------------------------------------------------------------------
+
+schedule_app = typer.Typer(
+    name="schedule",
+    help="The app's schedules: a session Ready by a local time on some days (weekdays, or a day of each month), "
+         "except on holidays (app only).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(schedule_app, name="schedule")
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_READY_BY = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+_NTH = {"1": 1, "first": 1, "1st": 1, "2": 2, "second": 2, "2nd": 2, "3": 3, "third": 3, "3rd": 3, "4": 4,
+        "fourth": 4, "4th": 4, "last": -1, "-1": -1}
+_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+
+
+def _weekday(word: str, what: str) -> str:
+    found = [day for day in WEEKDAYS if word.strip().lower()[:3] == day.lower() and len(word.strip()) >= 3]
+    if not found:
+        raise UsageError(f"{what} must name weekdays (Mon, Tue, Wed, Thu, Fri, Sat, Sun), not {word.strip()!r}")
+    return found[0]
+
+
+def _days(value: str) -> list[str]:
+    """``--days``: weekdays separated by commas, with ranges: ``Mon-Fri``, ``Mon,Wed,Fri``, ``Mon-Wed,Sat``."""
+    days: set[str] = set()
+    for part in value.split(","):
+        first, sep, last = part.partition("-")
+        if not sep:
+            days.add(_weekday(first, "--days"))
+            continue
+        a, b = WEEKDAYS.index(_weekday(first, "--days")), WEEKDAYS.index(_weekday(last, "--days"))
+        if b < a:
+            raise UsageError(f"--days: a range goes from Mon towards Sun, not {part.strip()!r}")
+        days.update(WEEKDAYS[a:b + 1])
+    return [day for day in WEEKDAYS if day in days]
+
+
+def _monthly(value: str) -> dict[str, object]:
+    """``--monthly``: which weekday of each month, ``"last Fri"``, ``"2 Tue"``, ``"first Mon"``."""
+    words = value.replace(":", " ").split()
+    if len(words) != 2 or words[0].lower() not in _NTH:
+        raise UsageError(f"--monthly must be the nth weekday of the month: 1, 2, 3, 4 or last, then the day (\"last "
+                         f"Fri\", \"2 Tue\"), not {value!r}")
+    return {"nth": _NTH[words[0].lower()], "weekday": _weekday(words[1], "--monthly")}
+
+
+def _local_date(value: str) -> str:
+    try:
+        if not _DATE.fullmatch(value.strip()):
+            raise ValueError
+        datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise UsageError(f"--except must be a local date, YYYY-MM-DD (2026-12-24), not {value!r}") from None
+    return value.strip()
+
+
+def _schedule_id(value: str) -> str:
+    from .answers import SCHEDULE_ID
+
+    if not SCHEDULE_ID.fullmatch(value):
+        raise UsageError(f"ID must be a schedule id, 'sch-' and 12 hex digits (`arr-sessions schedule list` shows "
+                         f"them), not {value!r}")
+    return value
+
+
+def _show_schedule(run: Run, schedule: dict[str, object], headline: Text) -> None:
+    if run.json:
+        render.print_json(schedule)
+        return
+    run.out.print(headline)
+    run.out.print(render.schedule_details(schedule))
+
+
+@schedule_app.command("list", epilog=EITHER_SIDE)
+@with_common
+def schedule_list(common: Common) -> None:
+    """List the schedules, each with its next session: when it is Ready (local time) and when it is created (app
+    only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        body = await target.list_schedules()  # type: ignore[attr-defined]
+        if run.json:
+            render.print_json(body)
+            return OK
+        schedules = body.get("schedules") or []
+        if schedules:
+            run.out.print(render.schedules_table(schedules, body.get("timeZoneDatabase")))
+        else:
+            run.out.print("No schedules.")
+        return OK
+
+    _execute(run, "schedule", work, needs_app=True)
+
+
+@schedule_app.command("add", epilog=EITHER_SIDE)
+@with_common
+def schedule_add(
+    common: Common,
+    ready_by: Annotated[str, typer.Option(
+        "--ready-by", metavar="HH:MM", show_default=False,
+        help="The local time (24 h) by which the session is Ready")],
+    time_zone: Annotated[str, typer.Option(
+        "--time-zone", metavar="ZONE", show_default=False,
+        help="The IANA time zone of --ready-by and --except (Europe/Berlin); the app's tzdata knows it")],
+    duration: Annotated[str, typer.Option(
+        "--duration", metavar="MINUTES|HH:MM:SS", show_default=False,
+        help="How long the session is needed from --ready-by (60, or 1:30:00)")],
+    days: Annotated[str | None, typer.Option(
+        "--days", metavar="DAYS", show_default=False,
+        help="The weekdays it runs: Mon-Fri, Mon,Wed,Fri (not with --monthly)")] = None,
+    monthly: Annotated[str | None, typer.Option(
+        "--monthly", metavar="'NTH DAY'", show_default=False,
+        help="The day of each month it runs: 'last Fri', '2 Tue' (1-4 or last; not with --days)")] = None,
+    size: Annotated[Size | None, typer.Option(
+        "--size", case_sensitive=False, show_default=False, help="standard or premium \\[default: the app's]")] = None,
+    exceptions: Annotated[list[str] | None, typer.Option(
+        "--except", metavar="YYYY-MM-DD", show_default=False,
+        help="A local date it does not run (a holiday); repeatable")] = None,
+    fallbacks: Annotated[list[Size] | None, typer.Option(
+        "--fallback", metavar="SIZE", case_sensitive=False, show_default=False,
+        help="A size tried next when ARR has no capacity for --size; repeatable")] = None,
+    label: Annotated[list[str] | None, typer.Option(
+        "--label", metavar="KEY=VALUE", show_default=False, help="A label of its sessions; repeatable")] = None,
+    requested_by: Annotated[str | None, typer.Option(
+        "--requested-by", metavar="NAME", show_default=False,
+        help="Who its sessions are for, in history and usage \\[default: your user name]")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled", metavar="", help="Keep it, but start nothing yet")] = False,
+) -> None:
+    """Add a schedule: a session Ready by a local time on some days. Saving it starts nothing at once (app only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        if bool(days) == bool(monthly):
+            raise UsageError("give exactly one of --days (weekdays) and --monthly (a day of each month)")
+        if not _READY_BY.fullmatch(ready_by.strip()):
+            raise UsageError(f"--ready-by must be a local time, HH:MM on 24 hours (09:00, 16:30), not {ready_by!r}")
+        minutes = lease_minutes(duration, what="--duration")
+        if minutes == 0:
+            raise UsageError("--duration must be more than 0 minutes")
+        body = {
+            "timeZone": time_zone.strip(), "readyBy": ready_by.strip(), "durationMinutes": minutes,
+            "size": size_name(size.value, what="--size") if size else None,
+            "weekdays": _days(days) if days else None, "monthly": _monthly(monthly) if monthly else None,
+            "exceptions": [_local_date(d) for d in exceptions] if exceptions else None,
+            "fallbacks": [size_name(f.value, what="--fallback") for f in fallbacks] if fallbacks else None,
+            "labels": _labels(label or []) or None, "requestedBy": _requester(target, requested_by),
+            "enabled": False if disabled else None}
+        schedule = await target.add_schedule(body)  # type: ignore[attr-defined]
+        sid = str(schedule["id"])
+        _show_schedule(run, schedule, Text.assemble(
+            "Schedule ", (sid, "bold"), f": {printable(str(schedule.get('description') or ''))}. Saving it started "
+            "nothing.\nRemove it with: ", (run.again(f"schedule remove {sid}"), "bold")))
+        return OK
+
+    _execute(run, "schedule", work, needs_app=True)
+
+
+@schedule_app.command("remove", epilog=EITHER_SIDE)
+@with_common
+def schedule_remove(common: Common, schedule_id: Annotated[str, typer.Argument(
+        metavar="ID", help="The schedule's id (sch-...; `arr-sessions schedule list` shows them)",
+        show_default=False)]) -> None:
+    """Remove a schedule: it starts nothing more; the sessions it started run on until their lease ends (app
+    only)."""
+    run = Run(common)
+
+    async def work(target: Target, run: Run) -> int:
+        sid = _schedule_id(schedule_id)
+        schedule = await target.remove_schedule(sid)  # type: ignore[attr-defined]
+        _show_schedule(run, schedule, Text.assemble(
+            "Removed schedule ", (sid, "bold"), ": it starts nothing more; the sessions it started run on until their "
+            "lease ends."))
+        return OK
+
+    _execute(run, "schedule", work, needs_app=True)
 
 
 def _version(value: bool) -> None:

@@ -426,7 +426,7 @@ def resolve(flags: Flags, env: Mapping[str, str] | None = None, cwd: Path | None
     if needs_app_target and app_url is None:
         raise needs_app(command)
 
-    path, named = config_path(flags, env, cwd)
+    path, _named = config_path(flags, env, cwd)
     file = load_arrconfig(path) if path is not None else None
     file = file or FileSettings(path=Path(DEFAULT_CONFIG_NAME))
     file_source = str(path) if path is not None else None

@@ -12,6 +12,9 @@ code    meaning
 4       ``--timeout`` ran out while the session was still Starting (it keeps running)
 5       an answer (the app's or ARR's) could not be read: not JSON, not of the shape the CLI reads, nested too
         deeply, or larger than 16 MiB
+6       ``pool claim``: the pool has no Ready session to hand out now (the app's 409 "Pool empty"); the message
+        says when the app asks to try again
+7       ``budget``: the app has no budget (``ARR_BUDGET`` is unset: its 404 "No budget")
 130     Ctrl-C (the session, if any, keeps running)
 ======  ==================================================================================================
 
@@ -33,6 +36,8 @@ USAGE = 2
 SERVICE = 3
 TIMED_OUT = 4
 UNREADABLE = 5
+POOL_EMPTY = 6
+NO_BUDGET = 7
 INTERRUPTED = 130
 
 ENV_CALL_TIMEOUT = "ARR_SESSIONS_CALL_TIMEOUT"  # seconds one call may take, whole (arr_cli.config reads it)
@@ -86,6 +91,20 @@ class AnswerUnreadable(CliError):
     exit_code = UNREADABLE
 
 
+class PoolEmpty(CliError):
+    """A claim found no Ready session in the pool (its window is closed, or what it starts is not Ready yet). Not
+    the service failing: trying again later (the app's ``Retry-After``) may get one."""
+
+    exit_code = POOL_EMPTY
+
+
+class NoBudget(CliError):
+    """The app keeps no budget (``ARR_BUDGET`` unset): there is nothing to show, which a script may want to tell
+    apart from a failure."""
+
+    exit_code = NO_BUDGET
+
+
 def app_only(flag: str) -> UsageError:
     """The error of a flag whose value only the app's history can keep."""
     return UsageError(f"{flag} is kept in the app's history; ARR alone has nowhere to keep it.",
@@ -111,8 +130,8 @@ def function_key_error(what: str, key_source: str | None) -> UsageError:
 def needs_app(command: str) -> UsageError:
     """The error of a command that only the app can answer (ARR itself keeps no history)."""
     return UsageError(
-        f"`{command}` needs the arr-sessions app: ARR itself has no history, usage, cleanup, events or nightly "
-        "shutdown.",
+        f"`{command}` needs the arr-sessions app: ARR itself has no history, usage, cleanup, events, nightly "
+        "shutdown, warm pools, budget or schedules.",
         hint="Give --app URL (and the function key in ARR_SESSIONS_FUNCTION_KEY), or set ARR_SESSIONS_APP_URL.")
 
 

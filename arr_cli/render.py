@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -49,9 +48,11 @@ class EscapingConsole(Console):
 
 def console(*, stderr: bool = False) -> Console:
     """stdout for results, stderr for the rest. Off a terminal (a pipe, a file) lines are not folded at 80
-    columns: a hostname or an error message is copied whole; messages on stderr are never folded."""
+    columns: a hostname or an error message is copied whole; messages on stderr are never folded. That holds whatever
+    ``COLUMNS`` says: bash (``checkwinsize``, on by default) exports its terminal's width to the commands of every
+    script it runs, so a table piped to ``grep`` in a script would be folded at it."""
     probe = Console(stderr=stderr)
-    width = None if probe.is_terminal or os.environ.get("COLUMNS") else 200
+    width = None if probe.is_terminal else 200
     return EscapingConsole(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
@@ -256,6 +257,227 @@ def events_table(body: dict[str, Any]) -> Trimmed:
     return Trimmed(table)
 
 
+# -- overrides of the nightly shutdown ---------------------------------------------------------------------------
+
+def override_scope(override: dict[str, Any]) -> str:
+    """What an override keeps: ``session s1``, or ``sessions labelled team=viz, project=atrium``."""
+    if override.get("sessionId"):
+        return f"session {override['sessionId']}"
+    labels = override.get("labels") or {}
+    return "sessions labelled " + ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def time_left(until: object, now: datetime) -> str:
+    """How long until ``until`` (an ISO 8601 instant): ``2 d 3 h``, ``11 h 58 min``, ``45 min``; ``ended`` once past;
+    "" when it is no instant."""
+    try:
+        end = datetime.fromisoformat(str(until))
+    except ValueError:
+        return ""
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=UTC)
+    minutes = int((end - now).total_seconds() // 60)
+    if minutes < 0:
+        return "ended"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {mins} min" if hours else f"{mins} min"
+
+
+def override_details(override: dict[str, Any], now: datetime | None = None) -> Trimmed:
+    """An override's fields, one per line (what is unknown is left out)."""
+    now = now or datetime.now(UTC)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in (("Override", override.get("id")), ("Keeps", override_scope(override)),
+                         ("Until", f"{when(override.get('until'))} ({time_left(override.get('until'), now)} left)"),
+                         ("Reason", override.get("reason")), ("Requested by", override.get("requestedBy")),
+                         ("Created", when(override.get("createdAt")))):
+        if value not in (None, ""):
+            grid.add_row(*_cells(label, value))
+    return Trimmed(grid)
+
+
+def overrides_table(overrides: list[dict[str, Any]], now: datetime | None = None) -> Trimmed:
+    """Overrides in rows, as the app lists them (the longest first)."""
+    now = now or datetime.now(UTC)
+    table = Table(title="Overrides of the nightly shutdown", title_justify="left", header_style="bold",
+                  pad_edge=False, box=None)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Keeps", overflow="fold")
+    table.add_column("Until (UTC)", no_wrap=True)
+    table.add_column("Left", justify="right", no_wrap=True)
+    table.add_column("Requested by", overflow="fold")
+    table.add_column("Reason", overflow="fold")
+    for o in overrides:
+        table.add_row(*_cells(o.get("id"), override_scope(o), when(o.get("until"), SHORT),
+                              time_left(o.get("until"), now), o.get("requestedBy"), o.get("reason")))
+    return Trimmed(table)
+
+
+# -- warm pools ------------------------------------------------------------------------------------------------------
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _days_text(days: list[str]) -> str:
+    """``Mon-Fri``, ``Mon, Wed, Fri``, ``every day``: runs of three or more days in a row are joined."""
+    known = [d for d in DAY_NAMES if d in days]
+    if len(known) == len(DAY_NAMES):
+        return "every day"
+    if len(known) != len(days):  # a day this CLI does not know: as the app said it
+        return ", ".join(days)
+    parts: list[str] = []
+    run: list[str] = []
+    for day in DAY_NAMES + ("",):
+        if day in known:
+            run.append(day)
+            continue
+        if len(run) >= 3:
+            parts.append(f"{run[0]}-{run[-1]}")
+        else:
+            parts.extend(run)
+        run = []
+    return ", ".join(parts)
+
+
+def pool_window(pool: dict[str, Any]) -> str:
+    """When a pool's window is open: ``Mon-Fri 08:30-18:00 (Europe/Berlin)``; ``all day`` when it opens and closes
+    at the same time (``always`` on every day), ``next day`` when it closes before it opens."""
+    opens, closes = str(pool.get("opens") or "?"), str(pool.get("closes") or "?")
+    days = _days_text([str(d) for d in pool.get("days") or []])
+    if opens == closes:
+        when_open = "always" if days == "every day" else f"{days} all day"
+    else:
+        when_open = f"{days} {opens}-{closes}{' next day' if closes < opens else ''}"
+    zone = pool.get("timeZone")
+    return f"{when_open} ({zone})" if zone else when_open
+
+
+def _per_hour(amount: object, currency: object) -> str:
+    if amount is None:
+        return "n/a"
+    return f"{float(amount):.2f} {currency or ''}".rstrip()  # type: ignore[arg-type]
+
+
+def pools_table(pools: list[dict[str, Any]]) -> Trimmed:
+    """Warm pools in rows, as the app lists them."""
+    table = Table(title="Warm pools", title_justify="left", header_style="bold", pad_edge=False, box=None)
+    table.add_column("Pool", no_wrap=True)
+    table.add_column("Size", no_wrap=True)
+    table.add_column("Open", no_wrap=True)
+    table.add_column("Ready", justify="right", no_wrap=True)
+    table.add_column("Starting", justify="right", no_wrap=True)
+    table.add_column("Claimed", justify="right", no_wrap=True)
+    table.add_column("Window", overflow="fold")
+    table.add_column("Cost/hour", justify="right", no_wrap=True)
+    for pool in pools:
+        is_open = pool.get("open")
+        table.add_row(*_cells(pool.get("name"), pool.get("size"),
+                              Text("open", style="green") if is_open else Text("closed", style="dim"),
+                              pool.get("ready"), pool.get("starting"), pool.get("claimed"), pool_window(pool),
+                              _per_hour(pool.get("costPerHour"), pool.get("currency"))))
+    return Trimmed(table)
+
+
+# -- the budget ------------------------------------------------------------------------------------------------------
+
+def budget_details(budget: dict[str, Any]) -> Group:
+    """The month's budget: spent of the amount and the percentage, whether starts are refused, the thresholds and
+    which are crossed."""
+    currency = printable(str(budget.get("currency") or ""))
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    month = printable(str(budget.get("month") or "this month"))
+    zone = printable(str(budget.get("timeZone") or ""))
+    grid.add_row(*_cells("Budget", f"{month}{f' ({zone})' if zone else ''}"))
+    percent = budget.get("percent")
+    share = f" ({float(percent):g}%)" if percent is not None else ""
+    money = f"{float(budget['spent']):.2f} of {float(budget['amount']):.2f}" + (f" {currency}" if currency else "")
+    grid.add_row(*_cells("Spent", money + share))
+    hit = [t for t in budget.get("thresholds") or [] if t.get("crossed")]
+    grid.add_row(*_cells("Crossed", ", ".join(f"{float(t['percent']):g}% ({t.get('action')})" for t in hit) or "none"))
+    grid.add_row(*_cells("Starts", Text('refused: a start is answered 409 "Budget exceeded"', style="bold red")
+                         if budget.get("refusingStarts") else "allowed"))
+    unpriced = budget.get("unpricedMinutes")
+    if unpriced:
+        grid.add_row(*_cells("Unpriced", f"{unpriced} min of sizes without a rate (not in the spend)"))
+    table = Table(title="Thresholds", title_justify="left", header_style="bold", pad_edge=False, box=None)
+    table.add_column("Percent", justify="right", no_wrap=True)
+    table.add_column("Action", no_wrap=True)
+    table.add_column("Crossed", no_wrap=True)
+    for threshold in budget.get("thresholds") or []:
+        crossed = threshold.get("crossed")
+        table.add_row(*_cells(f"{float(threshold['percent']):g}%", threshold.get("action"),
+                              Text("yes", style="bold yellow") if crossed else "no"))
+    return Group(Trimmed(grid), Trimmed(table)) if budget.get("thresholds") else Group(Trimmed(grid))
+
+
+# -- schedules -------------------------------------------------------------------------------------------------------
+
+def local_time(value: object, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An ISO 8601 time with an offset as its own wall clock says it, and the offset: ``2026-12-08 09:00 +01:00``
+    (a schedule's times are in its zone); anything else as it came."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return printable(str(value or ""))
+    offset = parsed.strftime("%z")
+    return parsed.strftime(fmt) + (f" {offset[:3]}:{offset[3:]}" if offset else "")
+
+
+def _next_text(schedule: dict[str, Any]) -> str:
+    upcoming = schedule.get("next")
+    if not upcoming:
+        return "none: it is disabled" if schedule.get("enabled") is False else "none"
+    created = local_time(upcoming.get("createAt"), "%H:%M")
+    lead = upcoming.get("leadMinutes")
+    lead_text = f", {float(lead):g} min ahead" if lead is not None else ""
+    return (f"Ready by {local_time(upcoming.get('readyBy'))}: session {upcoming.get('sessionId') or '?'}, created at "
+            f"{created}{lead_text}")
+
+
+def schedules_table(schedules: list[dict[str, Any]], database: object = None) -> Trimmed:
+    """Schedules in rows, with the next session of each: when it is Ready, in the schedule's own time zone (the
+    offset said), and the time-zone database those local times come from."""
+    title = "Schedules" + (f" (local times from {printable(str(database))})" if database else "")
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Schedule", overflow="fold")
+    table.add_column("Next Ready by (local)", no_wrap=True)
+    table.add_column("Time zone", no_wrap=True)
+    table.add_column("Requested by", overflow="fold")
+    for schedule in schedules:
+        upcoming = schedule.get("next") or {}
+        nxt = local_time(upcoming.get("readyBy")) if upcoming else ("disabled" if schedule.get("enabled") is False
+                                                                    else "none")
+        table.add_row(*_cells(schedule.get("id"), schedule.get("description"), nxt, schedule.get("timeZone"),
+                              schedule.get("requestedBy")))
+    return Trimmed(table)
+
+
+def schedule_details(schedule: dict[str, Any]) -> Trimmed:
+    """A schedule's fields, one per line (what is empty is left out)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    labels = schedule.get("labels") or {}
+    for label, value in (("Schedule", schedule.get("id")), ("Runs", schedule.get("description")),
+                         ("Except", ", ".join(str(d) for d in schedule.get("exceptions") or [])),
+                         ("Fallbacks", ", ".join(str(f) for f in schedule.get("fallbacks") or [])),
+                         ("Labels", ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))),
+                         ("Requested by", schedule.get("requestedBy")),
+                         ("Enabled", None if schedule.get("enabled") is not False else "no: it starts nothing"),
+                         ("Next", _next_text(schedule)), ("Created", when(schedule.get("createdAt")))):
+        if value not in (None, ""):
+            grid.add_row(*_cells(label, value))
+    return Trimmed(grid)
+
+
 # -- the wait ------------------------------------------------------------------------------------------------------
 
 class LiveProgress:
@@ -346,5 +568,5 @@ class LogLines(logging.Handler):
             at = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
             level = f"{record.levelname} " if record.levelno >= logging.WARNING else ""
             self._err.print(Text(printable(f"[{at}] {level}{record.getMessage()}"), style="dim"), soft_wrap=True)
-        except Exception:  # a log line must never end the command
+        except Exception:  # noqa: BLE001 - a log line must never end the command
             self.handleError(record)

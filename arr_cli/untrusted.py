@@ -20,7 +20,7 @@ MAX_DEPTH = 64
 MAX_SAID_CHARS = 500
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_CONTROLS = [*range(0x00, 0x20), *range(0x7F, 0xA0)]  # C0, DEL, C1
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]  # C0, DEL, C1
 # Bidirectional marks, embeddings, overrides and isolates (Trojan Source), and the line and paragraph separators.
 _FORMATS = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029]
 _ESCAPES = {code: _NAMED.get(chr(code), f"\\x{code:02x}") for code in _CONTROLS} | {

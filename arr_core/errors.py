@@ -17,13 +17,18 @@ layer maps classes to answers in one table (``blueprints/http.py``), like httpx'
     │   ├── InvalidInput            malformed input (``errors``: one per field)
     │   │   ├── BodyTooLarge, UnsupportedMediaType, InvalidToken
     │   ├── LeaseTooLong, LeaseMustGrow
-    │   ├── SessionNotFound, SubscriptionNotFound, OverrideNotFound
+    │   ├── SessionNotFound, SubscriptionNotFound, OverrideNotFound, PoolNotFound, ScheduleNotFound,
+    │   │   BudgetNotSet, QuotaNotFound
     │   ├── Unauthenticated         a hook's URL secret or signature is missing, wrong or stale
 │   ├── LinkRefused             a signed link that is not valid (changed, expired, not ours)
     │   └── Conflict
     │       ├── SessionEnded        carries the session's status and ARR's error
     │       ├── SessionIdInUse, IdempotencyKeyReused
     │       ├── LinkUsed            a signed stop-warning link whose one action is done already
+    │       ├── PoolEmpty           a warm pool has no Ready session to hand out now
+    │       ├── CapReached          a start would pass ARR_MAX_SESSIONS or ARR_MAX_SESSIONS_PER_REQUESTER
+    │       ├── QuotaExceeded       a start or extend would pass a quota of Ready-minutes (/api/quotas)
+    │       ├── BudgetExceeded      the month's budget refuses starts (ARR_BUDGET)
     │       └── CleanupRunning      another run holds the cleanup; try again later
     ├── Unavailable                 the app cannot serve now; a retry later may work
     │   ├── HistoryUnavailable      Table Storage did not answer or refused us
@@ -220,12 +225,45 @@ class OverrideNotFound(Refused):
     """No such override (lifted already, ended by itself, or never made)."""
 
 
+class ScheduleNotFound(Refused):
+    """No such schedule (deleted, or never made)."""
+
+
 class LinkRefused(Refused):
     """A signed link that this app did not sign, that was changed, or that has expired."""
 
 
 class Conflict(Refused):
     """The request contradicts what exists."""
+
+
+class BudgetExceeded(Conflict):
+    """A budget threshold that refuses starts (refuse-starts, stop-all) is crossed; the message names it."""
+
+
+class CapReached(Conflict):
+    """A start would make more sessions active than a cap allows; the message names the cap."""
+
+
+class QuotaExceeded(Conflict):
+    """A start or an extend would run a scope past its quota of Ready-minutes; the message names the quota and what
+    is used, committed and left."""
+
+
+class QuotaNotFound(Refused):
+    """No such quota (deleted, or never made)."""
+
+
+class PoolEmpty(Conflict):
+    """No Ready, unclaimed session in the pool now (its window is closed, or the ones it starts are not Ready)."""
+
+
+class BudgetNotSet(Refused):
+    """GET /api/budget on an app without ARR_BUDGET."""
+
+
+class PoolNotFound(Refused):
+    """No pool of that name in ARR_POOLS."""
 
 
 class LinkUsed(Conflict):

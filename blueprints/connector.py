@@ -51,7 +51,7 @@ METADATA = [
 TAGS = {
     "Sessions": ("Start, watch, extend, stop and list rendering sessions.",
                  ["StartSession", "GetSession", "WaitUntilReady", "WaitUntilReadySigned", "ExtendSession", "StopSession",
-                  "ListSessions"]),
+                  "ListSessions", "SendHeartbeat"]),
     "History and usage": ("Past sessions, their changes, and what they cost.",
                           ["ListHistory", "ListSessionEvents", "GetUsage"]),
     "Triggers": ("Hear when sessions change status, or are about to be stopped.",
@@ -59,18 +59,32 @@ TAGS = {
     "Operations": ("Cleanup, its overrides, and health of the app.",
                    ["RunCleanup", "ListCleanupRuns", "AddOverride", "ListOverrides", "RemoveOverride", "Health",
                     "OpenApi"]),
+    "Schedules": ("Sessions Ready by a time on some days: made ahead by the observed start time.",
+                  ["CreateSchedule", "ListSchedules", "GetSchedule", "ReplaceSchedule", "DeleteSchedule"]),
+    "Budget": ("The month's budget and what has been spent.", ["GetBudget"]),
+    "Warm pools": ("Sessions kept Ready for a team during office hours, claimed in a second.",
+                   ["ListPools", "ClaimPool"]),
+    "Quotas": ("Ready-minutes per month or week for a requester or a team's labels; starts past them are refused.",
+               ["CreateQuota", "ListQuotas", "DeleteQuota", "TopUpQuota"]),
 }
 # Where the served document says nothing (Health and OpenApi are internal there already).
-OPERATION_VISIBILITY = {"StartSession": "important", "GetSession": "important", "StopSession": "important",
+OPERATION_VISIBILITY = {"CreateSchedule": "important", "ListSchedules": "important", "GetSchedule": "advanced",
+                        "ReplaceSchedule": "advanced", "DeleteSchedule": "advanced",
+                        "StartSession": "important", "GetSession": "important", "StopSession": "important",
                         "ExtendSession": "important", "ListSessions": "important", "WaitUntilReady": "advanced",
                         "ListHistory": "advanced", "GetUsage": "advanced", "RunCleanup": "advanced",
                         "SubscribeSessionChanges": "important", "SubscribeStopWarnings": "important",
                         "ListSessionEvents": "advanced",
                         "ListCleanupRuns": "advanced", "AddOverride": "important", "ListOverrides": "advanced",
-                        "RemoveOverride": "advanced"}
+                        "RemoveOverride": "advanced", "ClaimPool": "important", "ListPools": "advanced",
+                        "GetBudget": "advanced",
+                        "SendHeartbeat": "advanced",
+                        "CreateQuota": "advanced", "ListQuotas": "advanced", "DeleteQuota": "advanced",
+                        "TopUpQuota": "advanced"}
 ADVANCED_PARAMETERS = {"StartSession": {"Idempotency-Key"}, "ListHistory": {"requestedBy", "size", "top"},
                        "RunCleanup": {"mode"}}
-ADVANCED_BODY_FIELDS = {"StartSessionRequest": {"sessionId", "labels", "keepAlive"}}
+ADVANCED_BODY_FIELDS = {"StartSessionRequest": {"sessionId", "labels", "keepAlive"},
+                        "ScheduleRequest": {"exceptions", "fallbacks", "labels", "enabled"}}
 PAGEABLE = {"ListHistory"}
 BODY_IN_QUERY = {"StartSession", "StopSession"}  # query parameters that repeat body fields (and StartSession's payload)
 READY_TEXT = "The session once it is Ready: the action follows Location until then."

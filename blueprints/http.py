@@ -24,13 +24,16 @@ from pydantic import BaseModel, ValidationError
 
 from arr_core import deadline
 from arr_core.api.signed_links import sign, signed_path
-from arr_core.api.views import FieldError, Problem, SessionLinks
+from arr_core.api.views import IDEMPOTENCY_KEY, FieldError, Problem, SessionLinks
 from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.errors import (
     AppError,
     ArrError,
     AuthenticationError,
     BodyTooLarge,
+    BudgetExceeded,
+    BudgetNotSet,
+    CapReached,
     CleanupRunning,
     Conflict,
     ConflictError,
@@ -47,7 +50,12 @@ from arr_core.errors import (
     Misconfigured,
     NotFoundError,
     OverrideNotFound,
+    PoolEmpty,
+    PoolNotFound,
+    QuotaExceeded,
+    QuotaNotFound,
     Refused,
+    ScheduleNotFound,
     ServiceError,
     ServiceTimeoutError,
     SessionEnded,
@@ -105,8 +113,16 @@ PROBLEMS: dict[type[AppError] | tuple[type[ArrError], int | None], Answer] = {
     SessionNotFound: Answer(404, "Session not found"),
     SubscriptionNotFound: Answer(404, "Subscription not found"),
     OverrideNotFound: Answer(404, "Override not found"),
+    ScheduleNotFound: Answer(404, "Schedule not found"),
     LinkRefused: Answer(403, "Link refused"),
     LinkUsed: Answer(409, "Link used already"),
+    PoolEmpty: Answer(409, "Pool empty", retry_after=60),
+    CapReached: Answer(409, "Cap reached"),
+    QuotaExceeded: Answer(409, "Quota exceeded"),
+    QuotaNotFound: Answer(404, "Quota not found"),
+    BudgetExceeded: Answer(409, "Budget exceeded"),
+    BudgetNotSet: Answer(404, "No budget"),
+    PoolNotFound: Answer(404, "Pool not found"),
     Unauthenticated: Answer(401, "Not authenticated"),
     Conflict: Answer(409, "Conflict"),
     SessionEnded: Answer(409, "Session has ended"),
@@ -209,6 +225,17 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
     return data
+
+
+def idempotency_key(req: func.HttpRequest) -> str | None:
+    """The request's ``Idempotency-Key`` header (a start's, a claim's); a 400 naming it when malformed."""
+    key = req.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a "
+                           "space", field="Idempotency-Key")
+    return key
 
 
 def session_id_of(req: func.HttpRequest) -> str:

@@ -19,14 +19,47 @@ from arr_core.api.views import (
     SessionEvents,
 )
 from arr_core.domain.overrides import OVERRIDE_ID, Override
-from arr_core.errors import CleanupRunning, OverrideNotFound
-from arr_core.services.context import get_context
+from arr_core.errors import ArrError, CleanupRunning, DeadlineExceeded, HistoryError, OverrideNotFound
+from arr_core.services.context import AppContext, get_context
 
 from .http import Api, absolute_url, app_links, json_response, read_body, session_id_of, signed_url
 from .queries import CleanupQuery, HistoryQuery, RunsQuery, UsageQuery, parse_query
+from .schedules import tick_schedules
 
 bp = Api()
 log = logging.getLogger("arr_sessions.cleanup")
+
+
+async def after_cleanup(context: AppContext) -> None:
+    """What rides on each cleanup run (the timer's, or one asked for), best effort, each one host at a time: the
+    schedules start the sessions that are due (first: their Ready-by times are fixed), and the warm pools are
+    refilled, kept warm and closed; then the budget is checked (it may stop what they started)."""
+    await tick_schedules(context)
+    await _tend_pools(context)
+    await _keep_budget(context)
+
+
+async def _keep_budget(context: AppContext) -> None:
+    try:
+        tick = await context.budget.tick()
+    except (HistoryError, DeadlineExceeded) as exc:
+        log.warning("budget not checked: %s", exc)
+        return
+    if tick.spend is not None and (tick.announced or tick.stopped or tick.failed):
+        log.info("budget: %.2f spent this month; crossed now %s; stopped %d, failed %d", tick.spend.amount,
+                 ", ".join(tick.announced) or "nothing new", len(tick.stopped), len(tick.failed))
+
+
+async def _tend_pools(context: AppContext) -> None:
+    try:
+        tick = await context.pools.tick()
+    except (HistoryError, ArrError, DeadlineExceeded) as exc:
+        log.warning("warm pools not tended: %s", exc)
+        return
+    if tick is not None and (tick.started or tick.extended or tick.stopped or tick.failed):
+        log.info("warm pools: started %d, kept warm %d, stopped %d, failed %d%s", len(tick.started),
+                 len(tick.extended), len(tick.stopped), len(tick.failed),
+                 f" ({tick.failed[0]})" if tick.failed else "")
 
 
 @bp.endpoint("RunCleanup", "POST", "cleanup")
@@ -35,6 +68,8 @@ async def run_cleanup(req: func.HttpRequest) -> func.HttpResponse:
     context = await get_context()
     report = await context.maintenance.run_cleanup(dry_run=query.dry_run, mode=query.mode, links=app_links(),
                                                    signer=signed_url)
+    if not query.dry_run:
+        await after_cleanup(context)
     return json_response(report)
 
 
@@ -72,10 +107,12 @@ async def lease_cleanup(timer: func.TimerRequest) -> None:
         report = await context.maintenance.run_cleanup(links=app_links(), signer=signed_url)
     except CleanupRunning as exc:  # every instance's timer fires; one of them runs
         log.info("cleanup skipped: %s", exc)
+        await after_cleanup(context)
         return
     log.info("cleanup (%s%s): stopped %d, kept %d, reconciled %d, errors %d, deferred %d", report.mode,
              ", past due" if timer.past_due else "", len(report.stopped), len(report.kept),
              len(report.reconciled), len(report.errors), len(report.deferred))
+    await after_cleanup(context)
 
 
 @bp.endpoint("ListCleanupRuns", "GET", "cleanup/runs")

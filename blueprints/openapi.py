@@ -13,17 +13,26 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from arr_core.api.quotas import QuotaList, QuotaRequest, QuotaView, TopUpRequest
 from arr_core.api.views import (
     IDEMPOTENCY_KEY,
+    BudgetView,
+    ClaimRequest,
     CleanupReport,
     CleanupRuns,
     ExtendSessionRequest,
     Health,
+    HeartbeatRequest,
+    HeartbeatView,
     HistoryPage,
     OverrideList,
     OverrideRequest,
     OverrideView,
+    PoolList,
     Problem,
+    ScheduleList,
+    ScheduleRequest,
+    ScheduleView,
     SessionEvents,
     SessionList,
     SessionView,
@@ -39,6 +48,9 @@ from arr_core.api.views import (
 from arr_core.arr.validation import SESSION_ID_PATTERN
 from arr_core.domain.notifications import SUBSCRIPTION_ID
 from arr_core.domain.overrides import OVERRIDE_ID
+from arr_core.domain.pools import POOL_NAME
+from arr_core.domain.quotas import QUOTA_ID
+from arr_core.domain.schedules import SCHEDULE_ID
 
 from .queries import (
     CleanupQuery,
@@ -132,6 +144,21 @@ SUBSCRIPTION_ID_PARAM = _param("id", "path", "The subscription id, from the Loca
                                **{"x-ms-url-encoding": "single"})
 OVERRIDE_ID_PARAM = _param("id", "path", "The override id, from the Location of its creation.", "Override ID",
                            required=True, pattern=f"^{OVERRIDE_ID.pattern}$", **{"x-ms-url-encoding": "single"})
+SCHEDULE_ID_PARAM = _param("id", "path", "The schedule id (sch- and 12 hex digits), from the Location of its creation.",
+                           "Schedule ID", required=True, pattern=f"^{SCHEDULE_ID.pattern}$", **{
+                               "x-ms-url-encoding": "single",
+                               "x-ms-dynamic-values": {"operationId": "ListSchedules", "value-collection": "schedules",
+                                                       "value-path": "id", "value-title": "description"}})
+POOL_NAME_PARAM = _param("name", "path", "The pool's name, as ARR_POOLS declares it.", "Pool", required=True,
+                         pattern=f"^{POOL_NAME.pattern}$", **{"x-ms-url-encoding": "single"})
+QUOTA_ID_PARAM = _param("id", "path", "The quota id (quo- and 12 hex digits), from the Location of its creation.",
+                        "Quota ID", required=True, pattern=f"^{QUOTA_ID.pattern}$", **{
+                            "x-ms-url-encoding": "single",
+                            "x-ms-dynamic-values": {"operationId": "ListQuotas", "value-collection": "quotas",
+                                                    "value-path": "id", "value-title": "id"}})
+CLAIM_KEY_PARAM = _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the session the first claim "
+                         "got: one claim, however often it is sent.", "Idempotency key", minLength=1, maxLength=255,
+                         pattern=IDEMPOTENCY_KEY.pattern)
 IDEMPOTENCY_KEY_PARAM = _param("Idempotency-Key", "header", "Repeating a key within 24 h returns the same session.",
                                "Idempotency key", minLength=1, maxLength=255, pattern=IDEMPOTENCY_KEY.pattern)
 POLLING_HEADERS = {"Location": {"type": "string", "description": "Poll this URL (the ready monitor)."},
@@ -230,6 +257,17 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                                     "its history.", required=False),
              *query_parameters(StopQuery, note=" Wins over the body.")],
             {200: ("The stopped session.", view), **errors(400, 404, 413, 415, 502, 503, 504)})},
+        "/sessions/{id}/heartbeat": {"post": operation(
+            "SendHeartbeat", "Send a client heartbeat",
+            "Says that a client is connected to the session; send one every 30 seconds while connected. With idle "
+            "stop on (ARR_IDLE_AFTER_READY_MINUTES, ARR_IDLE_MINUTES), the cleanup warns, then stops, a Ready session "
+            "whose heartbeats stopped. Cheap: recorded at most once a minute per session, answered at once otherwise.",
+            [SESSION_ID_PARAM, body(HeartbeatRequest, "Heartbeat", "Which client sends it (optional).",
+                                    required=False)],
+            {200: ("Recorded; when to send the next one, and when the session would be stopped without it.",
+                   d.ref(HeartbeatView)),
+             **errors(400, 404, 409, 413, 415, 503, 504, e404="No such session in history.",
+                      e409="The session has ended, or its stop was asked for: a heartbeat keeps nothing running.")})},
         "/history": {"get": operation(
             "ListHistory", "List session history",
             "Lists past and present sessions from Table Storage that were created from `from` (inclusive) to `to` "
@@ -274,6 +312,84 @@ def openapi_document(base_url: str) -> dict[str, Any]:
             "exempted.", [OVERRIDE_ID_PARAM],
             {200: ("Lifted; the override as it was.", d.ref(OverrideView)),
              **errors(404, 503, 504, e404="No such override.")})},
+        "/budget": {"get": operation(
+            "GetBudget", "Get the budget", "The monthly budget of ARR_BUDGET: the month's estimated spend so far "
+            "(Ready minutes at the configured rates, running sessions to now), its thresholds and which are "
+            "crossed, and whether new starts are refused.", [],
+            {200: ("The budget and this month's spend.", d.ref(BudgetView)),
+             **errors(404, 503, 504, e404="No ARR_BUDGET is set.")})},
+        "/pools": {"get": operation(
+            "ListPools", "List warm pools", "The warm pools of ARR_POOLS: whether each is open, how many sessions "
+            "are Ready to claim, starting and claimed, and what its warm sessions cost per hour.", [],
+            {200: ("The pools.", d.ref(PoolList)), **errors(503, 504)})},
+        "/pools/{name}/claim": {"post": operation(
+            "ClaimPool", "Claim a warm session", "Hands one Ready session of the pool to the requester at once: it "
+            "becomes theirs (history, usage) with at least the lease asked for, and the pool starts another. 409 when "
+            "none is Ready (retry after Retry-After).",
+            [POOL_NAME_PARAM, CLAIM_KEY_PARAM, body(ClaimRequest, "Claim", "Who claims, and for how long.",
+                                                    required=True)],
+            {200: ("The claimed session, Ready.", d.ref(SessionView)),
+             **errors(400, 404, 409, 413, 415, 502, 503, 504, e404="No such pool.",
+                      e409="No Ready session in the pool now, or the Idempotency-Key was used otherwise.")})},
+        "/schedules": {
+            "post": operation(
+                "CreateSchedule", "Create a schedule",
+                "Makes a schedule: a session Ready by a local time (an IANA time zone, tzdata) on some weekdays or "
+                "on the nth or last weekday of each month, except on exception dates. The timer creates each "
+                "session ahead by the size's observed start time; saving never starts one at once, and an occurrence "
+                "the timer missed by more than 30 minutes is not replayed. On NoCapacity or a refused size, the "
+                "fallback sizes are tried in order.",
+                [body(ScheduleRequest, "Schedule", "When, how long, which size, and for whom.", required=True)],
+                {201: ("Made; DELETE the Location to delete it.", d.ref(ScheduleView)),
+                 **errors(400, 413, 415, 503, 504)}),
+            "get": operation("ListSchedules", "List schedules", "Every schedule with its next occurrence that will "
+                             "run and when the timer plans to create its session, and the time-zone database the app "
+                             "uses.", [], {200: ("The schedules.", d.ref(ScheduleList)), **errors(503, 504)}),
+        },
+        "/schedules/{id}": {
+            "get": operation("GetSchedule", "Get a schedule", "One schedule, with its next occurrence.",
+                             [SCHEDULE_ID_PARAM], {200: ("The schedule.", d.ref(ScheduleView)),
+                                                   **errors(404, 503, 504, e404="No such schedule.")}),
+            "put": operation(
+                "ReplaceSchedule", "Replace a schedule",
+                "Replaces the whole schedule (what the body leaves out takes its default); its id and createdAt stay. "
+                "The save counts as the schedule's: an occurrence whose create-at time has passed does not start.",
+                [SCHEDULE_ID_PARAM, body(ScheduleRequest, "Schedule", "The whole schedule, as when it was created.",
+                                         required=True)],
+                {200: ("The schedule as it is now.", d.ref(ScheduleView)),
+                 **errors(400, 404, 413, 415, 503, 504, e404="No such schedule.")}),
+            "delete": operation(
+                "DeleteSchedule", "Delete a schedule", "Deletes the schedule; the sessions it started run on until "
+                "their lease ends.", [SCHEDULE_ID_PARAM],
+                {200: ("Deleted; the schedule as it was.", d.ref(ScheduleView)),
+                 **errors(404, 503, 504, e404="No such schedule.")}),
+        },
+        "/quotas": {
+            "post": operation(
+                "CreateQuota", "Create a quota",
+                "Allows the sessions of one requester (requestedBy), or those with some labels, a number of Ready-"
+                "minutes per month or ISO week in a time zone. A start or an extend that would run the scope past "
+                "it is refused with 409 Quota exceeded (naming the quota, what is used, committed and left); the "
+                "cleanup stops the scope's running sessions once it is used up.",
+                [body(QuotaRequest, "Quota", "How many minutes, per which period, for whose sessions.",
+                      required=True)],
+                {201: ("Made; DELETE the Location to delete it.", d.ref(QuotaView)),
+                 **errors(400, 413, 415, 503, 504)}),
+            "get": operation("ListQuotas", "List quotas", "Every quota with its current period: its allowance "
+                             "(with this period's top-ups), what is used, committed and left.", [],
+                             {200: ("The quotas.", d.ref(QuotaList)), **errors(503, 504)}),
+        },
+        "/quotas/{id}": {"delete": operation(
+            "DeleteQuota", "Delete a quota", "Deletes the quota: its scope's starts are no longer counted against it.",
+            [QUOTA_ID_PARAM], {200: ("Deleted; the quota as it was.", d.ref(QuotaView)),
+                               **errors(404, 503, 504, e404="No such quota.")})},
+        "/quotas/{id}/top-up": {"post": operation(
+            "TopUpQuota", "Top up a quota", "Adds minutes to the quota's current period only (the next period starts "
+            "from its minutes again); two top-ups at once both count.",
+            [QUOTA_ID_PARAM, body(TopUpRequest, "Top Up", "How many minutes, who adds them and why.", required=True)],
+            {200: ("The quota with the top-up counted.", d.ref(QuotaView)),
+             **errors(400, 404, 409, 413, 415, 503, 504, e404="No such quota.",
+                      e409="The quota holds the most top-ups it keeps for this period (100).")})},
         "/subscriptions": {"post": operation(
             "SubscribeSessionChanges", "When a session changes status",
             "Calls the given URL each time a session changes status (Ready, Stopped, Expired, Error), with what "

@@ -15,7 +15,6 @@ from pydantic import BaseModel
 from arr_core.api import signed_links
 from arr_core.api.present import build_view
 from arr_core.api.views import (
-    IDEMPOTENCY_KEY,
     ComponentHealth,
     ExtendSessionRequest,
     Health,
@@ -24,7 +23,7 @@ from arr_core.api.views import (
     StopSessionRequest,
 )
 from arr_core.arr.models import SessionStatus
-from arr_core.errors import InvalidInput, Misconfigured
+from arr_core.errors import Misconfigured
 from arr_core.services.context import get_context, load_settings
 
 if TYPE_CHECKING:
@@ -34,6 +33,7 @@ from .http import (
     Api,
     absolute_url,
     app_links,
+    idempotency_key,
     json_response,
     read_body,
     read_json_object,
@@ -73,20 +73,10 @@ def _stop_request(req: func.HttpRequest) -> StopSessionRequest:
     return _query_wins(read_body(req, StopSessionRequest), parse_query(req, StopQuery))
 
 
-def _idempotency_key(req: func.HttpRequest) -> str | None:
-    key = req.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not IDEMPOTENCY_KEY.fullmatch(key):
-        raise InvalidInput("Idempotency-Key must be 1-255 printable ASCII characters, not starting or ending with a "
-                           "space", field="Idempotency-Key")
-    return key
-
-
 @bp.endpoint("StartSession", "POST", "sessions")
 async def start_session(req: func.HttpRequest) -> func.HttpResponse:
     request = _start_request(req)
-    key = _idempotency_key(req)
+    key = idempotency_key(req)
     context = await get_context()
     result = await context.sessions.start(request, key)
     await context.notifier.started(result, app_links())

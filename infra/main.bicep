@@ -172,6 +172,24 @@ param arrCleanupBudgetSeconds int = 60
 @maxValue(240)
 param arrStopWarningMinutes int = 30
 
+@description('ARR_IDLE_AFTER_READY_MINUTES: idle stop of a Ready session with no client heartbeat this long after Ready (0-1440; empty or 0: off).')
+param arrIdleAfterReadyMinutes string = ''
+
+@description('ARR_IDLE_MINUTES: idle stop of a Ready session with no client heartbeat this long since its last one (0-1440; empty or 0: off).')
+param arrIdleMinutes string = ''
+
+@description('ARR_MAX_SESSIONS: at most this many active sessions at once; empty: no cap.')
+param arrMaxSessions string = ''
+
+@description('ARR_MAX_SESSIONS_PER_REQUESTER: at most this many active sessions per requester; empty: no cap.')
+param arrMaxSessionsPerRequester string = ''
+
+@description('ARR_BUDGET: a monthly budget as JSON (docs/operations.md, "Budget"); empty: none.')
+param arrBudget string = ''
+
+@description('ARR_POOLS: warm pools, a JSON array (docs/operations.md, "Warm pools"); empty: none.')
+param arrPools string = ''
+
 // ---- optional: senders of the inbound webhooks (app/hooks.bicep; all off by default) --------------------------------
 // Turn them on only once the code is deployed (after the first `azd up`), then `azd provision`: see app/hooks.bicep.
 
@@ -361,6 +379,12 @@ var arrSettings = {
   ARR_REQUEST_TIMEOUT_SECONDS: string(arrRequestTimeoutSeconds)
   ARR_CLEANUP_BUDGET_SECONDS: string(arrCleanupBudgetSeconds)
   ARR_STOP_WARNING_MINUTES: string(arrStopWarningMinutes)
+  ARR_IDLE_AFTER_READY_MINUTES: arrIdleAfterReadyMinutes
+  ARR_IDLE_MINUTES: arrIdleMinutes
+  ARR_POOLS: arrPools
+  ARR_BUDGET: arrBudget
+  ARR_MAX_SESSIONS: arrMaxSessions
+  ARR_MAX_SESSIONS_PER_REQUESTER: arrMaxSessionsPerRequester
 }
 
 // The key, only when one is given: a Key Vault reference resolved by the app identity (keyVaultReferenceIdentity).

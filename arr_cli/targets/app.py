@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -27,7 +28,16 @@ from arr_core.arr.transport import MAX_ANSWER_BYTES, AnswerTooLarge, read_capped
 
 from .. import answers
 from ..config import AppConfig
-from ..errors import ENV_CALL_TIMEOUT, ServiceFailure, UsageError, answer_json, function_key_error, problem_error
+from ..errors import (
+    ENV_CALL_TIMEOUT,
+    NoBudget,
+    PoolEmpty,
+    ServiceFailure,
+    UsageError,
+    answer_json,
+    function_key_error,
+    problem_error,
+)
 from .base import Poll, Session, StartRequest
 
 log = logging.getLogger("arr_cli.app")
@@ -35,6 +45,10 @@ log = logging.getLogger("arr_cli.app")
 USER_AGENT = "arr-sessions-cli/1.0"
 CALL_SECONDS = 100.0  # a whole call, however its answer trickles in: the app answers within its own 90 s budget
 CONNECT_SECONDS = 10.0
+CLAIM_ATTEMPTS = 3  # a claim whose answer was lost is sent again, with the same Idempotency-Key, at most twice
+CLAIM_RETRY_SECONDS = 2.0  # before sending it again, unless the app's Retry-After asks for longer (up to the max)
+CLAIM_RETRY_MAX_SECONDS = 30.0
+PASSING = (429, 502, 503, 504)  # answers that say "not now": the claim may be sent again
 
 
 def logged_path(url: httpx.URL) -> str:
@@ -57,6 +71,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     from arr_core.arr.retries import parse_retry_after
 
     return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _problem_title(response: httpx.Response) -> str | None:
+    body = answer_json(response)
+    title = body.get("title") if isinstance(body, dict) else None
+    return title if isinstance(title, str) else None
 
 
 def _is_problem(response: httpx.Response) -> bool:
@@ -128,7 +148,12 @@ class AppTarget:
             "requestedBy": request.requested_by, "reason": request.reason, "labels": request.labels,
             "keepAlive": request.keep_alive,
         }.items() if value is not None}
-        response = await self._call("POST", "/sessions", "starting the session", ok=(200, 201, 202), json=body)
+        response = await self._send("POST", "/sessions", "starting the session", json=body)
+        if response.status_code not in (200, 201, 202):
+            error = problem_error(response, "starting the session")
+            if response.status_code == 409 and _problem_title(response) == "Budget exceeded":
+                error.hint = "`arr-sessions budget` shows the month's spend and its thresholds."
+            raise error
         return Poll(answers.read(response, answers.SessionAnswer, "starting the session"),
                     _retry_after(response) if response.status_code == 202 else None)
 
@@ -225,3 +250,150 @@ class AppTarget:
         if response.status_code != 200:
             raise problem_error(response, what)
         return answers.read(response, answers.SessionEvents, what)
+
+    # -- overrides of the nightly shutdown -----------------------------------------------------------------------
+
+    def _overrides_known(self, response: httpx.Response, what: str) -> None:
+        """An app from before overrides answers their routes with the host's bare 404 (no problem document)."""
+        if response.status_code == 404 and not _is_problem(response):
+            raise ServiceFailure(f"{what}: this app version has no overrides of the nightly shutdown", status=404,
+                                 hint="Update the app; until then `arr-sessions keep-alive ID` keeps a session "
+                                      "out of the nightly shutdown.")
+
+    async def add_override(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Exempt a session or a label scope from the nightly shutdown until a time (what is None is left out)."""
+        what = "adding the override"
+        response = await self._send("POST", "/overrides", what,
+                                    json={k: v for k, v in body.items() if v is not None})
+        self._overrides_known(response, what)
+        if response.status_code not in (200, 201):
+            raise problem_error(response, what)
+        return answers.read(response, answers.OverrideAnswer, what)
+
+    async def list_overrides(self) -> dict[str, Any]:
+        what = "listing the overrides"
+        response = await self._send("GET", "/overrides", what)
+        self._overrides_known(response, what)
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return answers.read(response, answers.OverrideList, what)
+
+    async def remove_override(self, override_id: str) -> dict[str, Any]:
+        what = f"lifting override {override_id}"
+        response = await self._send("DELETE", f"/overrides/{override_id}", what)
+        self._overrides_known(response, what)
+        if response.status_code != 200:
+            error = problem_error(response, what)
+            if response.status_code == 404:
+                error.hint = ("It was lifted already, ended by itself, or never made: `arr-sessions override list` "
+                              "shows those not yet ended.")
+            raise error
+        return answers.read(response, answers.OverrideAnswer, what)
+
+    # -- warm pools ------------------------------------------------------------------------------------------------
+
+    def _feature_known(self, response: httpx.Response, what: str, feature: str, hint: str) -> None:
+        """An app from before ``feature`` answers its routes with the host's bare 404 (no problem document)."""
+        if response.status_code == 404 and not _is_problem(response):
+            raise ServiceFailure(f"{what}: this app version has no {feature}", status=404, hint=hint)
+
+    async def list_pools(self) -> dict[str, Any]:
+        what = "listing the warm pools"
+        response = await self._send("GET", "/pools", what)
+        self._feature_known(response, what, "warm pools", "Update the app; until then `arr-sessions start --wait` "
+                                                          "starts a session of your own.")
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return answers.read(response, answers.PoolList, what)
+
+    async def claim_pool(self, name: str, *, requested_by: str, lease_minutes: int | None) -> Session:
+        """One Ready session of pool ``name`` becomes ``requested_by``'s.
+
+        The claim carries an ``Idempotency-Key`` made here, the same for every time it is sent: when no answer
+        comes (the connection broke, the call's time ran out) or the app answers 429/502/503/504, it is sent again
+        (at most :data:`CLAIM_ATTEMPTS` times in all), and the app answers a repeat with the session the first one
+        got, so this claim never takes two sessions."""
+        what = f"claiming a session from pool {name}"
+        key = f"arr-sessions-cli-{uuid.uuid4().hex}"
+        body = {k: v for k, v in {"requestedBy": requested_by, "leaseMinutes": lease_minutes}.items()
+                if v is not None}
+        for attempt in range(1, CLAIM_ATTEMPTS + 1):
+            last = attempt == CLAIM_ATTEMPTS
+            try:
+                response = await self._send("POST", f"/pools/{name}/claim", what, json=body,
+                                            headers={"Idempotency-Key": key})
+            except (ServiceFailure, httpx.TransportError) as exc:  # no answer: it may have claimed, or not
+                if last:
+                    raise
+                log.warning("claim of pool %s got no answer (%s): sending it again with the same Idempotency-Key "
+                            "%s", name, type(exc).__name__, key)
+                await asyncio.sleep(CLAIM_RETRY_SECONDS)
+                continue
+            if response.status_code in PASSING and not last:
+                wait = min(max(_retry_after(response) or 0.0, CLAIM_RETRY_SECONDS), CLAIM_RETRY_MAX_SECONDS)
+                log.warning("claim of pool %s answered %d: sending it again in %g s with the same Idempotency-Key %s",
+                            name, response.status_code, wait, key)
+                await asyncio.sleep(wait)
+                continue
+            break
+        self._feature_known(response, what, "warm pools", "Update the app; until then `arr-sessions start --wait` "
+                                                          "starts a session of your own.")
+        if response.status_code == 200:
+            return answers.read(response, answers.SessionAnswer, what)
+        error = problem_error(response, what)
+        title = _problem_title(response)
+        if response.status_code == 409 and title == "Pool empty":
+            wait = f"The app asks to try again in {error.retry_after:g} s. " if error.retry_after else ""
+            raise PoolEmpty(error.message, status=409, retry_after=error.retry_after,
+                            hint=f"{wait}`arr-sessions pool list` shows what each pool has Ready and when it is "
+                                 "open.")
+        if response.status_code == 404 and title == "Pool not found":
+            error.hint = "`arr-sessions pool list` shows the app's pools (ARR_POOLS)."
+        raise error
+
+    # -- the budget --------------------------------------------------------------------------------------------------
+
+    async def budget(self) -> dict[str, Any]:
+        what = "reading the budget"
+        response = await self._send("GET", "/budget", what)
+        self._feature_known(response, what, "budget", "Update the app; `arr-sessions usage` shows what was spent.")
+        if response.status_code == 404 and _problem_title(response) == "No budget":
+            raise NoBudget(f"{what}: no budget set: the app has no ARR_BUDGET, so no start is refused for its cost",
+                           status=404, hint="`arr-sessions usage` shows what the sessions cost.")
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return answers.read(response, answers.BudgetAnswer, what)
+
+    # -- schedules ---------------------------------------------------------------------------------------------------
+
+    def _schedules_known(self, response: httpx.Response, what: str) -> None:
+        self._feature_known(response, what, "schedules", "Update the app; until then `arr-sessions start --wait` "
+                                                        "starts a session when you ask.")
+
+    async def list_schedules(self) -> dict[str, Any]:
+        what = "listing the schedules"
+        response = await self._send("GET", "/schedules", what)
+        self._schedules_known(response, what)
+        if response.status_code != 200:
+            raise problem_error(response, what)
+        return answers.read(response, answers.ScheduleList, what)
+
+    async def add_schedule(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A new schedule (what is None is left out); saving it starts nothing at once."""
+        what = "adding the schedule"
+        response = await self._send("POST", "/schedules", what, json={k: v for k, v in body.items() if v is not None})
+        self._schedules_known(response, what)
+        if response.status_code not in (200, 201):
+            raise problem_error(response, what)
+        return answers.read(response, answers.ScheduleAnswer, what)
+
+    async def remove_schedule(self, schedule_id: str) -> dict[str, Any]:
+        what = f"removing schedule {schedule_id}"
+        response = await self._send("DELETE", f"/schedules/{schedule_id}", what)
+        self._schedules_known(response, what)
+        if response.status_code != 200:
+            error = problem_error(response, what)
+            if response.status_code == 404:
+                error.hint = "It was removed already, or never made: `arr-sessions schedule list` shows the schedules."
+            raise error
+        return answers.read(response, answers.ScheduleAnswer, what)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -33,6 +33,7 @@ from ..arr.validation import MAX_LEASE_MINUTES, SESSION_ID_PATTERN
 from ..domain.hooks.rules import HookAction
 from ..domain.notifications import MAX_URL_CHARS, STATUS_CHANGED, Cause
 from ..domain.records import LABEL_KEY_CLASS, LABEL_KEY_PATTERN, MAX_LABEL_KEY, MAX_LABELS, MAX_TEXT
+from ..domain.schedules import MAX_EXCEPTIONS, MAX_FALLBACKS, TZ_DATABASE, zone
 from ..domain.warnings import POSTPONE_MINUTES, StopKind
 
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -219,6 +220,26 @@ class StopSessionRequest(ApiModel):
     reason: ShortText | None = described("Reason", "Why the session is stopped.", default=None)
     requested_by: ShortText | None = described("Requested by", "Who asks for the stop: the session's stoppedBy and "
                                                "the actor of its stop event.", default=None)
+
+
+class HeartbeatRequest(ApiModel):
+    """A client's heartbeat (the body may be empty): it says a client is connected to the session."""
+
+    client: ShortText | None = described("Client", "Which client sends it (a name, a device), for the event of the "
+                                         "session's first heartbeat.", default=None)
+
+
+class HeartbeatView(ApiModel):
+    """What a heartbeat answers: when to send the next one, and when the session would be stopped without it."""
+
+    session_id: str = described("Session ID", "The session.")
+    at: datetime = described("At", "When this heartbeat was received (ISO 8601).")
+    recorded_at: datetime = described("Recorded At", "The heartbeat history holds: this one, or one less than 60 "
+                                      "seconds older (a session's heartbeats are recorded at most once a minute).")
+    next_heartbeat_at: datetime = described("Next Heartbeat At", "Send the next heartbeat by then (30 seconds on).")
+    idle_stop_at: datetime | None = described(
+        "Idle Stop At", "Without another heartbeat, the cleanup stops the session (after a warning) from then on; "
+        "null when idle stop is off (ARR_IDLE_MINUTES unset) or the session is not yet Ready.")
 
 
 # -- responses ---------------------------------------------------------------------------------------------------
@@ -467,8 +488,8 @@ class StopWarningNotification(ApiModel):
     at: datetime = described("At", "When the warning was sent (ISO 8601).")
     stop_at: datetime = described("Stop At", "When the session will be stopped (ISO 8601).")
     minutes_ahead: int = described("Minutes Ahead", "Minutes from the warning to the stop.")
-    kind: StopKindName = described("Kind", "lease-end (ARR ends the lease), lease-cleanup (the app's maximum run time) "
-                               "or nightly-shutdown.")
+    kind: StopKindName = described("Kind", "lease-end (ARR ends the lease), lease-cleanup (the app's maximum run time), "
+                               "nightly-shutdown, or idle (no client heartbeat).")
     reason: str = described("Reason", "Why the session will be stopped, in words.")
     actions: StopActions = described("Actions", "What the receiver can do about it, without a function key.")
     session: SessionView = described("Session", "The session as it is now.")
@@ -521,6 +542,182 @@ class OverrideView(ApiModel):
 
 class OverrideList(ApiModel):
     overrides: list[OverrideView] = described("Overrides", "The overrides not yet ended, the longest first.")
+
+
+# -- schedules ("Ready by T") ----------------------------------------------------------------------------------------
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # 0 Monday ... 6 Sunday, as the domain counts
+WeekdayName = Literal[WEEKDAYS]  # type: ignore[valid-type]
+READY_BY_PATTERN = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"
+MAX_SCHEDULE_LABELS = MAX_LABELS - 1  # the app adds the label "schedule" to each session it starts
+
+
+def _known_zone(name: str) -> str:
+    zone(name)  # a ValueError that names the database unless the tzdata package has the zone
+    return name
+
+
+def _local_date(value: object) -> object:
+    """A local date from JSON text (YYYY-MM-DD): a strict model takes no string for a date."""
+    if not isinstance(value, str):
+        return value
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    msg = "must be a date, YYYY-MM-DD"
+    raise ValueError(msg)
+
+
+TimeZoneName = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_zone)]
+LocalDate = Annotated[date, BeforeValidator(_local_date)]
+
+
+class MonthlyDay(ApiModel):
+    """The nth (or the last) given weekday of every month."""
+
+    nth: Literal[1, 2, 3, 4, -1] = described("Nth", "1 to 4 for the first to the fourth, -1 for the last of the "
+                                             "month.")
+    weekday: WeekdayName = described("Weekday", "The weekday, Mon to Sun.")
+
+    @field_validator("nth", mode="before")
+    @classmethod
+    def _nth_is_a_whole_number(cls, value: object) -> object:
+        if type(value) is not int:  # not true (an int to Python), not 1.0 (equal to 1)
+            msg = f"must be 1, 2, 3, 4 or -1 (the last), not {value!r}"[:120]
+            raise ValueError(msg)
+        return value
+
+
+class ScheduleRequest(ApiModel):
+    """A schedule: a session of a size Ready by a local time for some minutes, on weekdays or on a monthly day,
+    except on exception dates. A PUT gives all of it again."""
+
+    time_zone: TimeZoneName = described("Time Zone", "The IANA time zone of readyBy and of the dates, e.g. "
+                                        f"Europe/Berlin ({TZ_DATABASE}, not the host's zone data).")
+    ready_by: Annotated[str, StringConstraints(pattern=READY_BY_PATTERN)] = described(
+        "Ready By", "The local time (HH:MM, 24 h) by which the session is Ready: the app creates it ahead of this by "
+        "the size's observed start time. A time the clocks skip moves later by the gap; one they repeat is the "
+        "first of the two.")
+    duration_minutes: int = described("Duration (Minutes)", "How long the session is needed from readyBy; its lease "
+                                      "adds the lead and 15 minutes, within the app's ARR_MAX_LEASE_MINUTES.",
+                                      ge=1, le=MAX_LEASE_MINUTES)
+    size: SizeName | None = described("Size", "Server size; default from ARR_DEFAULT_SIZE.", default=None)
+    weekdays: list[WeekdayName] | None = described("Weekdays", "The days it runs, Mon to Sun (not with monthly).",
+                                                   default=None, min_length=1, max_length=7)
+    monthly: MonthlyDay | None = described("Monthly", "The day of each month it runs, e.g. the last Friday (not with "
+                                           "weekdays).", default=None)
+    exceptions: list[LocalDate] | None = described(
+        "Exceptions", f"Local dates (YYYY-MM-DD) it does not run: holidays; at most {MAX_EXCEPTIONS}.", default=None,
+        max_length=MAX_EXCEPTIONS)
+    fallbacks: list[SizeName] | None = described(
+        "Fallbacks", "Other sizes to try in order when ARR has no capacity for size, or refuses it; each differs from "
+        "size and from the others.", default=None, max_length=MAX_FALLBACKS)
+    labels: dict[LabelKey, LabelValue] | None = described(
+        "Labels", f"Labels of its sessions: at most {MAX_SCHEDULE_LABELS} (the app adds schedule: its id), each key "
+        f"1-{MAX_LABEL_KEY} letters, digits, '_', '.', ':' or '-'.", default=None, max_length=MAX_SCHEDULE_LABELS)
+    requested_by: ShortText | None = described("Requested By", "Who its sessions are for, in history and usage.",
+                                               default=None)
+    enabled: bool | None = described("Enabled", "False: kept, but starts nothing; default true.", default=None)
+
+    _minutes_are_numbers = field_validator("duration_minutes", mode="before")(_not_a_boolean)
+
+
+class NextOccurrence(ApiModel):
+    local_date: date = described("Local Date", "The day, in the schedule's time zone (YYYY-MM-DD).")
+    ready_by: datetime = described("Ready By", "When its session is to be Ready (ISO 8601, with the zone's offset "
+                                   "on that day).")
+    create_at: datetime = described("Create At", "When the timer plans to create its session: readyBy minus the "
+                                    "lead (the first timer run at or after it does).")
+    lead_minutes: float = described("Lead (Minutes)", "readyBy minus createAt: the size's observed p95 start time (a "
+                                    "default until there are 5 samples), one timer interval and a margin.")
+    session_id: str = described("Session ID", "The id its session will have; a fallback size's adds -f1, -f2, ...")
+
+
+class ScheduleView(ApiModel):
+    id: str = described("Schedule ID", "The schedule's id (sch- and 12 hex digits).")
+    description: str = described("Description", "The schedule in words.")
+    time_zone: str = described("Time Zone", "Its IANA time zone.")
+    ready_by: str = described("Ready By", "The local time its sessions are Ready by (HH:MM).")
+    duration_minutes: int = described("Duration (Minutes)", "How long each session is needed from readyBy.")
+    size: SizeName = described("Size", "The size of its sessions.")
+    weekdays: list[WeekdayName] | None = described("Weekdays", "The days it runs; null for a monthly schedule.")
+    monthly: MonthlyDay | None = described("Monthly", "The day of each month it runs; null for weekdays.")
+    exceptions: list[date] = described("Exceptions", "Local dates it does not run, in order.")
+    fallbacks: list[SizeName] = described("Fallbacks", "Sizes tried in order when size has no capacity.")
+    labels: dict[str, str] = described("Labels", "The labels of its sessions (the app adds schedule: its id).")
+    requested_by: str | None = described("Requested By", "Who its sessions are for.")
+    enabled: bool = described("Enabled", "False: it starts nothing.")
+    created_at: datetime = described("Created At", "When it was made (ISO 8601).")
+    updated_at: datetime | None = described("Updated At", "When it was last replaced; null if never. An occurrence "
+                                            "whose create-at time is before the last save never starts.")
+    next: NextOccurrence | None = described("Next", "Its next occurrence that will run; null when disabled.")
+
+
+class ScheduleList(ApiModel):
+    schedules: list[ScheduleView] = described("Schedules", "Every schedule, by id.")
+    time_zone_database: str = described("Time Zone Database", f"The IANA data the app computes local times with: "
+                                        f"the tzdata package ({TZ_DATABASE}), whatever the host has.")
+
+
+# -- warm pools ------------------------------------------------------------------------------------------------------
+
+class ClaimRequest(ApiModel):
+    """Who claims a pool's session, and how long they need it."""
+
+    requested_by: ShortText = described("Requested by", "Who claims the session: it becomes theirs (history, usage).",
+                                        min_length=1)
+    lease_minutes: int | None = described("Lease (minutes)", "Minutes the session must still run from now; default "
+                                          "ARR_DEFAULT_LEASE_MINUTES. A longer lease it already has stays (ARR "
+                                          "only extends).", default=None, ge=1, le=MAX_LEASE_MINUTES)
+
+    _lease_is_a_number = field_validator("lease_minutes", mode="before")(_not_a_boolean)
+
+
+class PoolView(ApiModel):
+    """A warm pool as ARR_POOLS declares it, and what it holds now."""
+
+    name: str = described("Name", "The pool's name: POST /api/pools/{name}/claim takes one of its sessions.")
+    size: SizeName = described("Size", "The size of its sessions.")
+    count: int = described("Count", "How many sessions it keeps Starting or Ready, unclaimed, while open.")
+    days: list[str] = described("Days", "The days its window opens (Mon..Sun).")
+    opens: str = described("Opens", "When its window opens, local time (HH:MM).")
+    closes: str = described("Closes", "When its window closes, local time (HH:MM; before opens: the next day).")
+    time_zone: str = described("Time Zone", "The IANA time zone of its window (tzdata 2026f).")
+    open: bool = described("Open", "Whether its window is open now.")
+    ready: int = described("Ready", "Unclaimed sessions Ready now: what a claim can get.")
+    starting: int = described("Starting", "Unclaimed sessions on their way to Ready.")
+    claimed: int = described("Claimed", "Sessions claimed from it and still running.")
+    cost_per_hour: float | None = described("Cost per Hour", "What its warm sessions cost per hour at the configured "
+                                            "rate; null without a rate for its size.")
+    currency: str = described("Currency", "The currency of costPerHour (ARR_CURRENCY).")
+
+
+class BudgetThresholdView(ApiModel):
+    percent: float = described("Percent", "Of the month's amount.")
+    action: Literal["notify", "refuse-starts", "stop-all"] = described(
+        "Action", "notify (a warning in the log), refuse-starts, or stop-all (every session not kept alive).")
+    crossed: bool = described("Crossed", "Whether this month's spend has reached it.")
+
+
+class BudgetView(ApiModel):
+    """The monthly budget of ARR_BUDGET and this month's estimated spend, as the last minute's read of history."""
+
+    amount: float = described("Amount", "The month's budget, in currency.")
+    currency: str = described("Currency", "ARR_CURRENCY.")
+    time_zone: str = described("Time Zone", "The IANA time zone whose calendar month the budget covers.")
+    month: str = described("Month", "The month (YYYY-MM).")
+    spent: float = described("Spent", "Estimated spend this month: Ready minutes at the configured rates, running "
+                             "sessions to now.")
+    percent: float = described("Percent", "Spent, as a percentage of the amount.")
+    unpriced_minutes: int = described("Unpriced Minutes", "Minutes of sizes without a configured rate: not in spent.")
+    refusing_starts: bool = described("Refusing Starts", "Whether new starts are refused now.")
+    thresholds: list[BudgetThresholdView] = described("Thresholds", "Lowest first.")
+
+
+class PoolList(ApiModel):
+    pools: list[PoolView] = described("Pools", "Every pool of ARR_POOLS.")
 
 
 # -- inbound webhooks (not in the served document: senders, not connectors, call the hooks) ------------------------

@@ -34,12 +34,16 @@ class CleanupPolicy:
     max_session_minutes: int | None = None
     stuck_starting_minutes: int = 30
     catch_up_hours: int = 12  # how late a missed nightly shutdown is still done
+    idle_after_ready_minutes: int | None = None  # idle stop: no heartbeat this long after Ready (arr_core.domain.idle)
+    idle_minutes: int | None = None  # idle stop: this long since the last heartbeat
 
     @classmethod
     def from_settings(cls, *, time_zone: str, nightly_at: str | None, max_session_minutes: int | None,
-                      stuck_starting_minutes: int) -> CleanupPolicy:
+                      stuck_starting_minutes: int, idle_after_ready_minutes: int | None = None,
+                      idle_minutes: int | None = None) -> CleanupPolicy:
         return cls(time_zone=ZoneInfo(time_zone), nightly_at=parse_clock(nightly_at) if nightly_at else None,
-                   max_session_minutes=max_session_minutes, stuck_starting_minutes=stuck_starting_minutes)
+                   max_session_minutes=max_session_minutes, stuck_starting_minutes=stuck_starting_minutes,
+                   idle_after_ready_minutes=idle_after_ready_minutes or None, idle_minutes=idle_minutes or None)
 
 
 def parse_clock(value: str) -> time:

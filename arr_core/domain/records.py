@@ -69,6 +69,7 @@ class SessionRecord:
     callback_url: str | None = None  # a start's own callback: told once, when Ready or ended without being Ready
     notified_status: str | None = None  # the last status announced (see arr_core.domain.notifications)
     warned: str | None = None  # the last automatic stop warned of (see arr_core.domain.warnings)
+    last_heartbeat: datetime | None = None  # the last client heartbeat recorded (see arr_core.domain.idle)
     event_count: int = 0
     updated_at: datetime | None = None
     etag: str | None = None

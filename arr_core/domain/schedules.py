@@ -60,6 +60,14 @@ def zone_names() -> frozenset[str]:
     return frozenset(resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split())
 
 
+def checked_zone(value: str) -> str:
+    """``value``, when it names a zone of the tzdata package (a settings validator's rule, one place for all)."""
+    if value not in zone_names():
+        msg = f"timeZone must be an IANA time zone such as Europe/Berlin; not {value[:64]!r}"
+        raise ValueError(msg)
+    return value
+
+
 @functools.cache  # bounded: only names in zone_names() get here without raising
 def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name`` from the tzdata package, whatever the host has in ``zoneinfo.TZPATH``.

@@ -1,11 +1,13 @@
 """A warning before every automatic stop: which stop comes next for a session, and when to warn of it. Pure.
 
-Three stops come without anyone asking, and each can be seen coming:
+Four stops come without anyone asking, and each can be seen coming:
 
 - ``lease-end``: ARR itself ends a Ready session when its lease runs out (Ready + lease minutes);
 - ``lease-cleanup``: the app's cleanup stops a session that ran ``ARR_MAX_SESSION_MINUTES`` since Ready;
 - ``nightly-shutdown``: the next nightly shutdown stops every session created before it that is not kept alive
-  (``keepAlive``) nor covered by an override that lasts past it.
+  (``keepAlive``) nor covered by an override that lasts past it;
+- ``idle``: the cleanup stops a Ready session whose client sent no heartbeat for a while (:mod:`.idle`, off unless
+  configured); seen coming only once the heartbeats have stopped.
 
 The cleanup runs on a timer, so a warning meant to arrive ``lead`` ahead is sent at the first run that finds the
 stop at most ``lead + tick`` away (``tick``: the timer's interval, :func:`timer_interval`): it then arrives between
@@ -27,7 +29,9 @@ from enum import StrEnum
 
 from ..arr.models import RenderingSession, SessionStatus
 from .cleanup import CleanupPolicy, next_shutdown
+from .idle import IDLE_KIND, session_deadline
 from .overrides import Override
+from .pools import unclaimed_in_pool
 from .records import Change, Event, SessionRecord
 
 POSTPONE_MINUTES = 60  # what a postpone link adds to the lease (capped at the app's maximum lease)
@@ -37,6 +41,7 @@ class StopKind(StrEnum):
     LEASE_END = "lease-end"
     LEASE_CLEANUP = "lease-cleanup"
     NIGHTLY_SHUTDOWN = "nightly-shutdown"
+    IDLE = IDLE_KIND  # the cleanup's idle stop: no client heartbeat (arr_core.domain.idle)
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,14 @@ def next_stop(arr: RenderingSession, record: SessionRecord | None, now: datetime
               overrides: list[Override]) -> UpcomingStop | None:
     """The first automatic stop ahead of a running session; None when nothing will stop it by itself (or when it
     is not ours to say: no record, a stop already asked for, not yet Ready for the lease stops)."""
-    if record is None or record.stop_reason or arr.status.is_terminal:
-        return None
+    if record is None or record.stop_reason or arr.status.is_terminal or unclaimed_in_pool(record):
+        return None  # an unclaimed pool session is nobody's: its pool keeps its lease and closes it
     stops = _ready_stops(arr, record, now, policy) if arr.status is SessionStatus.READY else []
     nightly = _nightly_stop(arr, record, now, policy, overrides)
     stops += [nightly] if nightly is not None else []
+    idle = session_deadline(arr, record, now, policy)
+    if idle is not None and idle.quiet(now):  # while heartbeats come, no idle stop is ahead
+        stops.append(UpcomingStop(arr.id, StopKind.IDLE, idle.at, idle.warning, idle.stop_id))
     return min(stops, key=lambda s: s.at, default=None)
 
 

@@ -16,14 +16,19 @@ from ..errors import Misconfigured
 from .settings import AppSettings
 
 if TYPE_CHECKING:  # built on first use: importing the app stays cheap (httpx, azure-core, the table SDK)
-    from ..arr.client import ArrClient
-    from ..store.azure_queues import StorageQueues
-    from ..store.azure_table import StorageTarget
-    from ..store.history import HistoryStore
+    from ..arr.client import ArrClient  # noqa: PLC0415
+    from ..store.azure_queues import StorageQueues  # noqa: PLC0415
+    from ..store.azure_table import StorageTarget  # noqa: PLC0415
+    from ..store.history import HistoryStore  # noqa: PLC0415
+    from .budget import BudgetService
+    from .heartbeats import Heartbeats
     from .hooks import HookService
     from .maintenance import Maintenance
     from .notifier import Notifier
+    from .pools import PoolService
     from .queries import HistoryQueries
+    from .quotas import QuotaService
+    from .schedules import ScheduleService
     from .sessions import SessionService
 
 
@@ -95,6 +100,9 @@ class AppContext:
     notifier: Notifier
     queries: HistoryQueries
     hooks: HookService
+    pools: PoolService
+    schedules: ScheduleService
+    quotas: QuotaService
 
     @classmethod
     def from_settings(cls, settings: AppSettings) -> AppContext:
@@ -103,18 +111,41 @@ class AppContext:
         from .hooks import HookService  # noqa: PLC0415
         from .maintenance import Maintenance  # noqa: PLC0415
         from .notifier import Notifier  # noqa: PLC0415
+        from .pools import PoolService
         from .queries import HistoryQueries  # noqa: PLC0415
+        from .quotas import QuotaService
+        from .schedules import ScheduleService
         from .sessions import SessionService  # noqa: PLC0415
 
         arr, history = build_arr_client(settings), build_history(settings)
-        sessions = SessionService(arr, history, settings)
+        quotas = QuotaService(history)  # asked by every start and extend, and by the cleanup
+        sessions = SessionService(arr, history, settings, quotas=quotas)
         # Deliveries ignore proxy settings: a proxy would look the receiver's name up again (see webhooks.pinned).
         queues = build_queues(settings)
         notifier = Notifier(sessions, history, queues, httpx.AsyncClient(trust_env=False),
                             poll_seconds=settings.poll_seconds, development=settings.development)
-        maintenance = Maintenance(sessions, notifier, history=history, settings=settings)
+        maintenance = Maintenance(sessions, notifier, history=history, settings=settings, quotas=quotas)
         hooks = HookService(sessions, history, queues, notifier, settings.rules)
-        return cls(settings, arr, history, sessions, maintenance, notifier, HistoryQueries(history, settings), hooks)
+        return cls(settings, arr, history, sessions, maintenance, notifier, HistoryQueries(history, settings), hooks,
+                   PoolService(sessions, history, settings), ScheduleService(sessions, history, settings), quotas)
+
+    @functools.cached_property
+    def heartbeats(self) -> Heartbeats:
+        """Client heartbeats (idle stop): made on first use; it holds only what this process recorded last."""
+        from .heartbeats import Heartbeats
+
+        return Heartbeats(self.history, self.settings)
+
+    @functools.cached_property
+    def budget(self) -> BudgetService:
+        """The monthly budget (``ARR_BUDGET``); made with the context, whose starts it may refuse."""
+        from .budget import BudgetService
+
+        return BudgetService(self.sessions, self.history, self.settings)
+
+    def __post_init__(self) -> None:
+        if self.settings.budget is not None:
+            self.sessions.guard_starts(self.budget.check_start)
 
     async def aclose(self) -> None:
         await self.arr.aclose()

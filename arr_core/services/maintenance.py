@@ -10,6 +10,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,11 +28,13 @@ from ..domain.cleanup import (
     shutdown_instant,
 )
 from ..domain.hooks.deliveries import KEEP_DELIVERIES
+from ..domain.idle import heard_since, idle_stops
 from ..domain.lifecycle import observe, vanished
 from ..domain.notifications import pending_change
 from ..domain.overrides import MAX_OVERRIDE, Override, covering, new_override_id
+from ..domain.quotas import quota_stops
 from ..domain.records import CLEANUP_ACTOR, NIGHTLY_ACTOR, REQUESTED, Event, SessionRecord, utcnow
-from ..domain.warnings import UpcomingStop, next_stop, timer_interval, warning_due
+from ..domain.warnings import StopKind, UpcomingStop, next_stop, timer_interval, warning_due
 from ..errors import (
     ArrError,
     CleanupRunning,
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
     from ..arr.models import RenderingSession
     from ..store.history import History
     from .notifier import Links, Notifier, Signer
+    from .quotas import QuotaService
 
 log = logging.getLogger("arr_core.maintenance")
 CLEANUP_LEASE = "cleanup"
@@ -94,7 +98,9 @@ def _deferred(decision: Decision) -> CleanupAction:
 def policy_from(settings: AppSettings) -> CleanupPolicy:
     return CleanupPolicy.from_settings(time_zone=settings.time_zone, nightly_at=settings.nightly_shutdown_at,
                                        max_session_minutes=settings.max_session_minutes,
-                                       stuck_starting_minutes=settings.stuck_starting_minutes)
+                                       stuck_starting_minutes=settings.stuck_starting_minutes,
+                                       idle_after_ready_minutes=settings.idle_after_ready_minutes,
+                                       idle_minutes=settings.idle_minutes)
 
 
 class Maintenance:
@@ -106,11 +112,13 @@ class Maintenance:
     """
 
     def __init__(self, sessions: SessionService, notifier: Notifier | None = None, *, history: History,
-                 settings: AppSettings, clock: Callable[[], datetime] = utcnow) -> None:
+                 settings: AppSettings, clock: Callable[[], datetime] = utcnow,
+                 quotas: QuotaService | None = None) -> None:
         self.sessions = sessions
         self.notifier = notifier
         self.history = history
         self.settings = settings
+        self.quotas = quotas  # the running sessions of a scope whose quota is reached are stopped (None: no quotas)
         self.policy = policy_from(self.settings)
         self._clock = clock
         # One run at a time: in this process by a lock, across instances by a lease row held in this process's
@@ -207,6 +215,10 @@ class Maintenance:
         self._overrides_read = asyncio.get_running_loop().time()
         decisions = decide(arr_sessions, records, now, self.policy, nightly_cutoff=cutoff, history_since=since,
                            overrides=overrides)
+        # Idle sessions (no client heartbeat) are stopped too; warned first when a warning can be sent.
+        can_warn = warning and self.notifier is not None and (dry_run or links is not None)
+        decisions, idle = idle_stops(decisions, now, self.policy, warn_first=can_warn)
+        decisions, over_quota = await self._quota_stops(decisions, now)  # scopes whose quota is reached
         report = CleanupReport(ran_at=now, dry_run=dry_run, mode="nightly" if cutoff else "lease",
                                stopped=[], kept=[], reconciled=[], errors=[])
         if dry_run:
@@ -221,7 +233,8 @@ class Maintenance:
         changed: list[SessionRecord] = []
 
         async def carry_out(d: Decision) -> None:
-            await self._guard(report, d, self._carry_out(d, report, cutoff, changed, overrides))
+            await self._guard(report, d, self._carry_out(d, report, cutoff, changed, overrides, idle,
+                                                         over_quota.get(d.session_id)))
 
         left = await side_by_side(decisions, carry_out, limit=self.settings.stop_concurrency, ends=ends)
         report.deferred.extend(_deferred(d) for d in left)
@@ -251,6 +264,8 @@ class Maintenance:
             if d.action is not Action.KEEP or d.arr is None or record is None:
                 continue
             stop = next_stop(d.arr, record, now, self.policy, overrides)
+            if stop is not None and stop.kind is StopKind.IDLE and stop.at <= now:
+                stop = replace(stop, at=now + tick)  # found idle past its time, unwarned: the next run stops it
             if stop is not None and warning_due(stop, record, now, lead=lead, tick=tick):
                 due.append((d.arr, record, stop))
         return due
@@ -335,8 +350,22 @@ class Maintenance:
         if purged:
             log.info("purged %d hook deliveries older than %d days", purged, KEEP_DELIVERIES.days + 1)
 
+    async def _quota_stops(self, decisions: list[Decision], now: datetime) -> tuple[list[Decision], dict[str, Event]]:
+        """The decisions with the running sessions of each scope whose quota is reached stopped (reason ``quota <id>
+        reached``), and the ``quota-reached`` event each stop writes first. Best effort: history's trouble leaves
+        them to the next run."""
+        if self.quotas is None:
+            return decisions, {}
+        try:
+            reached = await self.quotas.reached()
+        except (HistoryError, DeadlineExceeded) as exc:
+            log.warning("quotas not checked: %s", exc)
+            return decisions, {}
+        return quota_stops(decisions, reached, now)
+
     async def _carry_out(self, d: Decision, report: CleanupReport, cutoff: datetime | None,
-                         changed: list[SessionRecord], overrides: list[Override]) -> None:
+                         changed: list[SessionRecord], overrides: list[Override],
+                         idle: set[str] | frozenset[str] = frozenset(), quota_event: Event | None = None) -> None:
         now = self._clock()
         record = d.record
         if d.adopt:
@@ -357,6 +386,12 @@ class Maintenance:
         if d.action is Action.STOP:
             reason, actor = d.stop_as
             unless = await self._exemption(overrides) if d.actor == NIGHTLY_ACTOR else None
+            if d.session_id in idle:  # a heartbeat recorded since the run read the record withdraws it
+                unless = heard_since(record)
+            if quota_event is not None and d.action is Action.STOP:  # the quota that stops it, on its record first
+                record = await self.history.update(
+                    d.session_id, lambda r: (r, [quota_event]) if r.is_active and not r.stop_reason else None,
+                    record) or record
             try:
                 state = await self.sessions.stop(d.session_id, reason, actor=actor, known=arr, record=record,
                                                  unless=unless)

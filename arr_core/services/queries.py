@@ -53,7 +53,7 @@ class HistoryQueries:
 
     async def usage(self, start: datetime, end: datetime, group_by: GroupBy) -> UsageReport:
         """Billed minutes (Ready to end, ARR's elapsed minutes) of sessions created in [start, end)."""
-        rates = {"Standard": self.settings.rate_standard_per_hour, "Premium": self.settings.rate_premium_per_hour}
+        rates = self.settings.rates
         records = [r async for r in self.history.sessions_created(start, end)]
         return usage_report(records, start, end, group_by, rates=rates, currency=self.settings.currency,
                             time_zone=self.time_zone)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
@@ -14,6 +16,7 @@ from ..api.views import ComponentHealth, ExtendSessionRequest, Health, StartSess
 from ..arr.client import ArrClient
 from ..arr.models import RenderingSession, SessionStatus
 from ..arr.validation import MAX_LEASE_MINUTES
+from ..domain.caps import broken_cap
 from ..domain.lifecycle import (
     adopted_record,
     cancel_start,
@@ -33,6 +36,7 @@ from ..domain.warnings import POSTPONE_MINUTES
 from ..errors import (
     ArrError,
     AuthenticationError,
+    CapReached,
     ConflictError,
     DeadlineExceeded,
     HistoryError,
@@ -45,17 +49,22 @@ from ..errors import (
     SessionEnded,
     SessionIdInUse,
     SessionNotFound,
+    Unavailable,
 )
 from ..outbound.url_rules import require_callback
 from .settings import AppSettings
 
 if TYPE_CHECKING:
     from ..store.history import History
+    from .quotas import QuotaService
 
 log = logging.getLogger("arr_core.sessions")
 T = TypeVar("T")
 HEALTH_PROBE_ID = "arr-sessions-health-probe"
 ACTIVE_WINDOW = timedelta(days=3)  # a session lives at most 24 h from Ready: 3 days of history covers any
+ADMISSION_LEASE = "admission"
+ADMISSION_HOLD = 10.0  # seconds: a host that dies while admitting frees the caps this long after
+ADMISSION_WAIT = 20.0  # seconds a start waits for its turn to be counted (then a 503 with Retry-After)
 
 
 @dataclass(frozen=True)
@@ -91,12 +100,15 @@ class SessionService:
     """
 
     def __init__(self, arr: ArrClient, history: History, settings: AppSettings,
-                 *, clock: Callable[[], datetime] = utcnow) -> None:
+                 *, clock: Callable[[], datetime] = utcnow, quotas: QuotaService | None = None) -> None:
         self.arr = arr
         self.history = history
         self.settings = settings
+        self.quotas = quotas  # quotas of Ready-minutes a start or an extend must fit (None: none are checked)
         self._clock = clock
         self._listed: tuple[datetime, list[RenderingSession]] | None = None  # ARR's list, for LIST_CACHE
+        # Asked before a new start is recorded; each raises the refusal it stands for (the budget's, for one).
+        self.start_guards: list[Callable[[], Awaitable[None]]] = []
         self._changes = 0  # changes this process made at ARR (see _changing)
 
     # -- start ----------------------------------------------------------------------------------------------
@@ -137,9 +149,17 @@ class SessionService:
             keep_alive=bool(request.keep_alive), callback_url=request.callback_url,
             idempotency_key=idempotency_row(idempotency_key)[:16] if idempotency_key else None,
         )
-        record, wrote = await self.history.claim(intent, Event(
-            "requested", now, to_status=REQUESTED, actor=request.requested_by,
-            detail={"size": size, "leaseMinutes": lease, "reason": request.reason}))
+        requested = Event("requested", now, to_status=REQUESTED, actor=request.requested_by,
+                          detail={"size": size, "leaseMinutes": lease, "reason": request.reason})
+        if self.start_guards and await self.history.get(session_id) is None:  # a repeat is no new start
+            for guard in self.start_guards:
+                await guard()
+        if self.settings.caps.any or (self.quotas is not None and await self.quotas.applying(intent)):
+            async with self._admission():
+                await self._admit(intent)
+                record, wrote = await self.history.claim(intent, requested)
+        else:
+            record, wrote = await self.history.claim(intent, requested)
         if not wrote:
             if not record.settings_match(size, lease):
                 raise SessionIdInUse(f"session {session_id} already exists with size "
@@ -150,6 +170,48 @@ class SessionService:
             if record.status != REQUESTED:  # ended before ARR ever knew it: this retry takes it up again
                 record = await self.history.update(session_id, lambda r: reopen(r, now), record) or record
         return await self._create(record)
+
+    @asynccontextmanager
+    async def _admission(self) -> AsyncIterator[None]:
+        """One admission at a time across hosts (a lease row), so that the count and the start it allows are one
+        step: two starts at the last free place cannot both pass. Waited for up to ADMISSION_WAIT seconds."""
+        holder = f"admit-{uuid.uuid4().hex}"
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + ADMISSION_WAIT
+        while not await self.history.take_lease(ADMISSION_LEASE, holder, ADMISSION_HOLD):
+            if loop.time() >= ends:
+                raise Unavailable("too many starts at once to check the caps in time; try again")
+            await asyncio.sleep(random.uniform(0.02, 0.1))
+        try:
+            yield
+        finally:
+            try:
+                await self.history.release_lease(ADMISSION_LEASE, holder)
+            except HistoryError as exc:  # it runs out by itself
+                log.warning("admission lease not released: %s", exc)
+
+    async def _admit(self, intent: SessionRecord) -> None:
+        """Refuse a new start that would break a cap (:class:`CapReached`, naming it); a repeat of a start already
+        admitted (same id) passes. History's active records are counted; at the cap, ARR's list is asked, so that a
+        session ARR has ended but history not yet seen end does not hold a place."""
+        if await self.history.get(intent.session_id) is not None:
+            return
+        if self.quotas is not None:  # its lease must fit each quota of its scope (QuotaExceeded names the quota)
+            await self.quotas.admit(intent, intent.lease_minutes or 0)
+        if not self.settings.caps.any:
+            return
+        now = self._clock()
+        active = [r async for r in self.history.sessions_created(now - ACTIVE_WINDOW, now + timedelta(minutes=5),
+                                                                 only_active=True)]
+        caps = self.settings.caps
+        if broken_cap(caps, active, intent.requested_by) is None:
+            return
+        running = {s.id for s in await self.arr_sessions() if not s.status.is_terminal}
+        active = [r for r in active if r.session_id in running or r.status == REQUESTED]
+        broken = broken_cap(caps, active, intent.requested_by)
+        if broken is not None:
+            setting, why = broken
+            raise CapReached(f"{setting}: {why}", field="requestedBy" if "REQUESTER" in setting else None)
 
     async def _create(self, record: SessionRecord) -> SessionState:
         """Ask ARR for the session a record intends, and record the answer."""
@@ -220,25 +282,52 @@ class SessionService:
                                session_status=current.status.value)
         actor = request.requested_by
         lease = self._new_lease(current, request) if request.changes_lease else None
-        record = None
-        if request.keep_alive is not None:
-            keep_alive, reason, now = request.keep_alive, request.reason, self._clock()
-            record = await self._write(session_id, current,
-                                       lambda r: set_keep_alive(r, keep_alive, actor, reason, now))
-        if lease is None:
-            return SessionState(session_id, current, record)
-        old, new = lease
-        updated = await self._changing(self.arr.update_session(session_id, lease_minutes=new))
-        now = self._clock()
-        detail = {"fromMinutes": old, "toMinutes": new, **({"reason": request.reason} if request.reason else {})}
+        field = "leaseMinutes" if request.lease_minutes is not None else "extendByMinutes"
+        async with self._lease_admission(session_id, lease, field):  # a growth must fit the quotas of its scope
+            record = None
+            if request.keep_alive is not None:
+                keep_alive, reason, now = request.keep_alive, request.reason, self._clock()
+                record = await self._write(session_id, current,
+                                           lambda r: set_keep_alive(r, keep_alive, actor, reason, now))
+            if lease is None:
+                return SessionState(session_id, current, record)
+            old, new = lease
+            updated = await self._changing(self.arr.update_session(session_id, lease_minutes=new))
+            now = self._clock()
+            detail = {"fromMinutes": old, "toMinutes": new, **({"reason": request.reason} if request.reason else {})}
 
-        def extended(record: SessionRecord) -> Change:
-            change = observe(record, updated, now, actor=actor)
-            base, events = change if change else (record, [])
-            return replace(base, lease_minutes=new), [*events, Event("extended", now, actor=actor, detail=detail)]
+            def extended(record: SessionRecord) -> Change:
+                change = observe(record, updated, now, actor=actor)
+                base, events = change if change else (record, [])
+                return replace(base, lease_minutes=new), [*events, Event("extended", now, actor=actor, detail=detail)]
 
-        record = await self._record(session_id, updated, extended, record)
-        return SessionState(session_id, updated, record)
+            record = await self._record(session_id, updated, extended, record)
+            return SessionState(session_id, updated, record)
+
+    @asynccontextmanager
+    async def _lease_admission(self, session_id: str, lease: tuple[int, int] | None,
+                               field: str) -> AsyncIterator[None]:
+        """Around an extend: when its lease grows and a quota's scope holds the session, the growth is counted under
+        the admission (as a start is), which is held until the new lease is recorded, so two extends (or an extend
+        and a start) at a quota's last minutes cannot both pass (:class:`QuotaExceeded`, naming ``field``)."""
+        if lease is None or self.quotas is None or lease[1] <= lease[0]:
+            yield
+            return
+        record = await self.history.get(session_id)
+        if record is None or not await self.quotas.applying(record):
+            yield
+            return
+        async with self._admission():
+            await self.quotas.admit(record, lease[1] - lease[0], field=field, lease_now=lease[0])
+            yield
+
+    def guard_starts(self, guard: Callable[[], Awaitable[None]]) -> None:
+        """Ask ``guard`` before each new start is recorded; it raises the refusal it stands for."""
+        self.start_guards.append(guard)
+
+    def capped_lease(self, minutes: int) -> int:
+        """``minutes``, or the largest lease allowed when it is more."""
+        return min(minutes, self.lease_limit)
 
     def postponed_lease(self, lease_minutes: int | None) -> int | None:
         """The total lease a stop warning's postpone link offers: POSTPONE_MINUTES more, within the limit; None

@@ -15,6 +15,9 @@ from ..arr.models import SessionSize
 from ..arr.validation import MAX_LEASE_MINUTES
 from ..domain.cleanup import parse_clock
 from ..domain.hooks.rules import HookRule, parse_rules
+from ..domain.budget import BudgetSpec, parse_budget
+from ..domain.caps import Caps
+from ..domain.pools import PoolSpec, parse_pools
 from ..domain.hooks.signatures import standard_webhook_key
 from ..errors import Misconfigured
 
@@ -57,6 +60,12 @@ ENV_NAMES = {
     "request_timeout_seconds": "ARR_REQUEST_TIMEOUT_SECONDS",
     "cleanup_budget_seconds": "ARR_CLEANUP_BUDGET_SECONDS",
     "stop_warning_minutes": "ARR_STOP_WARNING_MINUTES",
+    "idle_after_ready_minutes": "ARR_IDLE_AFTER_READY_MINUTES",
+    "idle_minutes": "ARR_IDLE_MINUTES",
+    "pool_config": "ARR_POOLS",
+    "max_sessions": "ARR_MAX_SESSIONS",
+    "max_sessions_per_requester": "ARR_MAX_SESSIONS_PER_REQUESTER",
+    "budget_config": "ARR_BUDGET",
 }
 PLATFORM_NAMES = {"website_instance_id": "WEBSITE_INSTANCE_ID"}  # set by Azure itself, never by users
 
@@ -115,6 +124,12 @@ class AppSettings(BaseModel):
     request_timeout_seconds: float = Field(default=90.0, ge=5, le=100, allow_inf_nan=False)
     cleanup_budget_seconds: float = Field(default=60.0, ge=5, le=90, allow_inf_nan=False)
     stop_warning_minutes: int = Field(default=30, ge=0, le=240)
+    idle_after_ready_minutes: int | None = Field(default=None, ge=0, le=1440)  # None or 0: off (arr_core.domain.idle)
+    idle_minutes: int | None = Field(default=None, ge=0, le=1440)
+    pool_config: str | None = None
+    max_sessions: int | None = Field(default=None, ge=1, le=10000)
+    max_sessions_per_requester: int | None = Field(default=None, ge=1, le=10000)
+    budget_config: str | None = None
     website_instance_id: str | None = None
 
     @field_validator("endpoint", "sts_endpoint", "table_endpoint", "queue_endpoint")
@@ -178,6 +193,39 @@ class AppSettings(BaseModel):
             msg = f"each key must have at least {MIN_KEY_CHARS} characters (several keys: separated by spaces)"
             raise ValueError(msg)
         return value
+
+    @field_validator("budget_config")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        if value:
+            parse_budget(value)
+        return value
+
+    @property
+    def budget(self) -> BudgetSpec | None:
+        """The monthly budget ``ARR_BUDGET`` declares (checked when the settings load); None without one."""
+        return parse_budget(self.budget_config) if self.budget_config else None
+
+    @field_validator("pool_config")
+    @classmethod
+    def _pools(cls, value: str | None) -> str | None:
+        if value:
+            parse_pools(value)
+        return value
+
+    @property
+    def caps(self) -> Caps:
+        return Caps(total=self.max_sessions, per_requester=self.max_sessions_per_requester)
+
+    @property
+    def rates(self) -> dict[str, float | None]:
+        """The hourly rate of each size, as configured (None: not known)."""
+        return {"Standard": self.rate_standard_per_hour, "Premium": self.rate_premium_per_hour}
+
+    @property
+    def pools(self) -> tuple[PoolSpec, ...]:
+        """The warm pools ``ARR_POOLS`` declares (checked when the settings load)."""
+        return parse_pools(self.pool_config) if self.pool_config else ()
 
     @field_validator("hook_rules")
     @classmethod

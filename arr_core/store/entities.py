@@ -21,6 +21,10 @@ nightly mark  ``nightly``                         local date                    
 subscription  ``sub``                             subscription id                     trigger webhooks
 hook delivery ``hook``                            sha256 of sender and delivery id    a sender's retry is known
 override      ``override``                        override id                         nightly exemptions
+schedule      ``schedule``                        schedule id                         "Ready by T" schedules
+schedule tick ``meta``                            ``schedules``                       the schedules' last timer run
+quota         ``quota``                           quota id                            Ready-minutes per period;
+                                                                                      replaced by ETag (top-ups)
 ============  ==================================  ==================================  =============================
 
 Stored rows are their own format, never the HTTP API's JSON: renaming a field of the API changes no row. A cleanup
@@ -32,7 +36,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from ..api.views import CleanupAction, CleanupReport, CleanupRun
@@ -40,7 +44,9 @@ from ..domain.hooks.deliveries import HookDelivery
 from ..domain.hooks.rules import HookAction
 from ..domain.notifications import DEFAULT_EVENTS, Subscription
 from ..domain.overrides import Override
+from ..domain.quotas import Quota, TopUp
 from ..domain.records import Event, IdempotencyClaim, Mutation, SessionRecord, idempotency_row
+from ..domain.schedules import Monthly, Schedule
 
 INDEX = "id"
 IDEMPOTENCY = "idem"
@@ -49,6 +55,10 @@ LEASE = "lease"
 NIGHTLY = "nightly"
 SUBSCRIPTION_PARTITION = "sub"  # one row per subscription, RowKey its id
 OVERRIDE_PARTITION = "override"  # one row per override, RowKey its id
+SCHEDULE_PARTITION = "schedule"  # one row per schedule, RowKey its id
+SCHEDULE_TICK = "schedules"  # the META row of the schedules' last timer run
+QUOTA_PARTITION = "quota"  # one row per quota, RowKey its id
+TOP_UPS_CHUNK = 15_000  # characters per top-ups column: at most 30K UTF-16 units, within a string property's 32K
 HOOK_PARTITION = "hook"  # one row per hook delivery, RowKey delivery_key(sender, delivery id)
 MAX_TICKS = 3155378975999999999  # .NET's DateTime.MaxValue in ticks: run rows sort newest first
 RUN_SCHEMA = 2  # 1: the API's CleanupReport as JSON in ``Report``; 2: our own columns (below)
@@ -79,7 +89,7 @@ _RECORD_FIELDS = {
     "elapsed_minutes": "ElapsedMinutes", "error_code": "ErrorCode", "error_message": "ErrorMessage",
     "stop_reason": "StopReason", "stopped_by": "StoppedBy", "idempotency_key": "IdempotencyKey",
     "callback_url": "CallbackUrl", "notified_status": "NotifiedStatus",
-    "warned": "Warned",
+    "warned": "Warned", "last_heartbeat": "LastHeartbeat",
     "event_count": "EventCount", "updated_at": "UpdatedAt",
 }
 
@@ -236,6 +246,66 @@ def override_from_entity(entity: dict[str, Any]) -> Override:
     return Override(id=entity["RowKey"], until=aware(entity["Until"]), created_at=aware(entity["CreatedAt"]),
                     session_id=entity.get("SessionId"), labels=json.loads(entity.get("Labels") or "{}"),
                     reason=entity.get("Reason"), requested_by=entity.get("RequestedBy"))
+
+
+def schedule_to_entity(schedule: Schedule) -> dict[str, Any]:
+    """A schedule's row: its collections as JSON columns (at most 100 exception dates: about 1.3K characters)."""
+    monthly = schedule.monthly
+    entity = {"PartitionKey": SCHEDULE_PARTITION, "RowKey": schedule.id, "Kind": "schedule",
+              "TimeZone": schedule.time_zone, "ReadyBy": schedule.ready_by.isoformat(),
+              "DurationMinutes": schedule.duration_minutes, "Size": schedule.size,
+              "Weekdays": _json(sorted(schedule.weekdays)) if schedule.weekdays else None,
+              "Monthly": _json({"nth": monthly.nth, "weekday": monthly.weekday}) if monthly else None,
+              "Exceptions": _json(sorted(d.isoformat() for d in schedule.exceptions)) if schedule.exceptions else None,
+              "Labels": _json(schedule.labels) if schedule.labels else None, "RequestedBy": schedule.requested_by,
+              "Fallbacks": _json(list(schedule.fallbacks)) if schedule.fallbacks else None,
+              "Enabled": schedule.enabled, "CreatedAt": schedule.created_at, "UpdatedAt": schedule.updated_at}
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def schedule_from_entity(entity: dict[str, Any]) -> Schedule:
+    monthly = json.loads(entity["Monthly"]) if entity.get("Monthly") else None
+    return Schedule(id=entity["RowKey"], time_zone=entity["TimeZone"], ready_by=time.fromisoformat(entity["ReadyBy"]),
+                    duration_minutes=int(entity["DurationMinutes"]), size=entity["Size"],
+                    created_at=aware(entity["CreatedAt"]), updated_at=aware(entity.get("UpdatedAt")),
+                    weekdays=frozenset(json.loads(entity.get("Weekdays") or "[]")),
+                    monthly=Monthly(monthly["nth"], monthly["weekday"]) if monthly else None,
+                    exceptions=frozenset(date.fromisoformat(d) for d in json.loads(entity.get("Exceptions") or "[]")),
+                    labels=json.loads(entity.get("Labels") or "{}"), requested_by=entity.get("RequestedBy"),
+                    fallbacks=tuple(json.loads(entity.get("Fallbacks") or "[]")),
+                    enabled=bool(entity.get("Enabled", True)))
+
+
+def schedule_tick_entity(at: datetime) -> dict[str, Any]:
+    return {"PartitionKey": META, "RowKey": SCHEDULE_TICK, "TickedAt": at}
+
+
+def quota_to_entity(quota: Quota) -> dict[str, Any]:
+    """A quota's row. Its top-ups (at most MAX_TOP_UPS, with free text) are one JSON text cut into columns
+    ``TopUps0``, ``TopUps1``, ... of TOP_UPS_CHUNK characters: a hundred top-ups with long reasons pass one string
+    property's 32K limit, never the entity's 1 MiB."""
+    top_ups = _json([{"minutes": t.minutes, "by": t.by, "at": t.at.isoformat(), "reason": t.reason}
+                     for t in quota.top_ups]) if quota.top_ups else ""
+    chunks = {f"TopUps{i}": top_ups[start:start + TOP_UPS_CHUNK]
+              for i, start in enumerate(range(0, len(top_ups), TOP_UPS_CHUNK))}
+    entity = {"PartitionKey": QUOTA_PARTITION, "RowKey": quota.id, "Kind": "quota", "Minutes": quota.minutes,
+              "Period": quota.period, "TimeZone": quota.time_zone, "CreatedAt": quota.created_at,
+              "RequestedBy": quota.requested_by, "Labels": _json(quota.labels) if quota.labels else None,
+              "Reason": quota.reason, **chunks}
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def quota_from_entity(entity: dict[str, Any]) -> Quota:
+    parts: list[str] = []
+    while f"TopUps{len(parts)}" in entity:
+        parts.append(entity[f"TopUps{len(parts)}"])
+    text = "".join(parts)
+    top_ups = tuple(TopUp(minutes=int(t["minutes"]), by=t["by"], at=datetime.fromisoformat(t["at"]),
+                          reason=t.get("reason")) for t in (json.loads(text) if text else []))
+    return Quota(id=entity["RowKey"], minutes=int(entity["Minutes"]), period=entity["Period"],
+                 time_zone=entity["TimeZone"], created_at=aware(entity["CreatedAt"]),
+                 requested_by=entity.get("RequestedBy"), labels=json.loads(entity.get("Labels") or "{}"),
+                 reason=entity.get("Reason"), top_ups=top_ups)
 
 
 def ticks(at: datetime) -> int:

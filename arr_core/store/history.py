@@ -33,7 +33,9 @@ from ..domain.hooks.deliveries import HookDelivery, delivery_key
 from ..domain.lifecycle import restore
 from ..domain.notifications import Subscription
 from ..domain.overrides import Override
+from ..domain.quotas import Quota
 from ..domain.records import RUN_MONTHS, Event, IdempotencyClaim, Mutation, SessionRecord, utcnow
+from ..domain.schedules import Schedule
 from ..errors import HistoryConflict, HistoryUnavailable
 from . import entities as rows
 from .continuation import decode_token, newest_ranges, page_filters, page_ranges, take_newest_page, take_page
@@ -96,6 +98,18 @@ class History(Protocol):
     async def add_override(self, override: Override) -> None: ...
     async def overrides(self) -> list[Override]: ...
     async def remove_override(self, override_id: str) -> Override | None: ...
+    async def add_quota(self, quota: Quota) -> None: ...
+    async def quotas(self) -> list[Quota]: ...
+    async def update_quota(self, quota_id: str, change: Callable[[Quota], Quota]) -> Quota | None: ...
+    async def remove_quota(self, quota_id: str) -> Quota | None: ...
+    async def add_schedule(self, schedule: Schedule) -> None: ...
+    async def schedule(self, schedule_id: str) -> Schedule | None: ...
+    async def schedules(self) -> list[Schedule]: ...
+    async def update_schedule(self, schedule_id: str,
+                              change: Callable[[Schedule], Schedule]) -> Schedule | None: ...
+    async def remove_schedule(self, schedule_id: str) -> Schedule | None: ...
+    async def schedules_ticked(self) -> datetime | None: ...
+    async def mark_schedules_ticked(self, at: datetime) -> None: ...
 
 
 class HistoryStore:
@@ -412,6 +426,84 @@ class HistoryStore:
     async def remove_override(self, override_id: str) -> Override | None:
         entity = await self._remove(rows.OVERRIDE_PARTITION, override_id)
         return rows.override_from_entity(entity) if entity is not None else None
+
+    # -- quotas of Ready-minutes --------------------------------------------------------------------------
+
+    async def add_quota(self, quota: Quota) -> None:
+        await self._call(self.table.insert, rows.quota_to_entity(quota))
+
+    async def quotas(self) -> list[Quota]:
+        return [rows.quota_from_entity(row) for row in await self.query(Query(rows.QUOTA_PARTITION))]
+
+    async def update_quota(self, quota_id: str, change: Callable[[Quota], Quota]) -> Quota | None:
+        """Replace a quota by ``change`` of its stored version if nobody replaced it since it was read (its ETag),
+        so that two top-ups at once both count; a lost race is read and changed again. None when there is no such
+        quota; what ``change`` raises is raised."""
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            entity = await self._call(self.table.get, rows.QUOTA_PARTITION, quota_id)
+            if entity is None:
+                return None
+            new = change(rows.quota_from_entity(entity))
+            try:
+                await self._call(self.table.replace, rows.quota_to_entity(new), entity.etag)
+            except (EntityChanged, EntityMissing):
+                continue
+            return new
+        msg = "quota update contention did not settle"
+        raise HistoryConflict(msg)
+
+    async def remove_quota(self, quota_id: str) -> Quota | None:
+        entity = await self._remove(rows.QUOTA_PARTITION, quota_id)
+        return rows.quota_from_entity(entity) if entity is not None else None
+
+    # -- schedules ("Ready by T") -------------------------------------------------------------------------
+
+    async def add_schedule(self, schedule: Schedule) -> None:
+        await self._call(self.table.insert, rows.schedule_to_entity(schedule))
+
+    async def schedule(self, schedule_id: str) -> Schedule | None:
+        entity = await self._call(self.table.get, rows.SCHEDULE_PARTITION, schedule_id)
+        return rows.schedule_from_entity(entity) if entity is not None else None
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule; a row that no longer reads as one (edited by hand) is logged and left out, so that the
+        others still run."""
+        found = []
+        for row in await self.query(Query(rows.SCHEDULE_PARTITION)):
+            try:
+                found.append(rows.schedule_from_entity(row))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("schedule row %s left out: %s", row.get("RowKey"), exc)
+        return found
+
+    async def update_schedule(self, schedule_id: str,
+                              change: Callable[[Schedule], Schedule]) -> Schedule | None:
+        """Replace a schedule by ``change`` of its stored version, if nobody replaced it since it was read (its
+        ETag); a lost race is read again and changed again. None when there is no such schedule."""
+        for _ in range(MAX_UPDATE_ATTEMPTS):
+            entity = await self._call(self.table.get, rows.SCHEDULE_PARTITION, schedule_id)
+            if entity is None:
+                return None
+            new = change(rows.schedule_from_entity(entity))
+            try:
+                await self._call(self.table.replace, rows.schedule_to_entity(new), entity.etag)
+            except (EntityChanged, EntityMissing):
+                continue
+            return new
+        msg = "schedule update contention did not settle"
+        raise HistoryConflict(msg)
+
+    async def remove_schedule(self, schedule_id: str) -> Schedule | None:
+        entity = await self._remove(rows.SCHEDULE_PARTITION, schedule_id)
+        return rows.schedule_from_entity(entity) if entity is not None else None
+
+    async def schedules_ticked(self) -> datetime | None:
+        """When the schedules' timer last ran (on any host); None before the first run."""
+        entity = await self._call(self.table.get, rows.META, rows.SCHEDULE_TICK)
+        return rows.aware(entity["TickedAt"]) if entity is not None else None
+
+    async def mark_schedules_ticked(self, at: datetime) -> None:
+        await self._call(self.table.replace, rows.schedule_tick_entity(at), None)
 
     async def _remove(self, partition: str, row: str) -> Entity | None:
         """Delete a row; it as it was, or None when there was none (a repeated DELETE)."""

@@ -6,12 +6,14 @@
 // tab forgets it), and sent only as the x-functions-key header of this app's API calls. It is never logged, never
 // written into the page, never put in a URL or a cookie. Locally (a host without keys) none is needed.
 //
-// Who you are: the name a person gives (in the start, stop and keep-overnight dialogs) is kept in localStorage and
-// sent as requestedBy. It is what the page knows of its user; the app records it as given.
+// Who you are: the name a person gives (in the start, stop, keep-overnight, override and claim dialogs) is kept in
+// localStorage and sent as requestedBy. It is what the page knows of its user; the app records it as given.
 //
 // Pacing: GET /api/sessions asks ARR each time, so it is read at most every 15 seconds, and not at all while the
-// page is hidden. Usage, history and cleanup runs come from Table Storage and are read every minute. A start is
-// followed through its ready monitor at the pace the app's Retry-After asks for.
+// page is hidden. GET /api/pools asks ARR too (which of a pool's sessions are Ready): it is read with it, at the same
+// pace. The overrides of the nightly shutdown (Table Storage) are read with them, so that the sessions they keep are
+// marked from the same moment. Usage, the budget, the schedules, history and cleanup runs come from Table Storage
+// and are read every minute. A start is followed through its ready monitor at the pace the app's Retry-After asks for.
 (() => {
   "use strict";
 
@@ -101,6 +103,9 @@
   const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
   const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
   const timeSecondsFormat = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+  const dayTimeFormat = new Intl.DateTimeFormat(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" });
+  const shortFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit",
+    minute: "2-digit" });
   const dayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", timeZone: "UTC" });
 
   const minutes = (n) => `${numberFormat.format(n)} min`;
@@ -114,6 +119,14 @@
     } catch {
       return `${amount.toFixed(2)} ${currency}`;
     }
+  }
+
+  // "the budget's 90% threshold is crossed" -> "The budget's 90% threshold is crossed." (a problem's detail, said
+  // as a sentence of its own).
+  function sentence(text) {
+    const t = String(text || "").trim();
+    if (!t) return "";
+    return t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? "" : ".");
   }
 
   // -- messages -----------------------------------------------------------------------------------------------------
@@ -148,6 +161,8 @@
     constructor(status, title, detail, retryAfter) {
       super(detail ? `${title}: ${detail}` : title);
       this.status = status;
+      this.title = title;
+      this.detail = detail || "";
       this.retryAfter = retryAfter;
     }
   }
@@ -164,8 +179,8 @@
   }
 
   // The answer, when it is a success (2xx); an ApiError otherwise. A 401 asks for the key.
-  async function request(pathOrLink, { method = "GET", params, body } = {}) {
-    const headers = { Accept: "application/json" };
+  async function request(pathOrLink, { method = "GET", params, body, extraHeaders } = {}) {
+    const headers = { ...(extraHeaders || {}), Accept: "application/json" };
     const sentKey = functionKey;
     if (sentKey) headers["x-functions-key"] = sentKey;
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -247,10 +262,17 @@
     functionKey = null;
     writeItem("session", KEY_ITEM, null);
     askForKey("forgotten");
-    for (const id of ["active", "history", "runs", "usage-table"]) $(id).tBodies[0].replaceChildren();
-    for (const id of ["day-chart", "size-chart"]) $(id).replaceChildren();
+    for (const id of ["active", "overrides", "pools", "schedules", "history", "runs", "usage-table"]) {
+      $(id).tBodies[0].replaceChildren();
+    }
+    for (const id of ["day-chart", "size-chart", "budget-bar"]) $(id).replaceChildren();
     state.sessions = new Map();
     state.loadedSessions = false;
+    state.overrides = [];
+    state.pools = [];
+    $("pools-panel").hidden = true;
+    $("schedules-panel").hidden = true;
+    $("budget").hidden = true;
     $("key-input").focus();
   }
 
@@ -279,6 +301,10 @@
     nightly: undefined,    // the list's nightlyShutdown: null (none configured) or {nextAt, timeZone}
     loadedSessions: false,
     readAt: 0,             // Date.now() of the list the table shows
+    overrides: [],         // the overrides of the nightly shutdown not yet ended, as last read (longest first)
+    overridesKnown: true,  // false: an app from before overrides (their route is a 404)
+    pools: [],             // the warm pools of ARR_POOLS, as last read
+    poolsKnown: true,      // false: an app from before warm pools (their route is a 404)
   };
 
   function statusPill(status) {
@@ -298,11 +324,46 @@
       el("span", { class: "small" }, `until ${timeFormat.format(end)}${soon ? " · ending soon" : ""}`));
   }
 
+  // The override that keeps a session out of the nightly shutdown now (the one that lasts longest), or null: one
+  // for its id, or one whose labels the session all has. The app decides the same way at each nightly stop.
+  function coveringOverride(session) {
+    const now = Date.now();
+    const labels = session.labels || {};
+    const found = state.overrides.filter((o) => new Date(o.until).getTime() > now && (o.sessionId
+      ? o.sessionId === session.id
+      : Object.keys(o.labels || {}).length > 0 && Object.entries(o.labels).every(([k, v]) => labels[k] === v)));
+    return found.reduce((best, o) => (!best || new Date(o.until) > new Date(best.until) ? o : best), null);
+  }
+
+  const nextNightlyAt = () => (state.nightly ? new Date(state.nightly.nextAt) : null);
+
+  // True when the next nightly shutdown leaves the session running: kept overnight, or an override lasts past it.
+  function passesTheNight(session, cover) {
+    const at = nextNightlyAt();
+    return Boolean(session.keepAlive || (cover && at && new Date(cover.until) > at));
+  }
+
+  // "nightly shutdown stops it Tue 09:00 PM" when that comes before its lease ends and nothing keeps it: the
+  // next automatic stop the page can tell (the lease end itself is the "until" above it).
+  function nightlyStopHint(session, cover) {
+    const at = nextNightlyAt();
+    if (!at || passesTheNight(session, cover)) return null;
+    if (session.status === "Ready" && session.remainingMinutes !== null
+      && state.readAt + session.remainingMinutes * 60000 <= at.getTime()) return null;
+    return el("span", { class: "small nightly-stop" }, el("br"),
+      `the nightly shutdown stops it ${dayTimeFormat.format(at)}`);
+  }
+
   function cell(label, ...content) {
     return el("td", { "data-label": label, role: "cell" }, ...content);
   }
 
   function activeRow(session) {
+    const cover = coveringOverride(session);
+    const tonight = state.nightly && state.overridesKnown && !passesTheNight(session, cover)
+      ? el("button", { type: "button", class: "secondary", "data-action": "override", "data-id": session.id },
+        "Keep", hidden(` session ${session.id}`), " tonight")
+      : null;
     const keep = session.keepAlive
       ? el("button", { type: "button", class: "secondary", "data-action": "keep", "data-id": session.id,
         "data-keep": "false" }, "Don't keep", hidden(` session ${session.id}`), " overnight")
@@ -311,16 +372,19 @@
     const actions = el("div", { class: "row-actions" },
       el("button", { type: "button", class: "secondary", "data-action": "extend", "data-id": session.id },
         "Extend", hidden(` session ${session.id}`)),
+      tonight,
       keep,
       el("button", { type: "button", class: "danger", "data-action": "stop", "data-id": session.id },
         "Stop", hidden(` session ${session.id}`)));
-    return el("tr", { "data-id": session.id, role: "row" },
+    return el("tr", { "data-id": session.id, "data-override": cover ? cover.id : null, role: "row" },
       el("th", { scope: "row", role: "rowheader", "data-label": "Session" },
         el("span", { class: "mono", text: session.id })),
       cell("Status", statusPill(session.status),
-        session.keepAlive ? el("span", { class: "small" }, " kept overnight") : null),
+        session.keepAlive ? el("span", { class: "small" }, " kept overnight") : null,
+        cover ? el("span", { class: "small covered" }, el("br"), `kept by an override until ${when(cover.until)}`)
+          : null),
       cell("Size", session.size || "—"),
-      cell("Time left", timeLeft(session)),
+      cell("Time left", timeLeft(session), nightlyStopHint(session, cover)),
       cell("Requested by", session.requestedBy || "not given"),
       cell("Actions", actions));
   }
@@ -400,6 +464,7 @@
     state.nightly = list.nightlyShutdown;
     renderNightly();
     renderActive();
+    renderOverrides();
     clearError("active sessions");
   }
 
@@ -553,8 +618,634 @@
     });
     $("active").addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
-      if (button) openDialog(button.dataset.action, button.dataset.id, button);
+      if (!button) return;
+      if (button.dataset.action === "override") openOverride(button.dataset.id);
+      else openDialog(button.dataset.action, button.dataset.id, button);
     });
+  }
+
+  // -- overrides of the nightly shutdown ------------------------------------------------------------------------------
+  const NIGHT_CATCH_UP_MS = 12 * 3600000;  // the app still does a missed nightly shutdown this long after its time
+  const DAY_MS = 24 * 3600000;
+  const LABEL_KEY = /^[A-Za-z0-9_.:-]{1,64}$/;
+  const overrideState = { sessionId: null, lifting: null };
+
+  function scopeText(o) {
+    if (o.sessionId) return `session ${o.sessionId}`;
+    return `sessions labelled ${Object.entries(o.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ")}`;
+  }
+
+  function leftText(iso) {
+    const m = Math.max(0, Math.floor((new Date(iso).getTime() - Date.now()) / 60000));
+    if (m >= 1440) return `${Math.floor(m / 1440)} d ${Math.floor((m % 1440) / 60)} h`;
+    return m >= 60 ? `${Math.floor(m / 60)} h ${m % 60} min` : minutes(m);
+  }
+
+  function overrideRow(o) {
+    const keeps = o.sessionId
+      ? el("span", {}, "Session ", el("span", { class: "mono", text: o.sessionId }))
+      : el("span", {}, "Sessions labelled ", el("span", { class: "mono",
+        text: Object.entries(o.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") }));
+    return el("tr", { "data-id": o.id, role: "row" },
+      el("th", { scope: "row", role: "rowheader", "data-label": "Keeps" }, keeps),
+      cell("Until", el("span", { class: "nowrap", text: when(o.until) }), el("br"),
+        el("span", { class: "small", text: `in ${leftText(o.until)}` })),
+      cell("Reason", o.reason || "not given"),
+      cell("Requested by", o.requestedBy || "not given"),
+      cell("Actions", el("button", { type: "button", class: "danger", "data-action": "lift", "data-id": o.id },
+        "Lift", hidden(` override ${o.id}`))));
+  }
+
+  function renderOverrides() {
+    const body = $("overrides").tBodies[0];
+    const now = Date.now();
+    const shown = state.overrides.filter((o) => new Date(o.until).getTime() > now);
+    const rows = shown.map(overrideRow);
+    if (rows.length === 0) {
+      rows.push(el("tr", { class: "empty", role: "row" }, el("td", { colSpan: 5, role: "cell",
+        text: state.nightly === null ? "No overrides."
+          : "No overrides: the nightly shutdown stops every session that is not kept overnight." })));
+    }
+    const focused = document.activeElement;
+    const focusId = focused && focused.dataset && focused.dataset.action === "lift" ? focused.dataset.id : null;
+    body.replaceChildren(...rows);
+    $("overrides-caption").textContent = `Overrides: ${shown.length}`;
+    if (focusId) {
+      const again = body.querySelector(`button[data-action="lift"][data-id="${CSS.escape(focusId)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  async function loadOverrides() {
+    if (!state.overridesKnown) return;
+    let list;
+    try {
+      list = await api("overrides");
+    } catch (error) {
+      if (error.status === 404 || error.status === 405) {  // an app from before overrides
+        state.overridesKnown = false;
+        state.overrides = [];
+        $("overrides-note").textContent = "This version of the app has no overrides of the nightly shutdown.";
+        $("override-open").hidden = true;
+        renderOverrides();
+        renderActive();
+        return;
+      }
+      throw error;
+    }
+    state.overrides = list.overrides;
+    renderOverrides();
+    renderActive();
+    clearError("overrides");
+  }
+
+  // The choices of "Until": through the next nightly shutdown (as a stop warning's keep-tonight link: until the
+  // app no longer does that night's shutdown), then whole days. Each as an instant, said in this browser's time.
+  function untilChoices() {
+    const now = Date.now();
+    const choices = [];
+    const at = nextNightlyAt();
+    if (at) {
+      const until = new Date(at.getTime() + NIGHT_CATCH_UP_MS);
+      choices.push([until, `Through the next shutdown: until ${shortFormat.format(until)}`]);
+    }
+    for (const [days, label] of [[1, "24 hours"], [3, "3 days"], [7, "7 days"], [30, "30 days"]]) {
+      const until = new Date(now + days * DAY_MS);
+      choices.push([until, `For ${label}: until ${shortFormat.format(until)}`]);
+    }
+    return choices;
+  }
+
+  // From a row's "Keep tonight" (sessionId given: that session) or the panel's "Add an override" (a choice of the
+  // active sessions, or labels).
+  function openOverride(sessionId) {
+    const dialog = $("override-dialog");
+    dialog.returnValue = "";
+    overrideState.sessionId = sessionId;
+    const scope = $("override-scope");
+    scope.replaceChildren(...[...state.sessions.keys()].sort().map((id) =>
+      el("option", { value: `session:${id}`, text: `Session ${id}` })),
+    el("option", { value: "labels", text: "Every session with these labels" }));
+    $("override-scope-field").hidden = Boolean(sessionId);
+    $("override-labels-field").hidden = Boolean(sessionId) || scope.value !== "labels";
+    $("override-labels").value = "";
+    $("override-labels").removeAttribute("aria-invalid");
+    $("override-labels").setCustomValidity("");
+    $("override-until").replaceChildren(...untilChoices().map(([until, label]) =>
+      el("option", { value: until.toISOString(), text: label })));
+    $("override-name").value = savedName();
+    $("override-reason").value = "";
+    const after = "then the override ends by itself. A session's lease still ends it."
+      + (state.nightly ? ` ${nightlyText(state.nightly)}` : "");
+    if (sessionId) {
+      $("override-title").textContent = `Keep session ${sessionId} tonight?`;
+      $("override-text").textContent = `The nightly shutdown will leave session ${sessionId} running until the time `
+        + `you choose; ${after}`;
+      $("override-confirm").textContent = "Keep through the shutdown";
+    } else {
+      $("override-title").textContent = "Add an override of the nightly shutdown";
+      $("override-text").textContent = "The nightly shutdown will leave these sessions (with labels: those started "
+        + `later too) running until the time you choose; ${after}`;
+      $("override-confirm").textContent = "Add override";
+    }
+    dialog.showModal();
+  }
+
+  // "team=viz, project=atrium" as labels; null (and the field marked) when it is not that.
+  function parseLabels(input) {
+    const labels = {};
+    const parts = input.value.split(",").map((p) => p.trim()).filter((p) => p);
+    for (const part of parts) {
+      const at = part.indexOf("=");
+      const key = at < 0 ? "" : part.slice(0, at).trim();
+      if (!LABEL_KEY.test(key)) {
+        input.setAttribute("aria-invalid", "true");
+        input.setCustomValidity(`“${part}” is not key=value (a key is 1-64 letters, digits, _ . : or -).`);
+        input.reportValidity();
+        return null;
+      }
+      labels[key] = part.slice(at + 1).trim();
+    }
+    if (parts.length === 0) {
+      input.setAttribute("aria-invalid", "true");
+      input.setCustomValidity("Enter at least one label: key=value.");
+      input.reportValidity();
+      return null;
+    }
+    return labels;
+  }
+
+  function focusAfterOverride(sessionId) {
+    const row = sessionId && $("active").querySelector(`tr[data-id="${CSS.escape(sessionId)}"]`);
+    const target = row ? row.querySelector('button[data-action="override"], button[data-action="keep"]') : null;
+    (target || (sessionId ? $("active-heading") : $("override-open"))).focus();
+  }
+
+  async function addOverride(body, sessionId) {
+    try {
+      const made = await api("overrides", { method: "POST", body });
+      state.overrides = [...state.overrides.filter((o) => o.id !== made.id), made]
+        .sort((a, b) => new Date(b.until) - new Date(a.until));
+      renderOverrides();
+      renderActive();
+      clearError("action");
+      announce(`The nightly shutdown leaves ${scopeText(made)} running until ${when(made.until)} (override `
+        + `${made.id}).`);
+    } catch (error) {
+      showError("action", `Could not add the override. ${error.message}`);
+    }
+    focusAfterOverride(sessionId);
+  }
+
+  async function liftOverride(id) {
+    const o = state.overrides.find((x) => x.id === id);
+    try {
+      const lifted = await api(`overrides/${encodeURIComponent(id)}`, { method: "DELETE" });
+      announce(`Override ${id} is lifted: the next nightly shutdown stops ${scopeText(lifted)}, unless it is kept `
+        + "overnight or another override keeps it.");
+      clearError("action");
+    } catch (error) {
+      if (error.status !== 404) {
+        showError("action", `Could not lift override ${id}. ${error.message}`);
+        const button = $("overrides").querySelector(`button[data-action="lift"][data-id="${CSS.escape(id)}"]`);
+        (button || $("overrides-heading")).focus();
+        return;
+      }
+      announce(`Override ${id} had already ended or been lifted${o ? ` (${scopeText(o)})` : ""}.`);
+    }
+    state.overrides = state.overrides.filter((x) => x.id !== id);
+    renderOverrides();
+    renderActive();
+    $("overrides-heading").focus();
+  }
+
+  function wireOverrides() {
+    const dialog = $("override-dialog");
+    const lift = $("lift-dialog");
+    for (const d of [dialog, lift]) {
+      d.addEventListener("click", (event) => {
+        if (event.target.closest("[data-close]")) d.close("cancel");
+      });
+    }
+    dialog.addEventListener("close", () => {  // cancelled: back to the button that opened it (rows are redrawn)
+      if (dialog.returnValue === "confirm") return;
+      if (overrideState.sessionId) returnFocus(overrideState.sessionId, "override");
+      else $("override-open").focus();
+    });
+    lift.addEventListener("close", () => {
+      if (lift.returnValue === "confirm" || !overrideState.lifting) return;
+      const button = $("overrides").querySelector(
+        `button[data-action="lift"][data-id="${CSS.escape(overrideState.lifting)}"]`);
+      (button || $("overrides-heading")).focus();
+    });
+    $("override-scope").addEventListener("change", () => {
+      $("override-labels-field").hidden = $("override-scope").value !== "labels";
+    });
+    $("override-labels").addEventListener("input", (event) => {
+      event.target.setCustomValidity("");
+      event.target.removeAttribute("aria-invalid");
+    });
+    $("override-open").addEventListener("click", () => openOverride(null));
+    $("override-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const body = {};
+      const sessionId = overrideState.sessionId;
+      const scope = $("override-scope").value;
+      if (sessionId) body.sessionId = sessionId;
+      else if (scope.startsWith("session:")) body.sessionId = scope.slice("session:".length);
+      else {
+        const labels = parseLabels($("override-labels"));
+        if (!labels) return;
+        body.labels = labels;
+      }
+      body.until = $("override-until").value;
+      const reason = $("override-reason").value.trim();
+      if (reason) body.reason = reason;
+      const name = takeName($("override-name"));
+      if (name) body.requestedBy = name;
+      dialog.close("confirm");
+      addOverride(body, sessionId || body.sessionId || null);
+    });
+    $("overrides").addEventListener("click", (event) => {
+      const button = event.target.closest('button[data-action="lift"]');
+      if (!button) return;
+      const o = state.overrides.find((x) => x.id === button.dataset.id);
+      if (!o) return;
+      overrideState.lifting = o.id;
+      lift.returnValue = "";
+      $("lift-text").textContent = `Override ${o.id} keeps ${scopeText(o)} out of the nightly shutdown until `
+        + `${when(o.until)}${o.requestedBy ? ` (asked by ${o.requestedBy})` : ""}. Once it is lifted, the next nightly `
+        + "shutdown stops what it keeps, unless kept overnight or by another override.";
+      lift.showModal();
+    });
+    $("lift-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      lift.close("confirm");
+      liftOverride(overrideState.lifting);
+    });
+  }
+
+  // -- warm pools ---------------------------------------------------------------------------------------------------
+  const DAY_NAMES = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  const CLAIM_ATTEMPTS = 2;  // a claim that got no answer (or a 429/502/503/504) is sent once more, same key
+  const claimState = { pool: null };
+
+  // "Mon–Fri", "Mon, Wed, Fri", "every day": three or more days in a row are joined.
+  function daysText(days) {
+    const known = DAY_NAMES.filter((d) => days.includes(d));
+    if (known.length === 7) return "every day";
+    if (known.length !== days.length) return days.join(", ");
+    const parts = [];
+    let run = [];
+    for (const day of [...DAY_NAMES, ""]) {
+      if (known.includes(day)) {
+        run.push(day);
+        continue;
+      }
+      if (run.length >= 3) parts.push(`${run[0]}–${run[run.length - 1]}`);
+      else parts.push(...run);
+      run = [];
+    }
+    return parts.join(", ");
+  }
+
+  // "Mon–Fri 08:30–18:00", "always", "Sat, Sun all day", "Mon–Fri 22:00–06:00 next day": in the pool's time zone.
+  function windowText(pool) {
+    const days = daysText(pool.days || []);
+    if (pool.opens === pool.closes) return days === "every day" ? "Always" : `${days}, all day`;
+    return `${days} ${pool.opens}–${pool.closes}${pool.closes < pool.opens ? " (to the next day)" : ""}`;
+  }
+
+  function poolRow(pool) {
+    const cost = money(pool.costPerHour, pool.currency);
+    return el("tr", { "data-pool": pool.name, role: "row" },
+      el("th", { scope: "row", role: "rowheader", "data-label": "Pool" },
+        el("span", { class: "mono", text: pool.name }), el("br"),
+        el("span", { class: "small", text: `${pool.size}, ${pool.count} warm` })),
+      cell("Window", el("span", { class: `pill ${pool.open ? "pill-ready" : "pill-stopped"}`,
+        text: pool.open ? "Open" : "Closed" }), el("br"),
+      el("span", { text: windowText(pool) }), el("br"),
+      el("span", { class: "small", text: pool.timeZone })),
+      el("td", { class: "num", "data-label": "Ready", role: "cell", "data-ready": pool.ready,
+        text: numberFormat.format(pool.ready) }),
+      el("td", { class: "num", "data-label": "Starting", role: "cell", text: numberFormat.format(pool.starting) }),
+      el("td", { class: "num", "data-label": "Claimed", role: "cell", text: numberFormat.format(pool.claimed) }),
+      cost === null
+        ? el("td", { class: "num muted", "data-label": "Cost per hour", role: "cell", "data-cost": "unknown" },
+          "not known", hidden(": no rate set"))
+        : el("td", { class: "num", "data-label": "Cost per hour", role: "cell", text: `${cost} an hour` }),
+      cell("Actions", el("button", { type: "button", "data-action": "claim", "data-pool": pool.name },
+        "Claim", hidden(` a session from pool ${pool.name}`))));
+  }
+
+  function renderPools() {
+    const panel = $("pools-panel");
+    panel.hidden = !state.poolsKnown || state.pools.length === 0;  // no ARR_POOLS: nothing to show
+    if (panel.hidden) return;
+    const body = $("pools").tBodies[0];
+    const focused = document.activeElement;
+    const focusPool = focused && focused.dataset && focused.dataset.action === "claim" ? focused.dataset.pool : null;
+    body.replaceChildren(...state.pools.map(poolRow));
+    const open = state.pools.filter((p) => p.open).length;
+    $("pools-caption").textContent = `Warm pools: ${state.pools.length}, ${open} open`;
+    if (focusPool) {
+      const again = body.querySelector(`button[data-action="claim"][data-pool="${CSS.escape(focusPool)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  async function loadPools() {
+    if (!state.poolsKnown) return;
+    let list;
+    try {
+      list = await api("pools");
+    } catch (error) {
+      if (error.status === 404 || error.status === 405) {  // an app from before warm pools
+        state.poolsKnown = false;
+        state.pools = [];
+        renderPools();
+        return;
+      }
+      throw error;
+    }
+    state.pools = list.pools;
+    renderPools();
+    clearError("warm pools");
+  }
+
+  function claimStatus(text, kind) {
+    $("claim-status").hidden = false;
+    $("claim-status").className = `start-status ${kind}`.trim();
+    $("claim-status-text").textContent = text;
+    $("claim-status").focus();
+  }
+
+  function openClaim(name) {
+    const pool = state.pools.find((p) => p.name === name);
+    if (!pool) return;
+    claimState.pool = name;
+    const dialog = $("claim-dialog");
+    dialog.returnValue = "";
+    $("claim-title").textContent = `Claim a session from pool ${name}?`;
+    const cost = money(pool.costPerHour, pool.currency);
+    $("claim-text").textContent = `${pool.ready} ${pool.size} ${pool.ready === 1 ? "session is" : "sessions are"} `
+      + `Ready in pool ${name} now. The one you claim is yours at once: in history and usage, with at least the `
+      + "lease you ask for, and billed until it is stopped (stop it in Active sessions when you are done). The pool "
+      + `starts a replacement.${cost === null ? "" : ` A ${pool.size} session costs ${money(pool.costPerHour
+        / pool.count, pool.currency)} an hour.`}`;
+    for (const input of [$("claim-lease"), $("claim-name")]) {
+      input.removeAttribute("aria-invalid");
+      input.setCustomValidity("");
+    }
+    $("claim-lease").value = "";
+    $("claim-name").value = savedName();
+    dialog.showModal();
+  }
+
+  function newKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return `dashboard-${crypto.randomUUID()}`;
+    const bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return `dashboard-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+
+  // One claim, with an Idempotency-Key of its own: sent again (same key, same body) when no answer came or the app
+  // answered "not now", so that it never takes a second session.
+  async function sendClaim(name, body) {
+    const key = newKey();
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await api(`pools/${encodeURIComponent(name)}/claim`, {
+          method: "POST", body, extraHeaders: { "Idempotency-Key": key },
+        });
+      } catch (error) {
+        if (attempt >= CLAIM_ATTEMPTS || ![0, 429, 502, 503, 504].includes(error.status)) throw error;
+        await sleep(Math.min(10, Math.max(2, error.retryAfter || 0)) * 1000);
+      }
+    }
+  }
+
+  async function claimPool(name, body) {
+    const button = $("pools").querySelector(`button[data-action="claim"][data-pool="${CSS.escape(name)}"]`);
+    if (button) button.disabled = true;
+    claimStatus(`Claiming a session from pool ${name}…`, "");
+    try {
+      const session = await sendClaim(name, body);
+      state.sessions.set(session.id, session);
+      state.readAt = Date.now();
+      renderActive();
+      const pool = state.pools.find((p) => p.name === name);
+      if (pool) {  // until the next read: one fewer Ready, one more claimed
+        pool.ready = Math.max(0, pool.ready - 1);
+        pool.claimed += 1;
+      }
+      renderPools();
+      clearError("action");
+      const left = session.remainingMinutes === null ? "" : `, ${minutes(session.remainingMinutes)} left on its lease`;
+      const where = session.hostname ? ` Connect to ${session.hostname}:${session.handshakePort}.` : "";
+      claimStatus(`Session ${session.id} from pool ${name} is yours (${session.requestedBy || body.requestedBy}): `
+        + `${session.status}${left}.${where} It is billed until it is stopped: stop it in Active sessions when you `
+        + "are done.", "ok");
+      $("claim-status").dataset.session = session.id;
+      announce(`Session ${session.id} from pool ${name} is yours.`);
+      refreshTables();
+    } catch (error) {
+      if (error.status === 409 && error.title === "Pool empty") {
+        claimStatus(`No session claimed: pool ${name} has none Ready now. ${error.detail || ""}`
+          + `${error.retryAfter ? ` Try again in ${error.retryAfter} s.` : ""}`, "bad");
+        announce(`No session claimed: pool ${name} has none Ready now.`);
+      } else {
+        claimStatus(`Could not claim a session from pool ${name}. ${error.message}`, "bad");
+        announce(`Could not claim a session from pool ${name}.`);
+      }
+    } finally {
+      const again = $("pools").querySelector(`button[data-action="claim"][data-pool="${CSS.escape(name)}"]`);
+      if (again) again.disabled = false;
+    }
+  }
+
+  function wirePools() {
+    const dialog = $("claim-dialog");
+    dialog.addEventListener("click", (event) => {
+      if (event.target.closest("[data-close]")) dialog.close("cancel");
+    });
+    dialog.addEventListener("close", () => {
+      if (dialog.returnValue === "confirm") return;
+      const button = $("pools").querySelector(`button[data-action="claim"][data-pool="${CSS.escape(claimState.pool
+        || "")}"]`);
+      (button || $("pools-heading")).focus();
+    });
+    for (const input of [$("claim-lease"), $("claim-name")]) {
+      input.addEventListener("input", (event) => {
+        event.target.setCustomValidity("");
+        event.target.removeAttribute("aria-invalid");
+      });
+    }
+    $("pools").addEventListener("click", (event) => {
+      const button = event.target.closest('button[data-action="claim"]');
+      if (button) openClaim(button.dataset.pool);
+    });
+    $("claim-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const lease = $("claim-lease");
+      const body = {};
+      if (lease.value.trim() !== "") {
+        const n = Number(lease.value);
+        if (!Number.isInteger(n) || n < 1 || n > 1440) {
+          lease.setAttribute("aria-invalid", "true");
+          lease.setCustomValidity("Enter whole minutes from 1 to 1440, or leave it empty for the app's default.");
+          lease.reportValidity();
+          return;
+        }
+        body.leaseMinutes = n;
+      }
+      const nameInput = $("claim-name");
+      const name = nameInput.value.trim();
+      if (!name) {
+        nameInput.setAttribute("aria-invalid", "true");
+        nameInput.setCustomValidity("Enter your name: the session becomes yours.");
+        nameInput.reportValidity();
+        return;
+      }
+      body.requestedBy = takeName(nameInput);
+      dialog.close("confirm");
+      claimPool(claimState.pool, body);
+    });
+    $("claim-status-close").addEventListener("click", () => {
+      $("claim-status").hidden = true;
+      $("pools-heading").focus();
+    });
+  }
+
+  // -- the monthly budget -------------------------------------------------------------------------------------------
+  const ACTIONS = { notify: "a warning", "refuse-starts": "new starts refused", "stop-all": "every session stopped" };
+
+  function monthText(budget) {
+    try {
+      return new Intl.DateTimeFormat(undefined, { month: "long", year: "numeric", timeZone: "UTC" })
+        .format(new Date(`${budget.month}-01T00:00:00Z`));
+    } catch {
+      return budget.month;
+    }
+  }
+
+  // A bar of the month's spend against the amount (up to 100%), with a mark at each threshold.
+  function drawBudgetBar(budget) {
+    const box = $("budget-bar");
+    const width = Math.max(240, Math.floor(box.clientWidth || 600));
+    const height = 22;
+    const share = Math.min(100, Math.max(0, budget.percent));
+    const bar = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+      "aria-labelledby": "budget-bar-title", class: "budget-meter" });
+    bar.append(svg("title", { id: "budget-bar-title" }, `${budget.percent}% of the month's budget spent`));
+    bar.append(svg("rect", { x: 0, y: 3, width, height: 16, rx: 3, class: "track" }));
+    bar.append(svg("rect", { x: 0, y: 3, width: (width * share) / 100, height: 16, rx: 3,
+      class: `spent${budget.refusingStarts ? " over" : ""}` }));
+    for (const t of budget.thresholds) {
+      const x = Math.min(width - 1, (width * Math.min(100, t.percent)) / 100);
+      bar.append(svg("line", { x1: x, x2: x, y1: 0, y2: height, class: `mark${t.crossed ? " crossed" : ""}`,
+        "data-percent": t.percent }));
+    }
+    box.replaceChildren(bar);
+  }
+
+  let lastBudget = null;
+  const budgetState = { none: false };  // the app said it has no budget (404): asked again on "Refresh now" only
+
+  function renderBudget(budget) {
+    lastBudget = budget;
+    const box = $("budget");
+    if (!budget) {
+      box.hidden = true;
+      return;
+    }
+    box.hidden = false;
+    box.dataset.percent = budget.percent;
+    box.dataset.refusing = String(budget.refusingStarts);
+    const spent = money(budget.spent, budget.currency);
+    const amount = money(budget.amount, budget.currency);
+    $("budget-text").textContent = `Budget for ${monthText(budget)} (${budget.timeZone}): ${spent} of ${amount} `
+      + `spent, ${budget.percent}%. `
+      + (budget.refusingStarts ? "New starts are refused until the month ends." : "Starts are allowed.");
+    $("budget-text").className = budget.refusingStarts ? "warn" : "";
+    const marks = budget.thresholds.map((t) => `${t.percent}%: ${ACTIONS[t.action] || t.action}`
+      + (t.crossed ? " (crossed)" : ""));
+    const unpriced = budget.unpricedMinutes
+      ? ` ${minutes(budget.unpricedMinutes)} of sizes without a rate are not in the spend.` : "";
+    $("budget-thresholds").textContent = `Thresholds: ${marks.join("; ")}.${unpriced}`;
+    drawBudgetBar(budget);
+  }
+
+  // A budget comes and goes only with the app's settings (ARR_BUDGET), that is with a restart: after a 404 the page
+  // does not ask every minute again (each 404 is a failed request in the browser's console), only when asked to.
+  async function loadBudget({ again = false } = {}) {
+    if (budgetState.none && !again) return;
+    try {
+      renderBudget(await api("budget"));
+      budgetState.none = false;
+    } catch (error) {
+      if (error.status === 404 || error.status === 405) {  // no ARR_BUDGET (or an app from before budgets)
+        budgetState.none = true;
+        renderBudget(null);
+        clearError("budget");
+        return;
+      }
+      throw error;
+    }
+    clearError("budget");
+  }
+
+  // -- schedules ------------------------------------------------------------------------------------------------------
+  const scheduleState = { known: true };  // false: an app from before schedules (their route is a 404)
+
+  // An instant of a schedule's in its own time zone: "Tue, Dec 8, 09:00 GMT+1" (or only "08:49" with timeOnly).
+  function zoned(iso, timeZone, timeOnly) {
+    const options = timeOnly ? { hour: "2-digit", minute: "2-digit", hourCycle: "h23" }
+      : { weekday: "short", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+        timeZoneName: "short" };
+    try {
+      return new Intl.DateTimeFormat(undefined, { ...options, timeZone }).format(new Date(iso));
+    } catch {
+      return `${dateTimeFormat.format(new Date(iso))} (your time)`;  // a zone this browser does not know
+    }
+  }
+
+  function scheduleRow(s) {
+    const next = s.next;
+    const nextCell = next
+      ? cell("Next session", el("span", { class: "nowrap", text: zoned(next.readyBy, s.timeZone) }), el("br"),
+        el("span", { class: "small", text: `created at ${zoned(next.createAt, s.timeZone, true)}, `
+          + `${numberFormat.format(next.leadMinutes)} min ahead, as ` }),
+        el("span", { class: "mono small", text: next.sessionId }))
+      : cell("Next session", el("span", { class: "muted", text: s.enabled ? "None" : "None: the schedule is disabled" }));
+    return el("tr", { "data-id": s.id, role: "row" },
+      el("th", { scope: "row", role: "rowheader", "data-label": "Schedule" },
+        el("span", { text: s.description }), el("br"), el("span", { class: "mono small", text: s.id })),
+      nextCell,
+      cell("Ready by", el("span", { text: s.readyBy }), el("br"),
+        el("span", { class: "small", text: `for ${minutes(s.durationMinutes)}` })),
+      cell("Time zone", s.timeZone),
+      cell("Requested by", s.requestedBy || "not given"));
+  }
+
+  async function loadSchedules() {
+    if (!scheduleState.known) return;
+    let list;
+    try {
+      list = await api("schedules");
+    } catch (error) {
+      if (error.status === 404 || error.status === 405) {  // an app from before schedules
+        scheduleState.known = false;
+        $("schedules-panel").hidden = true;
+        return;
+      }
+      throw error;
+    }
+    $("schedules-panel").hidden = list.schedules.length === 0;  // none made: nothing to show
+    $("schedules").tBodies[0].replaceChildren(...list.schedules.map(scheduleRow));
+    $("schedules-caption").textContent = `Schedules: ${list.schedules.length}, local times from `
+      + `${list.timeZoneDatabase}`;
+    clearError("schedules");
   }
 
   // -- start, and follow it until Ready ---------------------------------------------------------------------------
@@ -665,6 +1356,13 @@
       await followStart(session, link, retryAfterSeconds(response, 10));
     } catch (error) {
       $("start-open").disabled = false;
+      if (error.status === 409 && error.title === "Budget exceeded") {  // the app's detail says which and how much
+        startStatus(`Could not start a session: the monthly budget refuses new starts. ${sentence(error.detail)}`,
+          { done: true, kind: "bad" });
+        announce("Could not start a session: the monthly budget refuses new starts.");
+        loadBudget({ again: true }).catch(reportFailure("budget"));
+        return;
+      }
       startStatus(`Could not start a session. ${error.message}`, { done: true, kind: "bad" });
       announce("Could not start a session.");
     }
@@ -1044,8 +1742,10 @@
     };
   }
 
-  function refreshTables() {
+  function refreshTables({ manual = false } = {}) {
     return Promise.allSettled([loadUsage().catch(reportFailure("usage")),
+      loadBudget({ again: manual }).catch(reportFailure("budget")),
+      loadSchedules().catch(reportFailure("schedules")),
       (historyState.pages <= 1 ? loadHistory() : Promise.resolve()).catch(reportFailure("history")),
       loadRuns().catch(reportFailure("cleanup runs"))]);
   }
@@ -1068,10 +1768,12 @@
         clock.sessionsEvery = Math.min(MAX_BACKOFF_MS, Math.max(SESSIONS_EVERY_MS, wait));
         reportFailure("active sessions")(error);
       }));
+      jobs.push(loadOverrides().catch(reportFailure("overrides")));
+      jobs.push(loadPools().catch(reportFailure("warm pools")));
     }
     if (manual || now - clock.othersAt >= OTHERS_EVERY_MS) {
       clock.othersAt = now;
-      jobs.push(refreshTables());
+      jobs.push(refreshTables({ manual }));
     }
     await Promise.allSettled(jobs);
     if (epoch !== keyState.epoch) return;  // a newer key's refresh owns the clock now
@@ -1098,11 +1800,16 @@
   let resizeTimer = null;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(drawUsage, 150);
+    resizeTimer = setTimeout(() => {
+      drawUsage();
+      if (lastBudget) drawBudgetBar(lastBudget);
+    }, 150);
   });
 
   wireKey();
   wireDialogs();
+  wireOverrides();
+  wirePools();
   wireStart();
   wireHistory();
   $("refresh").addEventListener("click", () => refresh({ manual: true }));

@@ -206,3 +206,19 @@ def test_the_documented_hook_rules_are_rules_the_app_accepts() -> None:
     rules = parse_rules(example.group(1))
     assert {rule.action.kind for rule in rules} == {"start", "stop", "stopAll", "extend"}
     assert AppSettings.from_env({"ARR_HOOK_RULES": example.group(1)}).rules == rules
+
+
+def test_the_documented_pools_and_budget_are_settings_the_app_accepts() -> None:
+    """Every json block of docs/operations.md is a setting's example a user copies (ARR_POOLS, ARR_BUDGET): each
+    loads, as the app would load it."""
+    from arr_core.services.settings import AppSettings
+
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```json\n(.*?)^```$", text, re.MULTILINE | re.DOTALL)
+    pools = [b for b in blocks if b.lstrip().startswith("[")]
+    budgets = [b for b in blocks if '"amount"' in b]
+    assert len(pools) == 1 and len(budgets) == 1 and len(blocks) == 2, blocks
+    settings = AppSettings.from_env({"ARR_POOLS": pools[0], "ARR_BUDGET": budgets[0]})
+    assert [p.name for p in settings.pools] == ["design-review"]
+    assert settings.budget is not None and [t.action.value for t in settings.budget.thresholds] == [
+        "notify", "refuse-starts", "stop-all"]

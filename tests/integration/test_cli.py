@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +280,11 @@ def test_service_errors_exit_3_with_the_ms_cv(emulator: Emulator, tmp_path: Path
 
 
 @pytest.mark.parametrize("args", [["history"], ["usage", "--by", "size"], ["cleanup", "--dry-run"], ["events", "x"],
-                                  ["keep-alive", "x"], ["keep-alive", "x", "--off"]])
+                                  ["keep-alive", "x"], ["keep-alive", "x", "--off"], ["override", "list"],
+                                  ["override", "add", "--session", "x", "--until", "3h"],
+                                  ["override", "remove", "ovr-0123456789ab"], ["pool", "list"],
+                                  ["pool", "claim", "x"], ["budget"], ["schedule", "list"],
+                                  ["schedule", "remove", "sch-0123456789ab"]])
 def test_what_only_the_app_knows_needs_the_app(emulator: Emulator, tmp_path: Path, args: list[str]) -> None:
     result = cli(*args, env=direct_env(emulator), cwd=tmp_path)
     assert result.code == 2, result
@@ -519,6 +524,421 @@ def test_keep_alive_changes_after_the_start(app_host: Host, emulator: Emulator, 
     changes = [(e["actor"], e["detail"]) for e in events if e["type"] == "keepAlive"]
     assert changes == [("ana", {"keepAlive": True, "reason": "demo tomorrow"}),
                        (getpass.getuser(), {"keepAlive": False, "reason": None})], events
+
+
+def nightly_cleanup(host: Host) -> dict[str, Any]:
+    """The nightly shutdown now, through the API (``POST /api/cleanup?mode=nightly``): what it stopped and kept."""
+    with host.client() as http:
+        answer = http.post("/api/cleanup", params={"mode": "nightly"})
+    assert answer.status_code == 200, answer.text[:300]
+    report = answer.json()
+    return {"stopped": {a["id"] for a in report["stopped"]}, "kept": {a["id"]: a["reason"] for a in report["kept"]}}
+
+
+def test_overrides_from_the_cli_keep_sessions_through_the_nightly_shutdown_until_lifted(
+        app_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    """override add (a session for a duration, a label scope until an ISO time with an offset), list, remove: the
+    nightly shutdown, run through the API, keeps what an override covers and stops it once the override is lifted."""
+    emulator.reset(startupSeconds=60)
+    env = app_env(app_host)
+    for sid, labels in (("cli-ovr-kept", []), ("cli-ovr-scoped", ["--label", "team=night-shift"]),
+                        ("cli-ovr-plain", ["--label", "team=day-shift"])):
+        assert cli("start", "--id", sid, "--lease", "60", *labels, env=env, cwd=tmp_path).code == 0
+
+    before = datetime.now(UTC)
+    added = cli("override", "add", "--session", "cli-ovr-kept", "--until", "12h", "--reason", "render overnight",
+                "--requested-by", "ana", env=env, cwd=tmp_path)
+    assert added.code == 0, added
+    kept_id = re.match(r"Override (ovr-[0-9a-f]{12}): the nightly shutdown leaves session cli-ovr-kept running "
+                       r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(its lease still ends it\)\.\n", added.out)
+    assert kept_id, added
+    kept_id = kept_id.group(1)
+    assert f"Lift it with: arr-sessions override remove {kept_id}\n" in added.out
+    assert re.search(r"^Reason\s+render overnight$", added.out, re.MULTILINE), added
+    assert re.search(r"^Until\s+.* UTC \(1[12] h \d+ min left\)$", added.out, re.MULTILINE), added
+
+    scope_until = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0)
+    given = scope_until.astimezone(timezone(timedelta(hours=2))).strftime("%Y-%m-%dT%H:%M+02:00")  # an offset of its own
+    scoped = cli("override", "add", "--label", "team=night-shift", "--until", given, "--json", env=env, cwd=tmp_path)
+    assert scoped.code == 0, scoped
+    scope = scoped.json
+    assert (scope["labels"], scope["sessionId"], scope["requestedBy"]) == ({"team": "night-shift"}, None,
+                                                                          getpass.getuser())
+    assert datetime.fromisoformat(scope["until"]) == scope_until  # the offset was read, not dropped
+
+    with app_host.client() as http:  # what the app keeps: the 12 hours counted from when the command ran
+        stored = {o["id"]: o for o in http.get("/api/overrides").json()["overrides"]}
+    assert {kept_id, scope["id"]} <= set(stored)
+    assert stored[kept_id]["sessionId"] == "cli-ovr-kept" and stored[kept_id]["requestedBy"] == "ana"
+    twelve = datetime.fromisoformat(stored[kept_id]["until"]) - before
+    assert timedelta(hours=12) - timedelta(seconds=1) <= twelve <= timedelta(hours=12, seconds=30), twelve
+
+    listed = cli("override", "list", env=env, cwd=tmp_path)
+    assert listed.code == 0, listed
+    lines = listed.out.splitlines()
+    assert lines[0] == "Overrides of the nightly shutdown" and lines[1].split() == [
+        "ID", "Keeps", "Until", "(UTC)", "Left", "Requested", "by", "Reason"], listed
+    rows = [line for line in lines if line.startswith(("ovr-",))]
+    mine = [row for row in rows if row.startswith((kept_id, scope["id"]))]
+    assert mine[0].startswith(scope["id"]) and mine[1].startswith(kept_id), listed  # the longest first
+    assert re.fullmatch(rf"{scope['id']}\s+sessions labelled team=night-shift\s+{scope_until:%Y-%m-%d %H:%M}\s+"
+                        rf"(1 d 23 h|2 d 0 h)\s+{re.escape(getpass.getuser())}", mine[0]), listed
+    assert re.fullmatch(rf"{kept_id}\s+session cli-ovr-kept\s+\d{{4}}-\d\d-\d\d \d\d:\d\d\s+1[12] h \d+ min\s+ana\s+"
+                        r"render overnight", mine[1]), listed
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert {kept_id, scope["id"]} <= {o["id"] for o in cli("override", "list", "--json", env=env,
+                                                         cwd=tmp_path).json["overrides"]}
+
+    night = nightly_cleanup(app_host)
+    assert "cli-ovr-plain" in night["stopped"], night
+    assert "cli-ovr-kept" not in night["stopped"] and "cli-ovr-scoped" not in night["stopped"], night
+    assert night["kept"]["cli-ovr-kept"].startswith(f"override {kept_id} until "), night
+    assert night["kept"]["cli-ovr-kept"].endswith("by ana: render overnight"), night
+    assert night["kept"]["cli-ovr-scoped"].startswith(f"override {scope['id']} until "), night
+
+    lifted = cli("override", "remove", kept_id, env=env, cwd=tmp_path)
+    assert lifted.code == 0, lifted
+    assert lifted.out.startswith(f"Lifted override {kept_id}: the next nightly shutdown stops session cli-ovr-kept, "
+                                 "unless keepAlive or another override keeps it.\n"), lifted
+    assert kept_id not in {o["id"] for o in cli("override", "list", "--json", env=env, cwd=tmp_path).json["overrides"]}
+    again = cli("override", "remove", kept_id, env=env, cwd=tmp_path)
+    assert again.code == 3, again
+    assert again.err.startswith(f"Error: lifting override {kept_id}: Override not found"), again
+    assert "lifted already, ended by itself, or never made" in again.err
+
+    night = nightly_cleanup(app_host)
+    assert "cli-ovr-kept" in night["stopped"] and "cli-ovr-scoped" not in night["stopped"], night
+    gone = cli("override", "remove", scope["id"], "--json", env=env, cwd=tmp_path)
+    assert gone.code == 0 and gone.json["id"] == scope["id"], gone
+    assert "cli-ovr-scoped" in nightly_cleanup(app_host)["stopped"]
+    assert cli("override", "list", env=env, cwd=tmp_path).out == (
+        "No overrides: the nightly shutdown stops every session not kept alive.\n")
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["override", "add", "--until", "3h"], "give exactly one of --session ID and --label KEY=VALUE"),
+    (["override", "add", "--session", "s1", "--label", "a=b", "--until", "3h"], "give exactly one of --session"),
+    (["override", "add", "--session", "s1", "--until", "tomorrow 09:00"], "--until must be a duration from now"),
+    (["override", "add", "--session", "s1", "--until", "2020-01-01T09:00"], "--until must be in the future"),
+    (["override", "add", "--session", "s1", "--until", "0h"], "--until must be later than now"),
+    (["override", "add", "--session", "not a valid id", "--until", "1h"], "--session must be 1-256 letters"),
+    (["override", "add", "--label", "team", "--until", "1h"], "--label must be KEY=VALUE"),
+    (["override", "add", "--session", "s1"], "Missing option '--until'"),
+    (["override", "remove", "../cleanup"], "ID must be an override id, 'ovr-' and 12 hex digits"),
+])
+def test_override_usage_errors_exit_2_before_anything_is_sent(app_host: Host, tmp_path: Path, args: list[str],
+                                                              words: str) -> None:
+    result = cli(*args, "-v", env=app_env(app_host), cwd=tmp_path)
+    assert result.code == 2, result
+    assert words in result.err, result
+    assert "app POST" not in result.err and "app DELETE" not in result.err, result  # -v logs every call
+
+
+def test_the_apps_limit_on_an_override_is_said_as_the_app_says_it(app_host: Host, tmp_path: Path) -> None:
+    result = cli("override", "add", "--session", "s1", "--until", "40d", env=app_env(app_host), cwd=tmp_path)
+    assert result.code == 3, result
+    assert result.err.startswith("Error: adding the override: Invalid request - until must be at most 31 days ahead"), \
+        result
+
+
+# -- issue 22: warm pools and the budget -------------------------------------------------------------------------
+
+EVERY_DAY = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+BUDGET = {"amount": 1, "timeZone": "UTC", "thresholds": [{"percent": 50, "action": "notify"},
+                                                         {"percent": 90, "action": "refuse-starts"}]}
+
+
+def closed_days() -> list[str]:
+    """Days of the week that are not yesterday, today or tomorrow (UTC): a window on them is closed now, in any
+    time zone."""
+    today = datetime.now(UTC).weekday()
+    return [day for i, day in enumerate(EVERY_DAY) if (i - today) % 7 not in (0, 1, 6)]
+
+
+@pytest.fixture(scope="module")
+def pool_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
+    """An app with two warm pools: `cli-warm`, open all day every day, and `cli-shut`, whose window is closed today."""
+    pools = [{"name": "cli-warm", "count": 2, "size": "Standard", "from": "00:00", "to": "00:00", "days": EVERY_DAY,
+              "timeZone": "UTC"},
+             {"name": "cli-shut", "count": 1, "size": "Premium", "from": "08:30", "to": "18:00",
+              "days": closed_days(), "timeZone": "Europe/Berlin"}]
+    host = start_host(function_app_env(emulator_process, azurite, f"{table_name}pools", ARR_POOLS=json.dumps(pools),
+                                       ARR_RATE_STANDARD_PER_HOUR="6"), "function_app", "--no-timers")
+    yield host
+    stop_process(host.process)
+
+
+@pytest.fixture(scope="module")
+def budget_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
+    """An app with a budget of 1.00 a month (Standard at 6.00 an hour: 10 minutes spend it): a warning at 50%, starts
+    refused from 90%."""
+    host = start_host(function_app_env(emulator_process, azurite, f"{table_name}budget", ARR_BUDGET=json.dumps(BUDGET),
+                                       ARR_RATE_STANDARD_PER_HOUR="6"), "function_app", "--no-timers")
+    yield host
+    stop_process(host.process)
+
+
+@contextlib.contextmanager
+def answer_losing_proxy(upstream: str) -> Iterator[tuple[str, list[tuple[str, str | None]], list[dict[str, Any]]]]:
+    """A proxy in front of the app that passes every call on, except that it hangs up on the first claim without
+    its answer, after the app has claimed (as a connection lost on the way back does). Yields its URL, the claims it
+    saw (path, Idempotency-Key) and the answers it kept from the command."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    claims: list[tuple[str, str | None]] = []
+    lost: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length",
+                                                                                   "connection")}
+            answer = httpx.request(self.command, f"{upstream}{self.path}", headers=headers, content=body, timeout=60)
+            if self.path.split("?")[0].endswith("/claim"):
+                claims.append((self.path, self.headers.get("Idempotency-Key")))
+                if len(claims) == 1:
+                    lost.append(answer.json())
+                    self.close_connection = True
+                    return  # hang up: the command gets no answer
+            self.send_response(answer.status_code)
+            for name, value in answer.headers.items():
+                if name.lower() not in ("content-length", "connection", "transfer-encoding", "content-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_POST = _forward
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", claims, lost
+    finally:
+        server.shutdown()
+
+
+def pool_row(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith(f"{name} "))
+
+
+def test_pools_listed_and_claimed_from_the_cli_and_a_lost_answer_never_claims_twice(
+        pool_host: Host, emulator: Emulator, tmp_path: Path) -> None:
+    """`pool list` shows each pool (open or closed, Ready, starting, claimed, window, cost per hour); `pool claim`
+    makes a Ready session the requester's and says how to stop it. A claim whose answer is lost is sent again with
+    the same Idempotency-Key and gets the same session: two claims, one session. An empty pool and a closed one
+    exit with 6; a pool the app does not have with 3; a name that cannot be a pool's with 2, before anything is
+    sent."""
+    emulator.reset(startupSeconds=0)
+    env = app_env(pool_host)
+    with pool_host.client() as http:
+        assert http.post("/api/cleanup").status_code == 200  # the open pool fills
+        wait_for(lambda: http.get("/api/pools").json()["pools"][0]["ready"] == 2, "cli-warm's two sessions Ready")
+
+    listed = cli("pool", "list", env=env, cwd=tmp_path)
+    assert listed.code == 0, listed
+    lines = listed.out.splitlines()
+    assert lines[0] == "Warm pools" and lines[1].split() == [
+        "Pool", "Size", "Open", "Ready", "Starting", "Claimed", "Window", "Cost/hour"], listed
+    assert re.fullmatch(r"cli-warm\s+Standard\s+open\s+2\s+0\s+0\s+always \(UTC\)\s+12\.00 USD",
+                        pool_row(listed.out, "cli-warm")), listed
+    assert re.fullmatch(r"cli-shut\s+Premium\s+closed\s+0\s+0\s+0\s+\S.* 08:30-18:00 \(Europe/Berlin\)\s+n/a",
+                        pool_row(listed.out, "cli-shut")), listed
+    assert [line for line in lines if line != line.rstrip()] == []
+    # In a script bash exports its terminal's width as COLUMNS: a pipe still gets whole lines (they were folded at it).
+    assert cli("pool", "list", env={**env, "COLUMNS": "80"}, cwd=tmp_path).out == listed.out
+    pools = cli("pool", "list", "--json", env=env, cwd=tmp_path).json["pools"]
+    assert [(p["name"], p["open"], p["costPerHour"]) for p in pools] == [("cli-warm", True, 12.0),
+                                                                         ("cli-shut", False, None)]
+
+    claimed = cli("pool", "claim", "cli-warm", "--lease", "45", "--requested-by", "ana", env=env, cwd=tmp_path)
+    assert claimed.code == 0, claimed
+    first = re.match(r"Claimed session (pool-cli-warm-\S+) from pool cli-warm for ana, \d+ minutes left on its "
+                     r"lease\. It is billed until it is stopped\.\nStop it with: arr-sessions stop (\S+)\n", claimed.out)
+    assert first and first.group(1) == first.group(2), claimed
+    assert re.search(r"^Status\s+Ready$", claimed.out, re.MULTILINE), claimed
+    assert re.search(r"^Requested by\s+ana$", claimed.out, re.MULTILINE), claimed
+    with pool_host.client() as http:
+        mine = http.get(f"/api/sessions/{first.group(1)}").json()
+    assert (mine["requestedBy"], mine["status"]) == ("ana", "Ready") and mine["remainingMinutes"] >= 45, mine
+
+    with answer_losing_proxy(pool_host.url) as (proxy, claims, lost):
+        again = cli("pool", "claim", "cli-warm", "--requested-by", "ben", "-v", "--json",
+                    env=clean_env(ARR_SESSIONS_APP_URL=proxy, ARR_SESSIONS_FUNCTION_KEY=FUNCTION_KEY), cwd=tmp_path)
+    assert again.code == 0, again
+    assert len(claims) == 2 and claims[0] == claims[1], claims  # sent twice, with one key
+    assert (claims[0][1] or "").startswith("arr-sessions-cli-"), claims
+    assert "sending it again with the same Idempotency-Key" in again.err, again
+    assert again.json["id"] == lost[0]["id"] != first.group(1), (again.json, lost)  # what the lost answer had
+    assert again.json["requestedBy"] == "ben"
+    with pool_host.client() as http:
+        (pool, _) = http.get("/api/pools").json()["pools"]
+        mine = [s for s in http.get("/api/sessions").json()["sessions"] if s["requestedBy"] in ("ana", "ben")]
+    assert (pool["ready"], pool["claimed"]) == (0, 2), pool  # one session each: the retry claimed nothing more
+    assert sorted(s["requestedBy"] for s in mine) == ["ana", "ben"], mine
+
+    empty = cli("pool", "claim", "cli-warm", env=env, cwd=tmp_path)
+    assert empty.code == 6, empty
+    assert empty.err.startswith("Error: claiming a session from pool cli-warm: Pool empty - pool cli-warm has no "
+                                "Ready session to hand out now"), empty
+    assert "The app asks to try again in 60 s." in empty.err and empty.out == "", empty
+    closed = cli("pool", "claim", "cli-shut", env=env, cwd=tmp_path)
+    assert closed.code == 6 and "(its window is closed)" in closed.err, closed
+
+    unknown = cli("pool", "claim", "no-such-pool", env=env, cwd=tmp_path)
+    assert unknown.code == 3, unknown
+    assert unknown.err.startswith("Error: claiming a session from pool no-such-pool: Pool not found"), unknown
+    assert "`arr-sessions pool list` shows the app's pools" in unknown.err
+    for args, words in ((["Not_A_Pool"], "NAME must be a pool's name"), (["cli-warm", "--lease", "0"],
+                                                                        "--lease must be more than 0 minutes")):
+        refused = cli("pool", "claim", *args, "-v", env=env, cwd=tmp_path)
+        assert refused.code == 2 and words in refused.err and "app POST" not in refused.err, refused
+
+
+def test_the_budget_from_the_cli_and_the_start_it_refuses(budget_host: Host, app_host: Host, emulator: Emulator,
+                                                          tmp_path: Path) -> None:
+    """`budget` shows spent of the amount, the percentage, the thresholds crossed and whether starts are refused;
+    once a refuse-starts threshold is crossed, `start` exits 3 with the app's 409 and points at `budget`. An app
+    without a budget: exit 7, "no budget set"; without pools: `pool list` says there are none."""
+    emulator.reset(startupSeconds=0)
+    env = app_env(budget_host)
+    before = cli("budget", env=env, cwd=tmp_path)
+    assert before.code == 0, before
+    assert re.search(r"^Budget\s+\d{4}-\d\d \(UTC\)$", before.out, re.MULTILINE), before
+    assert re.search(r"^Spent\s+0\.00 of 1\.00 USD \(0%\)$", before.out, re.MULTILINE), before
+    assert re.search(r"^Crossed\s+none$", before.out, re.MULTILINE) and re.search(r"^Starts\s+allowed$", before.out,
+                                                                                  re.MULTILINE), before
+    assert [line for line in before.out.splitlines() if line != line.rstrip()] == []
+
+    assert cli("start", "--id", "cli-budget-1", "--lease", "120", env=env, cwd=tmp_path).code == 0
+    emulator.advance(12 * 60)  # 12 minutes of Standard at 6.00 an hour: 1.20 of 1.00
+    with budget_host.client() as http:
+        assert http.post("/api/cleanup").status_code == 200  # the budget acts after a cleanup run
+    after = cli("budget", env=env, cwd=tmp_path)
+    assert after.code == 0, after
+    assert re.search(r"^Spent\s+1\.\d\d of 1\.00 USD \(1\d\d(\.\d)?%\)$", after.out, re.MULTILINE), after
+    assert re.search(r"^Crossed\s+50% \(notify\), 90% \(refuse-starts\)$", after.out, re.MULTILINE), after
+    assert re.search(r'^Starts\s+refused: a start is answered 409 "Budget exceeded"$', after.out, re.MULTILINE), after
+    assert re.search(r"^\s*90%\s+refuse-starts\s+yes$", after.out, re.MULTILINE), after
+    view = cli("budget", "--json", env=env, cwd=tmp_path).json
+    assert view["refusingStarts"] is True and [t["crossed"] for t in view["thresholds"]] == [True, True], view
+
+    refused = cli("start", "--id", "cli-budget-2", env=env, cwd=tmp_path)
+    assert refused.code == 3, refused
+    assert refused.err.startswith("Error: starting the session: Budget exceeded - the budget's 90% threshold "
+                                  "(refuse-starts) is crossed"), refused
+    assert "`arr-sessions budget` shows the month's spend" in refused.err
+    assert "cli-budget-2" not in [s["id"] for s in emulator.state()["sessions"]]
+
+    none = cli("budget", env=app_env(app_host), cwd=tmp_path)
+    assert none.code == 7 and none.out == "", none
+    assert none.err.startswith("Error: reading the budget: no budget set: the app has no ARR_BUDGET"), none
+    assert cli("budget", "--json", env=app_env(app_host), cwd=tmp_path).out == ""
+    no_pools = cli("pool", "list", env=app_env(app_host), cwd=tmp_path)
+    assert no_pools.code == 0 and no_pools.out == "No pools: the app has no ARR_POOLS.\n", no_pools
+    assert cli("pool", "list", "--json", env=app_env(app_host), cwd=tmp_path).json == {"pools": []}
+
+
+# -- schedules -----------------------------------------------------------------------------------------------------
+
+def test_schedules_added_listed_and_removed_from_the_cli(app_host: Host, tmp_path: Path) -> None:
+    """`schedule add` sends the schedule as the app reads it (weekdays from a range, a monthly day, holidays,
+    fallbacks, labels, who) and prints it with its next session; `schedule list` shows each with its next Ready-by
+    in its own time zone and the time-zone database; `schedule remove` deletes one. What the app refuses (an unknown
+    time zone) exits 3, naming the field; what cannot be a schedule exits 2 before anything is sent."""
+    env = app_env(app_host)
+    with app_host.client() as http:
+        for old in http.get("/api/schedules").json()["schedules"]:
+            http.delete(f"/api/schedules/{old['id']}")
+    assert cli("schedule", "list", env=env, cwd=tmp_path).out == "No schedules.\n"
+
+    added = cli("schedule", "add", "--ready-by", "09:00", "--time-zone", "Europe/Berlin", "--duration", "1:00:00",
+                "--days", "mon-wed,Fri", "--except", "2026-12-24", "--except", "2026-12-31", "--fallback", "premium",
+                "--label", "team=design", "--requested-by", "design-review", env=env, cwd=tmp_path)
+    assert added.code == 0, added
+    made = re.match(r"Schedule (sch-[0-9a-f]{12}): Standard Ready by 09:00 Europe/Berlin for 60 min, Monday, Tuesday, "
+                    r"Wednesday, Friday\. Saving it started nothing\.\nRemove it with: arr-sessions schedule remove "
+                    r"(sch-[0-9a-f]{12})\n", added.out)
+    assert made and made.group(1) == made.group(2), added
+    weekly = made.group(1)
+    assert re.search(r"^Except\s+2026-12-24, 2026-12-31$", added.out, re.MULTILINE), added
+    assert re.search(r"^Next\s+Ready by \d{4}-\d\d-\d\d 09:00 \+0[12]:00: session sched-[0-9a-f]{12}-\d{8}, created at "
+                     r"0[78]:\d\d \+0[12]:00, [\d.]+ min ahead$", added.out, re.MULTILINE), added
+    with app_host.client() as http:
+        stored = http.get(f"/api/schedules/{weekly}").json()
+        database = http.get("/api/schedules").json()["timeZoneDatabase"]
+    assert (stored["weekdays"], stored["exceptions"], stored["fallbacks"], stored["labels"], stored["requestedBy"],
+            stored["durationMinutes"], stored["size"]) == (["Mon", "Tue", "Wed", "Fri"], ["2026-12-24", "2026-12-31"],
+                                                           ["Premium"], {"team": "design"}, "design-review", 60,
+                                                           "Standard"), stored
+
+    monthly = cli("schedule", "add", "--ready-by", "16:30", "--time-zone", "America/New_York", "--duration", "90",
+                  "--monthly", "last Fri", "--size", "premium", "--disabled", "--json", env=env, cwd=tmp_path)
+    assert monthly.code == 0, monthly
+    view = monthly.json
+    assert (view["monthly"], view["enabled"], view["next"], view["requestedBy"]) == (
+        {"nth": -1, "weekday": "Fri"}, False, None, getpass.getuser()), view
+
+    listed = cli("schedule", "list", env=env, cwd=tmp_path)
+    assert listed.code == 0, listed
+    lines = listed.out.splitlines()
+    assert lines[0] == f"Schedules (local times from {database})" and database.startswith("tzdata "), listed
+    assert lines[1].split() == ["ID", "Schedule", "Next", "Ready", "by", "(local)", "Time", "zone", "Requested", "by"]
+    row = next(line for line in lines if line.startswith(weekly))
+    assert re.search(r"Friday\s+\d{4}-\d\d-\d\d 09:00 \+0[12]:00\s+Europe/Berlin\s+design-review$", row), listed
+    row = next(line for line in lines if line.startswith(view["id"]))
+    assert re.search(r"Premium Ready by 16:30 America/New_York for 90 min, last Friday of the month\s+disabled\s+"
+                     r"America/New_York", row), listed
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert {s["id"] for s in cli("schedule", "list", "--json", env=env, cwd=tmp_path).json["schedules"]} == {
+        weekly, view["id"]}
+
+    wrong_zone = cli("schedule", "add", "--ready-by", "09:00", "--time-zone", "Europe/Amsterdamm", "--duration", "60",
+                     "--days", "Mon", env=env, cwd=tmp_path)
+    assert wrong_zone.code == 3, wrong_zone
+    assert wrong_zone.err.startswith("Error: adding the schedule: Invalid request"), wrong_zone
+    assert "timeZone: Value error, unknown time zone 'Europe/Amsterdamm'" in wrong_zone.err
+
+    removed = cli("schedule", "remove", weekly, env=env, cwd=tmp_path)
+    assert removed.code == 0, removed
+    assert removed.out.startswith(f"Removed schedule {weekly}: it starts nothing more; the sessions it started run on "
+                                  "until their lease ends.\n"), removed
+    again = cli("schedule", "remove", weekly, env=env, cwd=tmp_path)
+    assert again.code == 3 and again.err.startswith(f"Error: removing schedule {weekly}: Schedule not found"), again
+    assert "removed already, or never made" in again.err
+    assert cli("schedule", "remove", view["id"], env=env, cwd=tmp_path).code == 0
+    assert cli("schedule", "list", env=env, cwd=tmp_path).out == "No schedules.\n"
+
+
+SCHEDULE = ["schedule", "add", "--ready-by", "09:00", "--time-zone", "UTC", "--duration", "60"]
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    ([*SCHEDULE], "give exactly one of --days (weekdays) and --monthly"),
+    ([*SCHEDULE, "--days", "Mon", "--monthly", "last Fri"], "give exactly one of --days"),
+    ([*SCHEDULE, "--days", "Mon-Funday"], "--days must name weekdays"),
+    ([*SCHEDULE, "--days", "Fri-Mon"], "a range goes from Mon towards Sun"),
+    ([*SCHEDULE, "--monthly", "5 Fri"], "--monthly must be the nth weekday of the month"),
+    ([*SCHEDULE, "--days", "Mon", "--except", "24.12.2026"], "--except must be a local date, YYYY-MM-DD"),
+    ([*SCHEDULE[:3], "9am", *SCHEDULE[4:], "--days", "Mon"], "--ready-by must be a local time, HH:MM"),
+    ([*SCHEDULE[:-1], "0", "--days", "Mon"], "--duration must be more than 0 minutes"),
+    (["schedule", "add", "--time-zone", "UTC", "--duration", "60", "--days", "Mon"], "Missing option '--ready-by'"),
+    (["schedule", "remove", "../cleanup"], "ID must be a schedule id, 'sch-' and 12 hex digits"),
+])
+def test_schedule_usage_errors_exit_2_before_anything_is_sent(app_host: Host, tmp_path: Path, args: list[str],
+                                                              words: str) -> None:
+    result = cli(*args, "-v", env=app_env(app_host), cwd=tmp_path)
+    assert result.code == 2, result
+    assert words in result.err, result
+    assert "app POST" not in result.err and "app DELETE" not in result.err, result
 
 
 def test_answers_of_other_app_versions_and_half_done_starts() -> None:
@@ -878,7 +1298,7 @@ def hostile() -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: C901 - one branch per bad answer
+        def do_GET(self) -> None:  # one branch per bad answer
             mode, path = self.path.split("?")[0].split("/", 2)[1], self.path.split("?")[0]
             is_arr, listing = "/accounts/" in path, path.endswith("/sessions")
             try:

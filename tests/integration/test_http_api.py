@@ -339,9 +339,12 @@ def test_health_and_openapi(http: httpx.Client, app_host: Host, emulator: Emulat
     assert doc["host"] == app_host.url.removeprefix("http://")
     operations = {op["operationId"] for path in doc["paths"].values() for key, op in path.items() if key[0] != "x"}
     assert operations == {"StartSession", "GetSession", "WaitUntilReady", "WaitUntilReadySigned", "ExtendSession",
-                          "StopSession", "AddOverride", "ListOverrides", "RemoveOverride",
+                          "StopSession", "SendHeartbeat", "AddOverride", "ListOverrides", "RemoveOverride",
                           "ListSessions", "ListHistory", "GetUsage", "RunCleanup", "Health", "OpenApi",
-                          "SubscribeSessionChanges", "SubscribeStopWarnings", "Unsubscribe", "ListSessionEvents", "ListCleanupRuns"}
+                          "CreateSchedule", "ListSchedules", "GetSchedule", "ReplaceSchedule", "DeleteSchedule",
+                          "SubscribeSessionChanges", "SubscribeStopWarnings", "Unsubscribe", "ListSessionEvents",
+                          "ListCleanupRuns", "ListPools", "ClaimPool", "GetBudget", "CreateQuota", "ListQuotas",
+                          "DeleteQuota", "TopUpQuota"}
     for path in doc["paths"].values():
         for op in (op for key, op in path.items() if key[0] != "x"):
             assert op["summary"] and op["description"] and op["summary"] != op["description"]

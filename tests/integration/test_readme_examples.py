@@ -31,7 +31,8 @@ README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]
 RUN = "bash"
 SHOWN = {"sh", ""}  # fences that are not run: commands that start the stack or need Azure; output and diagrams
-READ = {"http", "python", "kusto"}  # requests, code and queries to read (docs/ only): not shell, so never run here
+READ = {"http", "python", "kusto", "csharp", "json"}  # requests, code, queries and settings to read (docs/ only): not
+# shell, so never run here (the json ones are settings, parsed by tests/artifacts/test_docs.py)
 # (the kusto ones are run by tests/artifacts/test_alerts.py against captured log lines)
 FENCE = re.compile(r"^```([A-Za-z]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 EXPECT = re.compile(r"# => (.+?)\s*$", re.MULTILINE)

@@ -58,6 +58,13 @@ POSITIVE_DATA_EXCLUDED = {
                                "1-63 characters; never a link-local or metadata address; https and a public address "
                                "in Azure)",
     "SubscribeStopWarnings": "notificationUrl's host and address, as SubscribeSessionChanges",
+    "CreateSchedule": "timeZone is a zone name of the tzdata package (about 600: the document gives a string); across "
+                      "fields: weekdays or monthly, one of the two; fallbacks other than size and each other; "
+                      "durationMinutes plus 15 within ARR_MAX_LEASE_MINUTES, a setting (the document states 1440)",
+    "ReplaceSchedule": "the body's rules of CreateSchedule",
+    "CreateQuota": "timeZone is a zone name of the tzdata package (the document gives a string); across fields: "
+                   "requestedBy or labels, one of the two; the keys of the labels object (2.0 has no "
+                   "patternProperties or propertyNames)",
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")  # StartSession's payload=ignore: see its docstring

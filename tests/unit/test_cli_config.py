@@ -684,6 +684,18 @@ def _answer(body: Any, status: int = 200) -> Any:
     ("SessionEvents", {"events": [{"detail": "text"}]}, "events.0.detail"),
     ("SessionList", b"[" * 30000 + b"]" * 30000, "nested more than 64 levels deep"),
     ("SessionList", b"<html>", "not JSON"),
+    ("OverrideList", {"overrides": [{"id": "../../cleanup", "until": "2026-11-02T09:00:00Z"}]},
+     "overrides.0.id: Value error, is not an override id"),
+    ("OverrideList", {"overrides": {"id": "ovr-0123456789ab"}}, "overrides: Input should be a valid list"),
+    ("OverrideAnswer", {"id": "ovr-0123456789ab"}, "until: Field required"),
+    ("OverrideAnswer", {"id": "ovr-0123456789ab", "until": "x", "sessionId": "a/b"}, "sessionId: Value error"),
+    ("OverrideAnswer", {"id": "ovr-0123456789ab", "until": "x", "labels": {"k": 1}}, "labels.k: Input should be"),
+    ("PoolList", {"pools": [{"name": "../claim", "open": True, "ready": 1}]}, "pools.0.name: Value error, is not a"),
+    ("PoolList", {"pools": [{"name": "p", "open": "yes", "ready": 1}]}, "pools.0.open: Input should be a valid bool"),
+    ("PoolList", {"pools": [{"name": "p", "open": True, "ready": 1, "costPerHour": "12"}]}, "pools.0.costPerHour"),
+    ("BudgetAnswer", {"amount": 500, "spent": "12.5", "refusingStarts": False}, "spent: Input should be a valid"),
+    ("BudgetAnswer", {"amount": 500, "spent": 1, "refusingStarts": False, "thresholds": [{"percent": 50}]},
+     "thresholds.0.crossed: Field required"),
 ])
 def test_an_answer_of_the_wrong_shape_is_unreadable_naming_the_field(model: str, body: Any, words: str) -> None:
     from arr_cli import answers
@@ -742,6 +754,96 @@ def test_what_a_service_says_is_rendered_escaped_on_any_console() -> None:
     shown = out.getvalue()
     assert not any(c in shown for c in RAW), shown
     assert r"\x1b]0;pwned\x07\x1b[2J" in shown and r"h\u202e:1" in shown and "\nsecond line" in shown
+
+
+def test_overrides_are_rendered_escaped_and_without_trailing_spaces() -> None:
+    import io
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from arr_cli import render
+
+    now = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+    overrides = [{"id": "ovr-0123456789ab", "sessionId": None, "labels": {"team": TITLE, "a": "b"},
+                  "until": "2026-11-03T12:30:00Z", "reason": "why\u202e", "requestedBy": TITLE,
+                  "createdAt": "2026-11-01T09:00:00Z"},
+                 {"id": "ovr-ba9876543210", "sessionId": "s1", "labels": None, "until": "2026-11-01T10:45:00+00:00",
+                  "reason": None, "requestedBy": None, "createdAt": None}]
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    console.print(render.overrides_table(overrides, now))
+    console.print(render.override_details(overrides[0], now))
+    shown = out.getvalue()
+    assert not any(c in shown for c in RAW), shown
+    lines = shown.splitlines()
+    assert lines[0] == "Overrides of the nightly shutdown" and [line for line in lines if line != line.rstrip()] == []
+    assert lines[2].startswith(r"ovr-0123456789ab  sessions labelled a=b, team=\x1b]0;pwned\x07\x1b[2J  2026-11-03 12:30")
+    assert "2 d 2 h" in lines[2] and r"why\u202e" in lines[2]
+    assert lines[3].split() == ["ovr-ba9876543210", "session", "s1", "2026-11-01", "10:45", "45", "min"]
+    assert "Until         2026-11-03 12:30:00 UTC (2 d 2 h left)" in lines
+    assert render.time_left("2026-11-01T09:59:00Z", now) == "ended" and render.time_left("soon", now) == ""
+    assert render.time_left("2026-11-01T13:05:00", now) == "3 h 5 min"  # no offset: UTC, as the app writes
+
+
+def test_until_is_a_duration_from_now_or_an_iso_time_in_the_future() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from arr_cli.commands import _until
+
+    now = datetime(2026, 11, 1, 10, 0, 30, tzinfo=UTC)
+    assert _until("90m", now) == now + timedelta(minutes=90)
+    assert _until(" 12h ", now) == now + timedelta(hours=12)
+    assert _until("2d", now) == now + timedelta(days=2)
+    assert _until("2026-11-02T09:00", now) == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # UTC without an offset
+    assert _until("2026-11-02T09:00+01:00", now) == datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    assert _until("2026-11-02T09:00Z", now) == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    assert _until("2026-11-02", now) == datetime(2026, 11, 2, tzinfo=UTC)
+    assert _until("2026-11-01T11:00:00-01:00", now).tzinfo == timezone(timedelta(hours=-1))
+    for text, words in (("tomorrow 09:00", "a duration from now"), ("3", "a duration from now"),
+                        ("3w", "a duration from now"), ("-3h", "a duration from now"), ("0m", "later than now"),
+                        ("2026-11-01T10:00", "in the future"), ("2026-11-01T11:00:00+01:00", "in the future"),
+                        ("999999d", "a duration from now")):
+        with pytest.raises(UsageError, match="--until must be") as caught:
+            _until(text, now)
+        assert words in caught.value.message, (text, caught.value.message)
+
+
+def test_an_app_without_overrides_says_so() -> None:
+    """In-process: an app from before overrides answers their routes with the host's bare 404; a 404 problem of an
+    app that has them is an override it does not know."""
+    import httpx
+
+    from arr_cli.config import AppConfig
+    from arr_cli.errors import ServiceFailure
+    from arr_cli.targets.app import AppTarget
+
+    def answering(problem: bool) -> httpx.MockTransport:
+        def app(request: httpx.Request) -> httpx.Response:
+            assert request.headers["x-functions-key"] == "k"
+            if not problem:
+                return httpx.Response(404, text="")
+            return httpx.Response(404, headers={"Content-Type": "application/problem+json"},
+                                  json={"title": "Override not found", "status": 404,
+                                        "detail": "no override 'ovr-0123456789ab'"})
+        return httpx.MockTransport(app)
+
+    async def call(transport: httpx.MockTransport, method: str, *args: Any) -> None:
+        target = AppTarget(AppConfig("http://app", "k"), transport=transport)
+        try:
+            await getattr(target, method)(*args)
+        finally:
+            await target.aclose()
+
+    for method, args in (("list_overrides", ()), ("add_override", ({"sessionId": "s1", "until": "x"},)),
+                         ("remove_override", ("ovr-0123456789ab",))):
+        with pytest.raises(ServiceFailure, match="this app version has no overrides of the nightly shutdown"):
+            asyncio.run(call(answering(problem=False), method, *args))
+    with pytest.raises(ServiceFailure) as caught:
+        asyncio.run(call(answering(problem=True), "remove_override", "ovr-0123456789ab"))
+    assert caught.value.message == ("lifting override ovr-0123456789ab: Override not found - no override "
+                                    "'ovr-0123456789ab'")
+    assert "lifted already, ended by itself, or never made" in (caught.value.hint or "")
 
 
 def test_the_cli_console_escapes_whatever_slips_past_the_values() -> None:
@@ -821,3 +923,305 @@ def test_the_apps_answer_is_bounded_in_size_and_in_total_time_in_process() -> No
     with pytest.raises(ServiceFailure, match="listing sessions: the app did not answer within 0.3 s"):
         asyncio.run(list_at("trickle"))
     assert 0.25 < time.monotonic() - started < 1.5
+
+
+# -- issue 22: warm pools and the budget ---------------------------------------------------------------------------
+
+def test_pools_and_the_budget_are_rendered_escaped_and_without_trailing_spaces() -> None:
+    import io
+
+    from rich.console import Console
+
+    from arr_cli import render
+
+    pools = [{"name": "design-review", "size": "Premium", "days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "opens": "08:30",
+              "closes": "18:00", "timeZone": "Europe/Berlin", "open": True, "ready": 2, "starting": 0, "claimed": 1,
+              "costPerHour": 24.0, "currency": "EUR"},
+             {"name": "night", "size": "Standard", "days": ["Mon", "Wed", "Fri"], "opens": "22:00", "closes": "06:00",
+              "timeZone": TITLE, "open": False, "ready": 0, "starting": 0, "claimed": 0, "costPerHour": None,
+              "currency": "EUR"}]
+    budget = {"amount": 500, "currency": "EUR\u202e", "timeZone": "Europe/Berlin", "month": "2026-12", "spent": 462.5,
+              "percent": 92.5, "unpricedMinutes": 12, "refusingStarts": True,
+              "thresholds": [{"percent": 50, "action": "notify", "crossed": True},
+                             {"percent": 90, "action": "refuse-starts", "crossed": True},
+                             {"percent": 100, "action": TITLE, "crossed": False}]}
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    console.print(render.pools_table(pools))
+    console.print(render.budget_details(budget))
+    shown = out.getvalue()
+    assert not any(c in shown for c in RAW), shown
+    lines = shown.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == [], shown
+    assert lines[0] == "Warm pools"
+    assert lines[2].split() == ["design-review", "Premium", "open", "2", "0", "1", "Mon-Fri", "08:30-18:00",
+                                "(Europe/Berlin)", "24.00", "EUR"]
+    assert lines[3].split()[:10] == ["night", "Standard", "closed", "0", "0", "0", "Mon,", "Wed,", "Fri", "22:00-06:00"]
+    assert r"next day (\x1b]0;pwned\x07\x1b[2J)" in lines[3] and lines[3].endswith("n/a")
+    assert "Budget    2026-12 (Europe/Berlin)" in lines
+    assert r"Spent     462.50 of 500.00 EUR\u202e (92.5%)" in lines
+    assert "Crossed   50% (notify), 90% (refuse-starts)" in lines
+    assert 'Starts    refused: a start is answered 409 "Budget exceeded"' in lines
+    assert "Unpriced  12 min of sizes without a rate (not in the spend)" in lines
+    assert lines[lines.index("Thresholds") + 1].split() == ["Percent", "Action", "Crossed"]
+    assert lines[-1].split() == ["100%", r"\x1b]0;pwned\x07\x1b[2J", "no"]
+
+
+@pytest.mark.parametrize(("days", "opens", "closes", "said"), [
+    (["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "00:00", "00:00", "always (UTC)"),
+    (["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "07:00", "19:00", "every day 07:00-19:00 (UTC)"),
+    (["Sat", "Sun"], "00:00", "00:00", "Sat, Sun all day (UTC)"),
+    (["Mon", "Tue", "Wed", "Fri", "Sat"], "22:00", "06:00", "Mon-Wed, Fri, Sat 22:00-06:00 next day (UTC)"),
+    (["Mon", "Funday"], "08:00", "09:00", "Mon, Funday 08:00-09:00 (UTC)"),  # a day this CLI does not know
+])
+def test_a_pools_window_in_words(days: list[str], opens: str, closes: str, said: str) -> None:
+    from arr_cli.render import pool_window
+
+    assert pool_window({"days": days, "opens": opens, "closes": closes, "timeZone": "UTC"}) == said
+
+
+def _claims(*outcomes: Any) -> tuple[Any, list[tuple[str | None, Any]]]:
+    """A mock app whose claims answer ``outcomes`` in turn (an exception is raised: no answer), and what it got."""
+    import httpx
+
+    seen: list[tuple[str | None, Any]] = []
+    answers = iter(outcomes)
+
+    def app(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/pools/warm/claim" and request.headers["x-functions-key"] == "k"
+        seen.append((request.headers.get("Idempotency-Key"), json.loads(request.content)))
+        outcome = next(answers)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return httpx.MockTransport(app), seen
+
+
+def _claim(transport: Any, **kwargs: Any) -> dict[str, Any]:
+    from arr_cli.targets.app import AppTarget
+
+    async def call() -> dict[str, Any]:
+        target = AppTarget(AppConfig("http://app", "k"), transport=transport)
+        try:
+            return await target.claim_pool("warm", **kwargs)
+        finally:
+            await target.aclose()
+
+    return asyncio.run(call())
+
+
+PROBLEM = {"Content-Type": "application/problem+json"}
+CLAIMED = {"id": "pool-warm-0123456789ab", "status": "Ready", "requestedBy": "ana", "remainingMinutes": 60}
+
+
+def test_a_claim_sent_again_carries_the_same_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No answer (a connection lost), then a 503: sent a third time, with the one key made for this claim; the body
+    the same each time (the app binds the key to it)."""
+    import httpx
+
+    from arr_cli.targets import app as app_target
+
+    monkeypatch.setattr(app_target, "CLAIM_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(app_target, "CLAIM_RETRY_MAX_SECONDS", 0.0)
+    transport, seen = _claims(httpx.RemoteProtocolError("Server disconnected without sending a response."),
+                              httpx.Response(503, headers={**PROBLEM, "Retry-After": "30"},
+                                             json={"title": "Session history unavailable", "status": 503}),
+                              httpx.Response(200, json=CLAIMED))
+    assert _claim(transport, requested_by="ana", lease_minutes=45)["id"] == CLAIMED["id"]
+    keys = {key for key, _ in seen}
+    assert len(seen) == 3 and len(keys) == 1 and next(iter(keys)).startswith("arr-sessions-cli-"), seen
+    assert [body for _, body in seen] == [{"requestedBy": "ana", "leaseMinutes": 45}] * 3
+
+    transport, again = _claims(httpx.Response(200, json=CLAIMED))  # another claim: a key of its own
+    _claim(transport, requested_by="ana", lease_minutes=None)
+    assert again[0][0] not in keys and again[0][1] == {"requestedBy": "ana"}
+
+
+def test_a_claim_is_sent_three_times_at_most_and_a_refusal_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    from arr_cli.errors import PoolEmpty, ServiceFailure
+    from arr_cli.targets import app as app_target
+
+    monkeypatch.setattr(app_target, "CLAIM_RETRY_SECONDS", 0.0)
+    monkeypatch.setattr(app_target, "CLAIM_RETRY_MAX_SECONDS", 0.0)
+    lost = httpx.ConnectError("connection refused")
+    transport, seen = _claims(lost, lost, lost, lost)
+    with pytest.raises(httpx.ConnectError):
+        _claim(transport, requested_by="ana", lease_minutes=None)
+    assert len(seen) == 3
+
+    busy = httpx.Response(502, headers=PROBLEM, json={"title": "ARR failed", "status": 502, "detail": "boom"})
+    transport, seen = _claims(busy, busy, busy, busy)
+    with pytest.raises(ServiceFailure, match="claiming a session from pool warm: ARR failed - boom"):
+        _claim(transport, requested_by="ana", lease_minutes=None)
+    assert len(seen) == 3
+
+    empty = httpx.Response(409, headers={**PROBLEM, "Retry-After": "60"}, json={
+        "title": "Pool empty", "status": 409, "detail": "pool warm has no Ready session to hand out now"})
+    transport, seen = _claims(empty)
+    with pytest.raises(PoolEmpty) as caught:
+        _claim(transport, requested_by="ana", lease_minutes=None)
+    assert len(seen) == 1 and caught.value.exit_code == 6
+    assert caught.value.message == ("claiming a session from pool warm: Pool empty - pool warm has no Ready session "
+                                    "to hand out now")
+    assert (caught.value.hint or "").startswith("The app asks to try again in 60 s. `arr-sessions pool list`")
+
+    other = httpx.Response(409, headers=PROBLEM, json={"title": "Idempotency-Key reused", "status": 409})
+    transport, seen = _claims(other)
+    with pytest.raises(ServiceFailure) as refused:
+        _claim(transport, requested_by="ana", lease_minutes=None)
+    assert not isinstance(refused.value, PoolEmpty) and refused.value.exit_code == 3 and len(seen) == 1
+
+
+def test_an_app_without_pools_or_a_budget_says_so() -> None:
+    """In-process: an app from before pools and the budget answers their routes with the host's bare 404; the 404
+    problem "No budget" of an app that has the route is no budget set (exit 7)."""
+    import httpx
+
+    from arr_cli.errors import NoBudget, ServiceFailure
+    from arr_cli.targets.app import AppTarget
+
+    def answering(response: httpx.Response) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda request: response)
+
+    async def call(transport: httpx.MockTransport, method: str, *args: Any, **kwargs: Any) -> Any:
+        target = AppTarget(AppConfig("http://app", "k"), transport=transport)
+        try:
+            return await getattr(target, method)(*args, **kwargs)
+        finally:
+            await target.aclose()
+
+    bare = answering(httpx.Response(404, text=""))
+    with pytest.raises(ServiceFailure, match="listing the warm pools: this app version has no warm pools"):
+        asyncio.run(call(bare, "list_pools"))
+    with pytest.raises(ServiceFailure, match="claiming a session from pool warm: this app version has no warm pools"):
+        asyncio.run(call(bare, "claim_pool", "warm", requested_by="ana", lease_minutes=None))
+    with pytest.raises(ServiceFailure, match="reading the budget: this app version has no budget") as old:
+        asyncio.run(call(bare, "budget"))
+    assert not isinstance(old.value, NoBudget)
+    none = answering(httpx.Response(404, headers=PROBLEM, json={"title": "No budget", "status": 404,
+                                                               "detail": "no ARR_BUDGET is set"}))
+    with pytest.raises(NoBudget) as caught:
+        asyncio.run(call(none, "budget"))
+    assert caught.value.exit_code == 7 and "no budget set" in caught.value.message
+
+
+def test_the_clis_pool_and_schedule_patterns_are_the_apps() -> None:
+    """The command writes them out (the app's modules need tzdata, which the command alone does not install)."""
+    from arr_cli.answers import POOL_NAME, SCHEDULE_ID
+    from arr_core.domain.pools import POOL_NAME as APP_POOL_NAME
+    from arr_core.domain.schedules import SCHEDULE_ID as APP_SCHEDULE_ID
+
+    assert (POOL_NAME.pattern, SCHEDULE_ID.pattern) == (APP_POOL_NAME.pattern, APP_SCHEDULE_ID.pattern)
+
+
+def test_importing_the_cli_commands_needs_no_tzdata() -> None:
+    """`pip install -r requirements-cli.txt` has no tzdata: nothing the commands import at load time may need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['tzdata'] = None; import arr_cli.commands, arr_cli.answers, arr_cli.render, "
+            "arr_cli.targets.app")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("value", "days"), [
+    ("Mon-Fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
+    ("sat,SUN", ["Sat", "Sun"]),
+    (" monday - wednesday , friday ", ["Mon", "Tue", "Wed", "Fri"]),
+    ("Fri,Mon,Fri", ["Mon", "Fri"]),
+])
+def test_days_are_weekdays_with_ranges(value: str, days: list[str]) -> None:
+    from arr_cli.commands import _days
+
+    assert _days(value) == days
+
+
+@pytest.mark.parametrize(("value", "monthly"), [
+    ("last Fri", {"nth": -1, "weekday": "Fri"}),
+    ("2 tue", {"nth": 2, "weekday": "Tue"}),
+    ("first Monday", {"nth": 1, "weekday": "Mon"}),
+    ("3rd:Wed", {"nth": 3, "weekday": "Wed"}),
+])
+def test_monthly_is_the_nth_weekday(value: str, monthly: dict[str, Any]) -> None:
+    from arr_cli.commands import _monthly
+
+    assert _monthly(value) == monthly
+
+
+@pytest.mark.parametrize(("call", "value", "words"), [
+    ("_days", "Mo", "--days must name weekdays"), ("_days", "", "--days must name weekdays"),
+    ("_days", "Sun-Mon", "a range goes from Mon towards Sun"), ("_monthly", "5 Fri", "--monthly must be"),
+    ("_monthly", "last", "--monthly must be"), ("_monthly", "last Fry", "--monthly must name weekdays"),
+    ("_local_date", "2026-02-30", "--except must be a local date"), ("_local_date", "2026-1-5", "--except must be"),
+])
+def test_what_cannot_be_a_schedule_is_refused(call: str, value: str, words: str) -> None:
+    from arr_cli import commands
+
+    with pytest.raises(UsageError) as caught:
+        getattr(commands, call)(value)
+    assert words in caught.value.message, caught.value.message
+
+
+def test_schedules_are_rendered_escaped_in_their_own_time_zone() -> None:
+    import io
+
+    from rich.console import Console
+
+    from arr_cli import render
+
+    schedules = [{"id": "sch-0123456789ab", "description": f"Standard Ready by 09:00 {TITLE}", "timeZone": "Asia/Tokyo",
+                  "requestedBy": "ana\u202e", "enabled": True, "exceptions": ["2026-12-24"], "fallbacks": ["Premium"],
+                  "labels": {"team": TITLE}, "createdAt": "2026-12-01T10:00:00Z",
+                  "next": {"localDate": "2026-12-08", "readyBy": "2026-12-08T09:00:00+09:00",
+                           "createAt": "2026-12-08T08:44:30+09:00", "leadMinutes": 15.5,
+                           "sessionId": "sched-0123456789ab-20261208"}},
+                 {"id": "sch-ba9876543210", "description": "Premium Ready by 16:30 America/St_Johns", "enabled": False,
+                  "timeZone": "America/St_Johns", "next": None}]
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    console.print(render.schedules_table(schedules, "tzdata 2026f"))
+    console.print(render.schedule_details(schedules[0]))
+    console.print(render.schedule_details(schedules[1]))
+    shown = out.getvalue()
+    assert not any(c in shown for c in RAW), shown
+    lines = shown.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == []
+    assert lines[0] == "Schedules (local times from tzdata 2026f)"
+    assert lines[2].split() == ["sch-0123456789ab", "Standard", "Ready", "by", "09:00", r"\x1b]0;pwned\x07\x1b[2J",
+                                "2026-12-08", "09:00", "+09:00", "Asia/Tokyo", r"ana\u202e"]
+    assert lines[3].split()[-2:] == ["disabled", "America/St_Johns"]
+    assert ("Next          Ready by 2026-12-08 09:00 +09:00: session sched-0123456789ab-20261208, created at 08:44 "
+            "+09:00, 15.5 min ahead") in lines
+    assert r"Labels        team=\x1b]0;pwned\x07\x1b[2J" in lines
+    assert "Enabled   no: it starts nothing" in lines and "Next      none: it is disabled" in lines
+    assert render.local_time("2026-03-29T03:30:00-02:30") == "2026-03-29 03:30 -02:30" and render.local_time("x") == "x"
+
+
+def test_an_app_without_schedules_says_so() -> None:
+    import httpx
+
+    from arr_cli.errors import ServiceFailure
+    from arr_cli.targets.app import AppTarget
+
+    async def call(response: httpx.Response, method: str, *args: Any) -> Any:
+        target = AppTarget(AppConfig("http://app", "k"), transport=httpx.MockTransport(lambda request: response))
+        try:
+            return await getattr(target, method)(*args)
+        finally:
+            await target.aclose()
+
+    for method, args in (("list_schedules", ()), ("add_schedule", ({"readyBy": "09:00"},)),
+                         ("remove_schedule", ("sch-0123456789ab",))):
+        with pytest.raises(ServiceFailure, match="this app version has no schedules"):
+            asyncio.run(call(httpx.Response(404, text=""), method, *args))
+    with pytest.raises(ServiceFailure) as caught:
+        asyncio.run(call(httpx.Response(404, headers=PROBLEM, json={
+            "title": "Schedule not found", "status": 404, "detail": "no schedule 'sch-0123456789ab'"}),
+            "remove_schedule", "sch-0123456789ab"))
+    assert caught.value.message == ("removing schedule sch-0123456789ab: Schedule not found - no schedule "
+                                    "'sch-0123456789ab'")
+    assert "removed already, or never made" in (caught.value.hint or "")

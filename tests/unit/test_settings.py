@@ -34,7 +34,8 @@ def test_every_default() -> None:
         "hook_standard_secrets": None, "hook_github_secrets": None,
         "request_timeout_seconds": 90.0,
         "cleanup_budget_seconds": 60.0, "queue_endpoint": None, "website_instance_id": None,
-        "stop_warning_minutes": 30,
+        "stop_warning_minutes": 30, "idle_after_ready_minutes": None, "idle_minutes": None, "pool_config": None, "max_sessions": None, "max_sessions_per_requester": None,
+        "budget_config": None,
     }
     assert (s.arr_endpoint, s.arr_configured, s.uses_managed_identity, s.development) == ("", False, True, True)
     assert not AppSettings.from_env({"WEBSITE_INSTANCE_ID": "0f1e2d"}).development

@@ -4,6 +4,7 @@ links that act once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -65,6 +66,9 @@ def test_kept_alive_an_override_past_the_night_or_a_stop_asked_for_warn_of_no_ni
     assert kind(record(keep_alive=True), []) is StopKind.LEASE_END  # its lease still ends it, tomorrow
     assert kind(record(keep_alive=None), []) is StopKind.LEASE_END  # unknown: never stopped at night
     assert kind(record(stop_reason="done"), []) is None  # a stop asked for: nothing to warn of
+    pooled = record(labels={"pool": "team"}, requested_by="pool:team")
+    assert kind(pooled, []) is None  # nobody's yet: the pool keeps its lease and closes it
+    assert kind(replace(pooled, requested_by="ana"), []) is StopKind.NIGHTLY_SHUTDOWN  # claimed: warned as any
     over = Override(id="ovr-000000000001", until=NOW + timedelta(hours=3), created_at=NOW, session_id="s1")
     assert kind(record(), [over]) is StopKind.LEASE_END
     short = Override(id="ovr-000000000002", until=NOW + timedelta(minutes=30), created_at=NOW, session_id="s1")
