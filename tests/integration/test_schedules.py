@@ -1,9 +1,9 @@
 """Schedules over HTTP on the real app, Azurite and the emulator, with the real timer (issue 21): the CRUD and its
 400s, and a schedule's session Ready before its Ready-by time T, measured in real time.
 
-The module's app runs its timers (the conftest's ``app_host`` runs none) on ``ARR_CLEANUP_SCHEDULE`` = every minute
-at second 0, so the lead (the observed p95 start, plus one timer interval, plus a minute) is about two minutes and
-the measured test waits about three.
+The module's app runs its timers (the conftest's ``app_host`` runs none) on ``ARR_CLEANUP_SCHEDULE`` = every 10
+seconds (a TimeSpan), so the lead (the observed p95 start, plus one timer interval, plus a minute) is about 75 s and
+the measured test waits about a minute and a half (it waited five, on a one-minute timer and serial samples).
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from arr_core.domain.schedules import TZ_DATABASE
 
 ZONE = "Europe/Berlin"
 EVERY_DAY = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-STARTUP_SECONDS = 20  # the emulator's Starting -> Ready, set for the measured test
+STARTUP_SECONDS = 5  # the emulator's Starting -> Ready, set for the measured test
+TICK_SECONDS = 10  # the timer's interval (ARR_CLEANUP_SCHEDULE below)
 
 
 @pytest.fixture(scope="module")
 def app_host(emulator_process: Emulator, azurite: Azurite, table_name: str) -> Iterator[Host]:
-    """The app with its timers running: the cleanup, and the schedules' tick after it, every minute."""
-    host = start_host(function_app_env(emulator_process, azurite, table_name, ARR_CLEANUP_SCHEDULE="0 * * * * *"))
+    """The app with its timers running: the cleanup, and the schedules' tick after it, every TICK_SECONDS."""
+    host = start_host(function_app_env(emulator_process, azurite, table_name,
+                                       ARR_CLEANUP_SCHEDULE=f"00:00:{TICK_SECONDS:02d}"))
     yield host
     stop(host.process)
 
@@ -98,22 +100,26 @@ def test_a_bad_schedule_is_a_400_naming_the_field_and_nothing_is_stored(http: ht
     assert len(http.get("/api/schedules").json()["schedules"]) == before
 
 
-def observed_start(http: httpx.Client) -> str:
-    """A Standard session, polled until Ready every half second (so history's readyAt is the start's length)."""
-    started = http.post("/api/sessions", json={"leaseMinutes": 10, "requestedBy": "lead-sample"})
-    assert started.status_code == 202, started.text[:300]
-    session_id = started.json()["id"]
-    wait_for(lambda: http.get(f"/api/sessions/{session_id}/ready").status_code == 200, f"{session_id} Ready",
-             timeout=STARTUP_SECONDS + 30, interval=0.5)
-    return session_id
+def observed_starts(http: httpx.Client, count: int) -> list[str]:
+    """Standard sessions started together, polled until Ready every half second (so history's readyAt is each
+    start's length)."""
+    ids = []
+    for _ in range(count):
+        started = http.post("/api/sessions", json={"leaseMinutes": 10, "requestedBy": "lead-sample"})
+        assert started.status_code == 202, started.text[:300]
+        ids.append(started.json()["id"])
+    for session_id in ids:
+        wait_for(lambda s=session_id: http.get(f"/api/sessions/{s}/ready").status_code == 200, f"{session_id} Ready",
+                 timeout=STARTUP_SECONDS + 30, interval=0.5)
+    return ids
 
 
 def test_a_scheduled_session_is_ready_before_its_time(http: httpx.Client, emulator: Emulator) -> None:
-    """Five observed starts of 20 s make the lead about 20 s + 1 minute (the timer) + 1 minute; a schedule whose
-    Ready-by time T is the first whole minute after that has its session created by the timer at the first run
-    after T minus the lead, and Ready before T. Measured: T minus Ready."""
+    """Five observed starts of 5 s make the lead about 5 s + 10 s (the timer) + 1 minute; a schedule whose Ready-by
+    time T is the first whole minute after that has its session created by the timer at the first run after T
+    minus the lead, and Ready before T. Measured: T minus Ready."""
     emulator.reset(startupSeconds=STARTUP_SECONDS)
-    samples = [observed_start(http) for _ in range(5)]
+    samples = observed_starts(http, 5)
     for session_id in samples:
         http.post(f"/api/sessions/{session_id}/stop", json={"reason": "a lead sample"})
 
@@ -121,7 +127,9 @@ def test_a_scheduled_session_is_ready_before_its_time(http: httpx.Client, emulat
     probe = http.post("/api/schedules", json=body(weekdays=EVERY_DAY)).json()
     lead = timedelta(minutes=probe["next"]["leadMinutes"])
     http.delete(f"/api/schedules/{probe['id']}")
-    assert timedelta(minutes=2, seconds=STARTUP_SECONDS) <= lead <= timedelta(minutes=2, seconds=STARTUP_SECONDS + 5)
+    tick_and_margin = timedelta(seconds=TICK_SECONDS + 60)
+    assert tick_and_margin + timedelta(seconds=STARTUP_SECONDS) <= lead <= tick_and_margin + timedelta(
+        seconds=STARTUP_SECONDS + 5)
 
     earliest = datetime.now(UTC) + lead + timedelta(seconds=15)  # its create-at time after the save: not on save
     target = datetime.fromtimestamp(math.ceil(earliest.timestamp() / 60) * 60, UTC)
@@ -150,13 +158,14 @@ def test_a_scheduled_session_is_ready_before_its_time(http: httpx.Client, emulat
           f"{created.astimezone(zone):%H:%M:%S}, Ready at {ready_at.astimezone(zone):%H:%M:%S}: "
           f"Ready {measured.total_seconds():.1f} s before T (emulator start {STARTUP_SECONDS} s)")
     assert ready_at < target, f"Ready {-measured.total_seconds():.0f} s after T"
-    assert create_at - timedelta(seconds=2) <= created <= create_at + timedelta(seconds=62)  # the first run after
+    assert create_at - timedelta(seconds=2) <= created <= create_at + timedelta(seconds=TICK_SECONDS + 2)  # first run
     assert view["labels"] == {"room": "4.1", "schedule": schedule["id"]} and view["requestedBy"] == "design-review"
     assert view["keepAlive"] is True and view["leaseMinutes"] == math.ceil((timedelta(minutes=60) + lead
                                                                             + timedelta(minutes=15)).total_seconds() / 60)
 
-    # The runs until T find the occurrence served: still one session at ARR, one record, one 'requested' event.
-    time.sleep(max(0.0, (target - datetime.now(UTC)).total_seconds()) + 2)
+    # The next runs (two more ticks) find the occurrence served: still one session at ARR, one record, one
+    # 'requested' event.
+    time.sleep(2 * TICK_SECONDS + 2)
     ours = [s for s in emulator.state()["sessions"] if s["id"].startswith(f"sched-{schedule['id'][4:]}")]
     assert [s["id"] for s in ours] == [session_id]
     events = http.get(f"/api/sessions/{session_id}/events").json()["events"]
