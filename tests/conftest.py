@@ -295,3 +295,17 @@ def azure_history(connection_string: str, table_name: str, **options: Any) -> An
     from arr_core.store.history import HistoryStore
 
     return HistoryStore(AzureTable.connect(StorageTarget(connection_string=connection_string), table_name), **options)
+
+
+# The modules that take minutes run first: `make test` hands whole modules to its two workers (--dist loadfile), in
+# collection order, so a long module collected last kept one worker busy while the other had nothing left to do.
+LONG_MODULES = ("test_schemathesis.py", "test_schedule_lead.py", "test_emulator.py", "test_dashboard.py",
+                "test_cli.py", "test_notifications.py", "test_cleanup_integration.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_MODULES.index(name) if name in LONG_MODULES else len(LONG_MODULES)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
